@@ -1,0 +1,178 @@
+//! The change-event model: what one committed row change (or truncate, or logical message)
+//! looks like inside walrus, independent of the source protocol and of the output format.
+//!
+//! Flow: the PostgreSQL connector decodes pgoutput messages, resolves the relation from its
+//! cache into a shared [`Table`], parses columns into [`Value`]s and builds a
+//! [`ChangeEvent`]; the router picks the topic and key; a format (Debezium JSON) encodes the
+//! event into a [`crate::sink::Record`] for a sink.
+
+use std::sync::Arc;
+
+use crate::lsn::Lsn;
+use crate::value::Value;
+
+/// What happened, with Debezium's one-letter codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A row was inserted (`c`).
+    Create,
+    /// A row was updated (`u`).
+    Update,
+    /// A row was deleted (`d`).
+    Delete,
+    /// A table was truncated (`t`).
+    Truncate,
+    /// A logical decoding message from `pg_logical_emit_message` (`m`).
+    Message,
+    /// A row read by a snapshot (`r`).
+    Read,
+}
+
+impl Op {
+    /// Debezium's code for the operation, as written in the `op` field.
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Truncate => "t",
+            Op::Message => "m",
+            Op::Read => "r",
+        }
+    }
+}
+
+/// A table's replica identity, which decides what the WAL carries as the old row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaIdentity {
+    /// The primary key (`d`): the old row holds key columns only, and only when they change.
+    Default,
+    /// No old row at all (`n`).
+    Nothing,
+    /// The whole old row (`f`).
+    Full,
+    /// The columns of a chosen unique index (`i`).
+    Index,
+}
+
+impl ReplicaIdentity {
+    /// From pgoutput's `relreplident` byte; unknown bytes are treated as `Default`.
+    pub fn from_byte(b: u8) -> Self {
+        match b {
+            b'n' => ReplicaIdentity::Nothing,
+            b'f' => ReplicaIdentity::Full,
+            b'i' => ReplicaIdentity::Index,
+            _ => ReplicaIdentity::Default,
+        }
+    }
+}
+
+/// One column of a table, as the last Relation message described it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// PostgreSQL type OID (`pg_type.oid`).
+    pub type_oid: u32,
+    /// Type name for schemas and pass-through values (`int4`, `text`, or the name a Type
+    /// message gave for a user-defined type).
+    pub type_name: String,
+    /// `atttypmod`: precision/scale of numeric, precision of time types, length of
+    /// varchar; -1 when none.
+    pub type_modifier: i32,
+    /// Part of the replica identity (the primary key, or the chosen index).
+    pub key: bool,
+}
+
+/// A table as the source currently sees it; shared by every event of that table until its
+/// schema changes (a new Relation message makes a new `Table`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    /// The relation OID.
+    pub id: u32,
+    /// Schema (namespace) name.
+    pub schema: String,
+    /// Table name.
+    pub name: String,
+    /// Columns in table order; every [`Row`] of this table lines up with them.
+    pub columns: Vec<Column>,
+    /// What the WAL carries as the old row.
+    pub replica_identity: ReplicaIdentity,
+}
+
+impl Table {
+    /// `schema.table`, as used in config patterns and messages.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    /// Indexes of the key (replica identity) columns, in table order.
+    pub fn key_indexes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.key)
+            .map(|(i, _)| i)
+    }
+}
+
+/// The values of one row, index-aligned with [`Table::columns`]. An old row that carries
+/// only key columns has [`Value::Null`] in the others and `key_only` set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// One value per column.
+    pub values: Vec<Value>,
+    /// True when only the key columns are meaningful (an old key from replica identity
+    /// DEFAULT or USING INDEX).
+    pub key_only: bool,
+}
+
+/// Where an event sits in the WAL and in its transaction: Debezium's `source` block, plus
+/// what the router needs for a stable event id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourcePosition {
+    /// LSN of the change record itself (`source.lsn`).
+    pub lsn: Lsn,
+    /// Commit LSN of the event's own transaction (known from Begin with protocol 1).
+    pub commit_lsn: Lsn,
+    /// End LSN of the previous transaction processed, the first half of `source.sequence`.
+    pub last_commit_lsn: Option<Lsn>,
+    /// Transaction id (`source.txId`), when known.
+    pub tx_id: Option<u32>,
+    /// Commit time in microseconds since the Unix epoch (`source.ts_ms` = this / 1000).
+    pub commit_time_us: i64,
+    /// Zero-based index of the event within its transaction; with `commit_lsn` it makes a
+    /// stable id that is the same on re-delivery.
+    pub tx_index: u64,
+    /// Replication origin of the transaction, when set.
+    pub origin: Option<String>,
+}
+
+/// A logical decoding message (`pg_logical_emit_message`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogicalMessage {
+    /// The prefix the application chose.
+    pub prefix: String,
+    /// The content bytes.
+    pub content: Vec<u8>,
+    /// Whether it was emitted inside a transaction (else it is delivered at once).
+    pub transactional: bool,
+}
+
+/// One change, ready to route and encode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeEvent {
+    /// The operation.
+    pub op: Op,
+    /// The table, for row changes and truncates; `None` for logical messages.
+    pub table: Option<Arc<Table>>,
+    /// The old row: key columns (replica identity DEFAULT/INDEX) or the whole row (FULL);
+    /// `None` for inserts, and for updates whose key did not change under DEFAULT.
+    pub before: Option<Row>,
+    /// The new row; `None` for deletes, truncates and messages.
+    pub after: Option<Row>,
+    /// WAL and transaction position.
+    pub source: SourcePosition,
+    /// The message, for [`Op::Message`].
+    pub message: Option<LogicalMessage>,
+}
