@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Installs what walrus's tests and demo need, and only what is missing: running it again is a
+# no-op. CI runs it (through scripts/test.sh) on machines that may have no PostgreSQL at all.
+#
+#   scripts/install-deps.sh                  PostgreSQL server, cargo-nextest, rustfmt, clippy
+#   scripts/install-deps.sh --postgres-only  just the PostgreSQL server (what the demo needs)
+#   scripts/install-deps.sh --with-broker    also the Kafka test broker (or WALRUS_INSTALL_BROKER=1)
+#   scripts/install-deps.sh --print-pg-bindir
+#                                            print the server bindir and exit (non-zero if none)
+#
+# The PostgreSQL bindir is searched exactly as walrus-testkit does: $WALRUS_PG_BINDIR, then
+# `pg_config --bindir` if it holds initdb and postgres, then the highest
+# /usr/lib/postgresql/*/bin. Packages come from apt (as root, or through sudo).
+set -euo pipefail
+
+postgres_only=0
+with_broker="${WALRUS_INSTALL_BROKER:-0}"
+for arg in "$@"; do
+    case "$arg" in
+        --postgres-only) postgres_only=1 ;;
+        --with-broker) with_broker=1 ;;
+        --print-pg-bindir) print_bindir=1 ;;
+        -h | --help)
+            sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            echo "install-deps: unknown argument: $arg (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+log() { echo "install-deps: $*"; }
+
+# Runs a command as root: directly when we are root (CI, sessions), else through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "install-deps: need root to run: $* (and sudo is not installed)" >&2
+        return 1
+    fi
+}
+
+has_server() { [ -x "$1/initdb" ] && [ -x "$1/postgres" ]; }
+
+# Prints the PostgreSQL server bindir, or fails.
+find_pg_bindir() {
+    if [ -n "${WALRUS_PG_BINDIR:-}" ]; then
+        has_server "$WALRUS_PG_BINDIR" && echo "$WALRUS_PG_BINDIR" && return 0
+        return 1
+    fi
+    if command -v pg_config >/dev/null 2>&1; then
+        local dir
+        dir="$(pg_config --bindir 2>/dev/null || true)"
+        if [ -n "$dir" ] && has_server "$dir"; then
+            echo "$dir"
+            return 0
+        fi
+    fi
+    local best=""
+    # sort -V orders 9.6 < 10 < 16, which a plain sort would not.
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V); do
+        has_server "$dir" && best="$dir"
+    done
+    [ -n "$best" ] && echo "$best"
+}
+
+if [ "${print_bindir:-0}" = 1 ]; then
+    find_pg_bindir
+    exit
+fi
+
+apt_updated=0
+apt_install() {
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "install-deps: apt-get not found; install these by hand: $*" >&2
+        return 1
+    fi
+    if [ "$apt_updated" = 0 ]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        apt_updated=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
+install_postgres() {
+    local bindir
+    if bindir="$(find_pg_bindir)"; then
+        log "PostgreSQL server found in $bindir ($("$bindir/postgres" --version)); nothing to install"
+        return 0
+    fi
+    if [ -n "${WALRUS_PG_BINDIR:-}" ]; then
+        echo "install-deps: WALRUS_PG_BINDIR=$WALRUS_PG_BINDIR has no initdb/postgres; fix or unset it" >&2
+        return 1
+    fi
+    log "no PostgreSQL server found; installing it with apt-get"
+    # Tests start their own throwaway servers, so the package's default cluster (a server on
+    # port 5432 started at install) would only be in the way: turn it off before installing
+    # the server package, as PostgreSQL's own container images do.
+    apt_install postgresql-common
+    local conf=/etc/postgresql-common/createcluster.conf
+    if [ -f "$conf" ]; then
+        as_root sed -ri 's/^#?\s*(create_main_cluster)\s*=.*$/\1 = false/' "$conf"
+    fi
+    apt_install postgresql
+    if ! bindir="$(find_pg_bindir)"; then
+        echo "install-deps: installed postgresql but still found no initdb/postgres" >&2
+        return 1
+    fi
+    log "installed PostgreSQL in $bindir"
+}
+
+install_nextest() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        log "cargo-nextest present ($(cargo nextest --version | head -n1)); nothing to install"
+        return 0
+    fi
+    log "installing cargo-nextest (cargo install cargo-nextest --locked)"
+    cargo install cargo-nextest --locked
+}
+
+install_rust_components() {
+    local missing=()
+    cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
+    cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
+    if [ "${#missing[@]}" = 0 ]; then
+        log "rustfmt and clippy present; nothing to install"
+        return 0
+    fi
+    log "adding rustup components: ${missing[*]}"
+    rustup component add "${missing[@]}"
+}
+
+# The Kafka test broker for the Kafka sink's integration tests: Tansu, a Kafka-compatible
+# broker that builds from crates.io (no JVM, no download from elsewhere). Building it takes
+# about ten minutes on two cores, so it runs only when asked for (--with-broker or
+# WALRUS_INSTALL_BROKER=1) until there are Kafka tests that need it.
+install_test_broker() {
+    if command -v tansu >/dev/null 2>&1; then
+        log "tansu present ($(command -v tansu)); nothing to install"
+        return 0
+    fi
+    log "installing the Kafka test broker (cargo install tansu --locked --features dynostore,libsql)"
+    cargo install tansu --locked --features dynostore,libsql
+}
+
+install_postgres
+if [ "$postgres_only" = 1 ]; then
+    exit 0
+fi
+install_nextest
+install_rust_components
+if [ "$with_broker" = 1 ]; then
+    install_test_broker
+else
+    log "Kafka test broker not requested (--with-broker or WALRUS_INSTALL_BROKER=1); skipped"
+fi
