@@ -1,1 +1,40 @@
+//! The PostgreSQL source of walrus.
+//!
+//! ```text
+//!  [source] config ──▶ conn (URL, TLS) ──▶ setup (publication, slot checks)
+//!                                              │
+//!  pgwire-replication ──XLogData──▶ pgoutput::Decoder ──▶ convert (RelationCache, types)
+//!        ▲                                                   │ ChangeEvent
+//!        │ update_applied_lsn                                ▼
+//!   AckTracker ◀── Delivered ◀── sink task ◀── Batch ◀── JSON encoder (source::run)
+//! ```
+//!
+//! - [`pgoutput`]: decoding of every pgoutput message, and the relation cache.
+//! - [`types`]: typed values from pgoutput's text format.
+//! - [`conn`]: connection parameters and TLS.
+//! - [`setup`]: publication and slot creation and validation.
+//! - [`source`]: the replication loop with exact LSN confirmation.
+//! - [`check`]: the preflight behind `walrus check`.
+
+pub mod check;
+pub mod conn;
+pub mod convert;
+pub mod error;
 pub mod pgoutput;
+pub mod setup;
+pub mod source;
+pub mod types;
+
+pub use error::PgError;
+
+/// The JSON encoder options for this source's events.
+pub fn json_options(
+    config: &walrus_core::config::Config,
+    database: &str,
+) -> walrus_core::format::JsonOptions {
+    walrus_core::format::JsonOptions::from_config(
+        &config.format,
+        config.topic_prefix.clone(),
+        database,
+    )
+}

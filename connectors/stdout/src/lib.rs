@@ -22,7 +22,11 @@ pub const WRITE_THRESHOLD: usize = 1 << 20;
 
 enum Target {
     Stdout(std::io::Stdout),
-    File { file: File, path: PathBuf, fsync: bool },
+    File {
+        file: File,
+        path: PathBuf,
+        fsync: bool,
+    },
 }
 
 /// A JSON Lines sink on stdout or a file.
@@ -202,14 +206,20 @@ mod tests {
         let path = dir.path().join("out.jsonl");
         let delivered = Delivered::new();
         let mut sink = LinesSink::file(&path, true, delivered.clone()).unwrap();
-        sink.send(vec![rec(Some(r#"{"id":1}"#), Some(r#"{"op":"c"}"#)), rec(Some(r#"{"id":1}"#), None)])
-            .await
-            .unwrap();
+        sink.send(vec![
+            rec(Some(r#"{"id":1}"#), Some(r#"{"op":"c"}"#)),
+            rec(Some(r#"{"id":1}"#), None),
+        ])
+        .await
+        .unwrap();
         assert_eq!(delivered.get(), 0);
         sink.flush(FlushReason::Idle).await.unwrap();
         assert_eq!(delivered.get(), 2);
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines[0]["topic"], "app.public.t");
         assert_eq!(lines[0]["key"]["id"], 1);
         assert_eq!(lines[0]["value"]["op"], "c");
@@ -237,15 +247,22 @@ mod tests {
         sink.flush(FlushReason::Shutdown).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let last = text.lines().last().unwrap();
-        assert!(serde_json::from_str::<serde_json::Value>(last).is_ok(), "{text}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(last).is_ok(),
+            "{text}"
+        );
     }
 
     #[test]
     fn unwritable_path_is_a_named_error() {
-        let err = LinesSink::file(Path::new("/nonexistent-dir/x.jsonl"), false, Delivered::new())
-            .err()
-            .unwrap()
-            .to_string();
+        let err = LinesSink::file(
+            Path::new("/nonexistent-dir/x.jsonl"),
+            false,
+            Delivered::new(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("/nonexistent-dir/x.jsonl"), "{err}");
     }
 }

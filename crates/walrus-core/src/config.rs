@@ -421,7 +421,11 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let key = e.path().to_string();
             ConfigError::Key {
-                key: if key == "." { "(top level)".into() } else { key },
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
                 message: e.into_inner().to_string(),
             }
         })?;
@@ -472,10 +476,7 @@ impl Config {
             ));
         }
         if s.publication.is_empty() || s.publication.len() > 63 {
-            return Err(bad(
-                "source.publication",
-                "must be 1-63 characters".into(),
-            ));
+            return Err(bad("source.publication", "must be 1-63 characters".into()));
         }
         if s.password.is_some() && s.password_file.is_some() {
             return Err(bad(
@@ -489,7 +490,10 @@ impl Config {
                 "list at least one pattern such as \"public.*\"".into(),
             ));
         }
-        for (key, list) in [("source.tables", &s.tables), ("source.exclude_tables", &s.exclude_tables)] {
+        for (key, list) in [
+            ("source.tables", &s.tables),
+            ("source.exclude_tables", &s.exclude_tables),
+        ] {
             for (i, p) in list.iter().enumerate() {
                 if TablePattern::parse(p).is_none() {
                     return Err(bad(
@@ -506,7 +510,10 @@ impl Config {
             ));
         }
         if s.replication_buffer_events == 0 {
-            return Err(bad("source.replication_buffer_events", "must be at least 1".into()));
+            return Err(bad(
+                "source.replication_buffer_events",
+                "must be at least 1".into(),
+            ));
         }
         if let SinkConfig::File(f) = &self.sink {
             if f.path.as_os_str().is_empty() {
@@ -515,13 +522,22 @@ impl Config {
         }
         let p = &self.pipeline;
         if p.max_in_flight_bytes < 1024 {
-            return Err(bad("pipeline.max_in_flight_bytes", "must be at least 1024".into()));
+            return Err(bad(
+                "pipeline.max_in_flight_bytes",
+                "must be at least 1024".into(),
+            ));
         }
         if p.batch_max_records == 0 {
-            return Err(bad("pipeline.batch_max_records", "must be at least 1".into()));
+            return Err(bad(
+                "pipeline.batch_max_records",
+                "must be at least 1".into(),
+            ));
         }
         if p.flush_interval_ms == 0 {
-            return Err(bad("pipeline.flush_interval_ms", "must be at least 1".into()));
+            return Err(bad(
+                "pipeline.flush_interval_ms",
+                "must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -533,7 +549,8 @@ impl Config {
                 .filter_map(|p| TablePattern::parse(p))
                 .any(|p| p.matches(schema, table))
         };
-        (self.source.publication_all_tables || m(&self.source.tables)) && !m(&self.source.exclude_tables)
+        (self.source.publication_all_tables || m(&self.source.tables))
+            && !m(&self.source.exclude_tables)
     }
 }
 
@@ -559,7 +576,8 @@ impl TablePattern {
 
     /// True when both parts match.
     pub fn matches(&self, schema: &str, table: &str) -> bool {
-        glob(self.schema.as_bytes(), schema.as_bytes()) && glob(self.table.as_bytes(), table.as_bytes())
+        glob(self.schema.as_bytes(), schema.as_bytes())
+            && glob(self.table.as_bytes(), table.as_bytes())
     }
 }
 
@@ -595,10 +613,8 @@ fn interpolate(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
     match v {
-        toml::Value::String(s) => {
-            if s.contains("${") {
-                *s = substitute(s, path, env)?;
-            }
+        toml::Value::String(s) if s.contains("${") => {
+            *s = substitute(s, path, env)?;
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -685,7 +701,9 @@ path = "events.jsonl"
     fn minimal_form_parses_with_defaults() {
         let c = Config::parse_with_env(MINIMAL, no_env).unwrap();
         assert_eq!(c.topic_prefix, "app");
-        assert!(matches!(c.sink, SinkConfig::File(ref f) if f.path == Path::new("events.jsonl") && !f.fsync));
+        assert!(
+            matches!(c.sink, SinkConfig::File(ref f) if f.path == Path::new("events.jsonl") && !f.fsync)
+        );
         assert_eq!(c.source.status_interval_ms, DEFAULT_STATUS_INTERVAL_MS);
         assert!(c.format.tombstones_on_delete);
         assert!(c.table_selected("public", "orders"));
@@ -695,39 +713,60 @@ path = "events.jsonl"
     #[test]
     fn unknown_keys_name_their_path() {
         let text = MINIMAL.replace("slot = \"walrus\"", "slot = \"walrus\"\nslots = 1");
-        let err = Config::parse_with_env(&text, no_env).unwrap_err().to_string();
+        let err = Config::parse_with_env(&text, no_env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("source") && err.contains("slots"), "{err}");
         let text = MINIMAL.replace("path = \"events.jsonl\"", "path = \"e\"\nfsynk = true");
-        let err = Config::parse_with_env(&text, no_env).unwrap_err().to_string();
+        let err = Config::parse_with_env(&text, no_env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("fsynk"), "{err}");
     }
 
     #[test]
     fn env_interpolation_and_defaults() {
-        let text = MINIMAL.replace("user@", "${PGUSER}@").replace("\"walrus\"\npub", "\"${SLOT:-s1}\"\npub");
-        let c = Config::parse_with_env(&text, |k| (k == "PGUSER").then(|| "alice".to_string())).unwrap();
+        let text = MINIMAL
+            .replace("user@", "${PGUSER}@")
+            .replace("\"walrus\"\npub", "\"${SLOT:-s1}\"\npub");
+        let c = Config::parse_with_env(&text, |k| (k == "PGUSER").then(|| "alice".to_string()))
+            .unwrap();
         assert!(c.source.url.contains("alice@"));
         assert_eq!(c.source.slot, "s1");
-        let err = Config::parse_with_env(&text, no_env).unwrap_err().to_string();
-        assert!(err.contains("PGUSER") && err.contains("source.url"), "{err}");
+        let err = Config::parse_with_env(&text, no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PGUSER") && err.contains("source.url"),
+            "{err}"
+        );
     }
 
     #[test]
     fn validation_names_the_key() {
         let text = MINIMAL.replace("slot = \"walrus\"", "slot = \"Bad-Slot\"");
-        let err = Config::parse_with_env(&text, no_env).unwrap_err().to_string();
+        let err = Config::parse_with_env(&text, no_env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("source.slot"), "{err}");
         let text = MINIMAL.replace("[\"public.*\"]", "[\"nodot\"]");
-        let err = Config::parse_with_env(&text, no_env).unwrap_err().to_string();
+        let err = Config::parse_with_env(&text, no_env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("source.tables[0]"), "{err}");
         let text = MINIMAL.replace("type = \"file\"", "type = \"carrier-pigeon\"");
-        let err = Config::parse_with_env(&text, no_env).unwrap_err().to_string();
+        let err = Config::parse_with_env(&text, no_env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sink"), "{err}");
     }
 
     #[test]
     fn secrets_are_not_printed() {
-        let text = MINIMAL.replace("slot = \"walrus\"", "slot = \"walrus\"\npassword = \"hunter2\"");
+        let text = MINIMAL.replace(
+            "slot = \"walrus\"",
+            "slot = \"walrus\"\npassword = \"hunter2\"",
+        );
         let c = Config::parse_with_env(&text, no_env).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }

@@ -58,8 +58,8 @@ impl ErrorKind {
             // A stale walsender holding the slot goes away once PostgreSQL notices its
             // client is gone; a second walrus on the same slot keeps this retrying loudly.
             SourceConnection | SinkTransient | SlotInUse => ErrorClass::Retryable,
-            Config | SlotUnavailable | SourceAuth | SourcePermission | SourceSetup | SlotLost | Publication
-            | Decode | SinkRejected | Internal => ErrorClass::Fatal,
+            Config | SlotUnavailable | SourceAuth | SourcePermission | SourceSetup | SlotLost
+            | Publication | Decode | SinkRejected | Internal => ErrorClass::Fatal,
         }
     }
 

@@ -94,12 +94,12 @@ struct InFlight {
 
 /// The source's handle on the sink task.
 pub struct SinkHandle {
-    tx: mpsc::UnboundedSender<(Batch, InFlight)>,
+    tx: Option<mpsc::UnboundedSender<(Batch, InFlight)>>,
     budget: Arc<Semaphore>,
     max_permits: u32,
     delivered: Delivered,
     next_seq: u64,
-    task: JoinHandle<Result<(), SinkError>>,
+    task: Option<JoinHandle<Result<(), SinkError>>>,
 }
 
 impl SinkHandle {
@@ -111,16 +111,22 @@ impl SinkHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let span = tracing::info_span!("sink", sink = sink.name());
         let task = tokio::spawn(
-            run_sink(sink, rx, delivered.clone(), budget.clone(), opts.flush_interval)
-                .instrument(span),
+            run_sink(
+                sink,
+                rx,
+                delivered.clone(),
+                budget.clone(),
+                opts.flush_interval,
+            )
+            .instrument(span),
         );
         SinkHandle {
-            tx,
+            tx: Some(tx),
             budget,
             max_permits,
             delivered,
             next_seq: 0,
-            task,
+            task: Some(task),
         }
     }
 
@@ -128,7 +134,9 @@ impl SinkHandle {
     /// reserves nothing. A batch larger than the whole budget waits for everything else to
     /// be delivered and then goes alone.
     pub async fn reserve(&self, bytes: usize) -> Result<Reservation, SinkStopped> {
-        let n = u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, self.max_permits);
+        let n = u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.max_permits);
         let permit = self
             .budget
             .clone()
@@ -148,6 +156,8 @@ impl SinkHandle {
         reservation.permit.forget();
         let last_seq = self.next_seq;
         self.tx
+            .as_ref()
+            .ok_or(SinkStopped)?
             .send((batch, InFlight { last_seq, permits }))
             .map_err(|_| SinkStopped)?;
         Ok(last_seq)
@@ -165,14 +175,18 @@ impl SinkHandle {
 
     /// True when the sink task has ended (with an error, or after [`Self::finish`]).
     pub fn is_stopped(&self) -> bool {
-        self.task.is_finished()
+        self.task.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Closes the channel and waits for the sink to deliver everything it was given (or to
-    /// fail). Also returns the sink task's error after [`SinkStopped`].
-    pub async fn finish(self) -> Result<(), SinkError> {
-        drop(self.tx);
-        match self.task.await {
+    /// fail). Also returns the sink task's error after [`SinkStopped`]. A second call
+    /// returns `Ok`.
+    pub async fn finish(&mut self) -> Result<(), SinkError> {
+        self.tx = None;
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        match task.await {
             Ok(result) => result,
             Err(join) => Err(SinkError::Unavailable {
                 sink: "pipeline",

@@ -29,8 +29,16 @@ pub const COMMIT_TO_DELIVERY_SECONDS: &str = "walrus_commit_to_delivery_seconds"
 
 /// Registers every metric's unit and description. Call once after installing a recorder.
 pub fn describe() {
-    describe_counter!(EVENTS_TOTAL, Unit::Count, "Change events produced by the source.");
-    describe_counter!(SINK_BYTES_TOTAL, Unit::Bytes, "Encoded bytes handed to the sink.");
+    describe_counter!(
+        EVENTS_TOTAL,
+        Unit::Count,
+        "Change events produced by the source."
+    );
+    describe_counter!(
+        SINK_BYTES_TOTAL,
+        Unit::Bytes,
+        "Encoded bytes handed to the sink."
+    );
     describe_counter!(
         SINK_DELIVERED_TOTAL,
         Unit::Count,
@@ -41,10 +49,22 @@ pub fn describe() {
         Unit::Bytes,
         "Bytes handed to the sink and not yet delivered."
     );
-    describe_counter!(TRANSACTIONS_TOTAL, Unit::Count, "Source transactions processed.");
+    describe_counter!(
+        TRANSACTIONS_TOTAL,
+        Unit::Count,
+        "Source transactions processed."
+    );
     describe_gauge!(RECEIVED_LSN, Unit::Bytes, "Newest WAL position received.");
-    describe_gauge!(CONFIRMED_LSN, Unit::Bytes, "WAL position confirmed to PostgreSQL.");
-    describe_counter!(RETRIES_TOTAL, Unit::Count, "Pipeline restarts after retryable errors.");
+    describe_gauge!(
+        CONFIRMED_LSN,
+        Unit::Bytes,
+        "WAL position confirmed to PostgreSQL."
+    );
+    describe_counter!(
+        RETRIES_TOTAL,
+        Unit::Count,
+        "Pipeline restarts after retryable errors."
+    );
     describe_counter!(ERRORS_TOTAL, Unit::Count, "Errors by kind.");
     describe_histogram!(
         COMMIT_TO_DELIVERY_SECONDS,

@@ -1,0 +1,244 @@
+//! From decoded pgoutput messages to change events.
+//!
+//! The [`Converter`] follows the stream's Relation and Type messages (through the
+//! [`RelationCache`]) and keeps, per relation, the engine's shared [`Table`] built from the
+//! newest Relation message; a schema change mid-stream (ALTER TABLE) arrives as a new
+//! Relation before the next change and simply replaces the entry, so every event carries
+//! the columns that were current when its row was written. Column values are parsed into
+//! typed [`Value`]s; a value that fails to parse is kept as its text with a warning, never
+//! dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use walrus_core::event::{
+    ChangeEvent, Column, LogicalMessage as EventMessage, Op, ReplicaIdentity, Row, SourcePosition,
+    Table,
+};
+use walrus_core::value::Value;
+
+use crate::pgoutput::{
+    ColumnData, Delete, Insert, LogicalMessage, OldTuple, PgOutputMessage, Relation, RelationCache,
+    RelationError, Truncate, TupleData, Update,
+};
+use crate::types;
+
+/// A table as events see it, with the topic-independent bits walrus derives once.
+#[derive(Clone, Debug)]
+pub struct TableEntry {
+    /// The shared table description.
+    pub table: Arc<Table>,
+    /// Key column indexes (replica identity), in table order.
+    pub key_columns: Arc<[usize]>,
+}
+
+/// Turns pgoutput changes into [`ChangeEvent`]s.
+#[derive(Debug, Default)]
+pub struct Converter {
+    cache: RelationCache,
+    tables: HashMap<u32, TableEntry>,
+}
+
+/// A change whose row does not match its relation.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// The change names a relation never described.
+    #[error(transparent)]
+    Relation(#[from] RelationError),
+    /// The tuple has a different number of columns than the relation.
+    #[error("table {table}: row has {got} columns, the relation describes {expected}")]
+    ColumnCount {
+        /// Table name.
+        table: String,
+        /// Columns in the tuple.
+        got: usize,
+        /// Columns in the relation.
+        expected: usize,
+    },
+}
+
+impl Converter {
+    /// An empty converter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records Relation and Type messages; returns the table entry for a Relation.
+    pub fn observe(&mut self, msg: &PgOutputMessage) -> Option<&TableEntry> {
+        self.cache.observe(msg);
+        if let PgOutputMessage::Relation(rel) = msg {
+            let entry = self.build_table(rel);
+            self.tables.insert(rel.rel_id, entry);
+            return self.tables.get(&rel.rel_id);
+        }
+        None
+    }
+
+    fn build_table(&self, rel: &Relation) -> TableEntry {
+        let columns: Vec<Column> = rel
+            .columns
+            .iter()
+            .map(|c| Column {
+                name: c.name.clone(),
+                type_oid: c.type_oid,
+                type_name: types::type_name(c.type_oid)
+                    .map(str::to_string)
+                    .or_else(|| self.cache.type_name(c.type_oid).map(|t| t.name.clone()))
+                    .unwrap_or_else(|| format!("oid{}", c.type_oid)),
+                type_modifier: c.type_modifier,
+                key: c.is_key(),
+            })
+            .collect();
+        let key_columns: Arc<[usize]> = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.key)
+            .map(|(i, _)| i)
+            .collect();
+        let table = Table {
+            id: rel.rel_id,
+            // pgoutput sends an empty namespace for pg_catalog.
+            schema: if rel.namespace.is_empty() {
+                "pg_catalog".to_string()
+            } else {
+                rel.namespace.clone()
+            },
+            name: rel.name.clone(),
+            columns,
+            replica_identity: ReplicaIdentity::from_byte(rel.replica_identity.as_byte()),
+        };
+        TableEntry {
+            table: Arc::new(table),
+            key_columns,
+        }
+    }
+
+    /// The table entry for a relation id.
+    pub fn table(&self, rel_id: u32) -> Result<&TableEntry, ConvertError> {
+        self.tables
+            .get(&rel_id)
+            .ok_or(ConvertError::Relation(RelationError::UnknownRelation {
+                rel_id,
+            }))
+    }
+
+    fn row(
+        &self,
+        entry: &TableEntry,
+        tuple: &TupleData,
+        key_only: bool,
+    ) -> Result<Row, ConvertError> {
+        let table = &entry.table;
+        if tuple.columns.len() != table.columns.len() {
+            return Err(ConvertError::ColumnCount {
+                table: table.qualified_name(),
+                got: tuple.columns.len(),
+                expected: table.columns.len(),
+            });
+        }
+        let values = tuple
+            .columns
+            .iter()
+            .zip(&table.columns)
+            .map(|(data, col)| match data {
+                ColumnData::Null => Value::Null,
+                ColumnData::UnchangedToast => Value::Unavailable,
+                ColumnData::Text(bytes) => {
+                    let (value, err) = types::parse_text_or_text(col.type_oid, bytes);
+                    if let Some(err) = err {
+                        tracing::warn!(table = %table.qualified_name(), column = %col.name, error = %err, "value kept as text");
+                    }
+                    value
+                }
+                // Binary transfer is not negotiated yet; keep the bytes rather than guess.
+                ColumnData::Binary(bytes) => Value::Bytes(bytes.to_vec()),
+            })
+            .collect();
+        Ok(Row { values, key_only })
+    }
+
+    fn old_row(&self, entry: &TableEntry, old: &OldTuple) -> Result<Row, ConvertError> {
+        match old {
+            OldTuple::Key(t) => self.row(entry, t, true),
+            OldTuple::Full(t) => self.row(entry, t, false),
+        }
+    }
+
+    /// An Insert as a create event.
+    pub fn insert(&self, m: &Insert, source: SourcePosition) -> Result<ChangeEvent, ConvertError> {
+        let entry = self.table(m.rel_id)?;
+        Ok(ChangeEvent {
+            op: Op::Create,
+            table: Some(entry.table.clone()),
+            before: None,
+            after: Some(self.row(entry, &m.new, false)?),
+            source,
+            message: None,
+        })
+    }
+
+    /// An Update as an update event; `before` is the old key or row when the WAL has it.
+    pub fn update(&self, m: &Update, source: SourcePosition) -> Result<ChangeEvent, ConvertError> {
+        let entry = self.table(m.rel_id)?;
+        let before = m.old.as_ref().map(|o| self.old_row(entry, o)).transpose()?;
+        Ok(ChangeEvent {
+            op: Op::Update,
+            table: Some(entry.table.clone()),
+            before,
+            after: Some(self.row(entry, &m.new, false)?),
+            source,
+            message: None,
+        })
+    }
+
+    /// A Delete as a delete event.
+    pub fn delete(&self, m: &Delete, source: SourcePosition) -> Result<ChangeEvent, ConvertError> {
+        let entry = self.table(m.rel_id)?;
+        Ok(ChangeEvent {
+            op: Op::Delete,
+            table: Some(entry.table.clone()),
+            before: Some(self.old_row(entry, &m.old)?),
+            after: None,
+            source,
+            message: None,
+        })
+    }
+
+    /// A Truncate as one truncate event per table.
+    pub fn truncate(
+        &self,
+        m: &Truncate,
+        source: &SourcePosition,
+    ) -> Result<Vec<ChangeEvent>, ConvertError> {
+        m.rel_ids
+            .iter()
+            .map(|id| {
+                let entry = self.table(*id)?;
+                Ok(ChangeEvent {
+                    op: Op::Truncate,
+                    table: Some(entry.table.clone()),
+                    before: None,
+                    after: None,
+                    source: source.clone(),
+                    message: None,
+                })
+            })
+            .collect()
+    }
+
+    /// A logical decoding message as a message event.
+    pub fn message(m: &LogicalMessage, source: SourcePosition) -> ChangeEvent {
+        ChangeEvent {
+            op: Op::Message,
+            table: None,
+            before: None,
+            after: None,
+            source,
+            message: Some(EventMessage {
+                prefix: m.prefix.clone(),
+                content: m.content.to_vec(),
+                transactional: m.transactional(),
+            }),
+        }
+    }
+}

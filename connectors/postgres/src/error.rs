@@ -1,0 +1,189 @@
+//! Errors of the PostgreSQL source, each mapped to the engine's one classification policy
+//! ([`walrus_core::error::ErrorKind`]).
+
+use walrus_core::error::{Classify, ErrorKind, SinkError};
+use walrus_core::Lsn;
+
+use crate::pgoutput::{DecodeError, RelationError};
+
+/// A failure of the PostgreSQL source.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// `source.*` configuration is unusable.
+    #[error("config key `{key}`: {message}")]
+    Config {
+        /// The key path.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Connecting or querying over the ordinary SQL connection failed.
+    #[error("{what}: {source}")]
+    Sql {
+        /// What walrus was doing.
+        what: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The replication connection failed.
+    #[error("replication connection: {0}")]
+    Replication(#[from] pgwire_replication::PgWireError),
+    /// The slot does not exist and `source.create_slot` is off.
+    #[error("replication slot {slot:?} does not exist; create it with SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput'), or set source.create_slot = true")]
+    SlotMissing {
+        /// Slot name.
+        slot: String,
+    },
+    /// The slot exists but cannot be used by walrus.
+    #[error("replication slot {slot:?} cannot be used: {reason}")]
+    SlotUnusable {
+        /// Slot name.
+        slot: String,
+        /// Why, with the fix.
+        reason: String,
+    },
+    /// The slot is invalidated: PostgreSQL removed WAL it needed.
+    #[error("replication slot {slot:?} is invalidated (wal_status = lost): WAL needed to resume from {confirmed} was removed")]
+    SlotLost {
+        /// Slot name.
+        slot: String,
+        /// Where walrus would have resumed.
+        confirmed: Lsn,
+    },
+    /// The slot is in use by another connection.
+    #[error("replication slot {slot:?} is active for PID {pid}")]
+    SlotInUse {
+        /// Slot name.
+        slot: String,
+        /// The walsender holding it.
+        pid: i32,
+    },
+    /// The publication is missing and `source.create_publication` is off, or cannot be
+    /// created.
+    #[error("publication {publication:?}: {message}")]
+    Publication {
+        /// Publication name.
+        publication: String,
+        /// What is wrong, with the SQL that fixes it.
+        message: String,
+    },
+    /// The server is not set up for logical replication.
+    #[error("{0}")]
+    Setup(String),
+    /// A pgoutput message could not be decoded.
+    #[error("pgoutput at {lsn}: {source}")]
+    Decode {
+        /// WAL position of the message.
+        lsn: Lsn,
+        /// The decoder's error.
+        #[source]
+        source: DecodeError,
+    },
+    /// A change referenced a relation the stream never described.
+    #[error("pgoutput at {lsn}: {source}")]
+    Relation {
+        /// WAL position of the message.
+        lsn: Lsn,
+        /// The cache's error.
+        #[source]
+        source: RelationError,
+    },
+    /// The stream did something walrus does not expect from protocol version 1.
+    #[error("unexpected replication stream at {lsn}: {message}")]
+    Protocol {
+        /// WAL position.
+        lsn: Lsn,
+        /// What happened.
+        message: String,
+    },
+    /// The sink failed; the pipeline stopped without confirming past the last delivery.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+impl PgError {
+    /// Wraps a driver error with what walrus was doing.
+    pub fn sql(what: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        PgError::Sql {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+fn sqlstate_kind(e: &tokio_postgres::Error) -> ErrorKind {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        None => ErrorKind::SourceConnection,
+        Some(c)
+            if *c == SqlState::INVALID_PASSWORD
+                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            ErrorKind::SourceAuth
+        }
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => ErrorKind::SourcePermission,
+        Some(c) if *c == SqlState::OBJECT_IN_USE => ErrorKind::SlotInUse,
+        Some(c)
+            if *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::TOO_MANY_CONNECTIONS
+                || c.code().starts_with("08") =>
+        {
+            ErrorKind::SourceConnection
+        }
+        Some(c)
+            if *c == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE
+                || *c == SqlState::CONFIGURATION_LIMIT_EXCEEDED =>
+        {
+            ErrorKind::SourceSetup
+        }
+        Some(c) if *c == SqlState::UNDEFINED_OBJECT => ErrorKind::SlotUnavailable,
+        Some(_) => ErrorKind::Internal,
+    }
+}
+
+impl Classify for PgError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PgError::Config { .. } => ErrorKind::Config,
+            PgError::Sql { source, .. } => sqlstate_kind(source),
+            PgError::Replication(e) => {
+                let text = e.to_string();
+                if e.is_auth() {
+                    ErrorKind::SourceAuth
+                } else if text.contains("is active for PID") {
+                    ErrorKind::SlotInUse
+                } else if text.contains("publication") && text.contains("does not exist") {
+                    ErrorKind::Publication
+                } else if text.contains("does not exist") {
+                    ErrorKind::SlotUnavailable
+                } else if text.contains("can no longer get changes") || text.contains("invalidated")
+                {
+                    ErrorKind::SlotLost
+                } else if text.contains("permission denied") || text.contains("must be superuser") {
+                    ErrorKind::SourcePermission
+                } else if text.contains("wal_level") {
+                    ErrorKind::SourceSetup
+                } else {
+                    // Everything else (server restarts, "terminating connection due to
+                    // administrator command", network errors) is worth another attempt: the
+                    // slot keeps the WAL, and the retries are logged and counted.
+                    ErrorKind::SourceConnection
+                }
+            }
+            PgError::SlotMissing { .. } | PgError::SlotUnusable { .. } => {
+                ErrorKind::SlotUnavailable
+            }
+            PgError::SlotLost { .. } => ErrorKind::SlotLost,
+            PgError::SlotInUse { .. } => ErrorKind::SlotInUse,
+            PgError::Publication { .. } => ErrorKind::Publication,
+            PgError::Setup(_) => ErrorKind::SourceSetup,
+            PgError::Decode { .. } | PgError::Relation { .. } | PgError::Protocol { .. } => {
+                ErrorKind::Decode
+            }
+            PgError::Sink(e) => e.kind(),
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! The replication loop: from the slot to the sink, confirming exactly what was delivered.
+//!
+//! ```text
+//!  ReplicationClient::recv ──▶ Begin / XLogData / Commit / Message / KeepAlive
+//!        │                        │ decode (pgoutput) + convert (typed values)
+//!        │                        ▼
+//!        │                  JSON encoder ──▶ Batch ──reserve budget──▶ sink task
+//!        │                                                                │
+//!        └──◀── update_applied_lsn ◀── AckTracker ◀── Delivered counter ◀─┘
+//! ```
+//!
+//! With pgoutput protocol 1 PostgreSQL sends a transaction only after it committed, as one
+//! contiguous Begin … Commit run, so events are passed on as they arrive — a transaction of
+//! any size never sits in memory whole; the in-flight byte budget bounds what waits for
+//! the sink. Records are numbered in order; at each Commit the [`AckTracker`] notes how many
+//! records the transaction ended at and its end LSN, and the LSN reported to PostgreSQL is
+//! that of the newest transaction whose records, and all before them, the sink delivered.
+//!
+//! The traps of the replication crate (see `shared/reference/pgwire-replication.md`) are
+//! handled here: the session starts with `ack_lsn` = the slot's own confirmed position, so
+//! connecting confirms nothing new; status updates go out every `status_interval_ms` (1 s
+//! by default); keepalives are confirmed when nothing is open or in flight, so an idle
+//! database does not pin WAL; and on shutdown walrus waits until the final position was
+//! actually sent before closing the connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pgwire_replication::{ReplicationClient, ReplicationEvent};
+use tokio::sync::watch;
+use tracing::Instrument;
+use walrus_core::ack::AckTracker;
+use walrus_core::config::Config;
+use walrus_core::event::{ChangeEvent, Op, SourcePosition};
+use walrus_core::format::json::JsonEncoder;
+use walrus_core::pipeline::{Batch, PipelineOptions, SinkHandle};
+use walrus_core::sink::{Delivered, Record, Sink};
+use walrus_core::telemetry;
+use walrus_core::Lsn;
+
+use crate::conn::ConnParams;
+use crate::convert::Converter;
+use crate::error::PgError;
+use crate::pgoutput::{Decoder, PgOutputMessage, PG_EPOCH_OFFSET_MICROS};
+use crate::setup;
+
+/// How long shutdown waits for the final status update to reach PostgreSQL.
+const FINAL_ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// What a session ended with.
+#[derive(Clone, Debug, Default)]
+pub struct SessionSummary {
+    /// LSN confirmed to PostgreSQL at the end.
+    pub confirmed: Lsn,
+    /// Change events produced.
+    pub events: u64,
+    /// Records delivered by the sink.
+    pub delivered: u64,
+}
+
+/// Per-transaction state.
+#[derive(Default)]
+struct Txn {
+    commit_lsn: Lsn,
+    xid: Option<u32>,
+    commit_time_us: i64,
+    next_index: u64,
+    origin: Option<String>,
+}
+
+/// Runs one replication session until `shutdown` turns true (returns `Ok`) or an error.
+///
+/// Sets up the publication and slot, streams from the slot's confirmed position, and on
+/// shutdown delivers what it read, confirms it, and closes the connection cleanly.
+pub async fn run<S: Sink>(
+    config: &Config,
+    sink: S,
+    delivered: Delivered,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<SessionSummary, PgError> {
+    let params = ConnParams::from_config(&config.source)?;
+    let sql = params.connect_sql().await?;
+    setup::ensure_publication(&sql, config).await?;
+    let slot = setup::ensure_slot(&sql, config).await?;
+    if let Some(row) = setup::query_slot(&sql, &slot.name).await? {
+        if let (true, Some(pid)) = (row.active, row.active_pid) {
+            return Err(PgError::SlotInUse {
+                slot: slot.name.clone(),
+                pid,
+            });
+        }
+    }
+    drop(sql);
+    let start = slot.confirmed_flush_lsn;
+    let span = tracing::info_span!("replication", slot = %slot.name, publication = %config.source.publication);
+    async move {
+        tracing::info!(resume_lsn = %start, server = %params.display(), "starting replication");
+        let status_interval = Duration::from_millis(config.source.status_interval_ms);
+        let repl = params.replication_config(
+            &slot.name,
+            &config.source.publication,
+            start,
+            status_interval,
+            config.source.replication_buffer_events,
+        );
+        let client = ReplicationClient::connect(repl).await?;
+        let handle = SinkHandle::spawn(
+            sink,
+            delivered.clone(),
+            PipelineOptions {
+                max_in_flight_bytes: config.pipeline.max_in_flight_bytes,
+                flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
+            },
+        );
+        let session = Session {
+            config,
+            database: params.dbname.clone(),
+            client,
+            handle,
+            delivered,
+            tracker: AckTracker::new(start),
+            decoder: Decoder::new(1),
+            converter: Converter::new(),
+            encoder: JsonEncoder::new(crate::json_options(config, &params.dbname)),
+            batch: Batch::default(),
+            batch_deadline: None,
+            txn: None,
+            last_commit_lsn: Some(start),
+            reported: start,
+            events: 0,
+            message_topic: Arc::from(format!("{}.message", config.topic_prefix)),
+            topics: std::collections::HashMap::new(),
+            linger: Duration::from_millis(config.pipeline.batch_linger_ms.max(1)),
+            batch_byte_limit: (config.pipeline.max_in_flight_bytes / 4).max(1),
+        };
+        session.stream(&mut shutdown).await
+    }
+    .instrument(span)
+    .await
+}
+
+struct Session<'a> {
+    config: &'a Config,
+    #[allow(dead_code)]
+    database: String,
+    client: ReplicationClient,
+    handle: SinkHandle,
+    delivered: Delivered,
+    tracker: AckTracker,
+    decoder: Decoder,
+    converter: Converter,
+    encoder: JsonEncoder,
+    batch: Batch,
+    batch_deadline: Option<Instant>,
+    txn: Option<Txn>,
+    last_commit_lsn: Option<Lsn>,
+    reported: Lsn,
+    events: u64,
+    message_topic: Arc<str>,
+    topics: std::collections::HashMap<u32, (Arc<walrus_core::event::Table>, Arc<str>)>,
+    linger: Duration,
+    batch_byte_limit: usize,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Session<'_> {
+    async fn stream(
+        mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<SessionSummary, PgError> {
+        let mut ticker = tokio::time::interval(self.linger);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result: Result<(), PgError> = loop {
+            if *shutdown.borrow() {
+                break Ok(());
+            }
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    // A dropped sender means nobody can ask for a stop any more: stop now.
+                    if changed.is_err() {
+                        break Ok(());
+                    }
+                }
+                _ = ticker.tick() => {
+                    self.report_progress();
+                    if self.handle.is_stopped() {
+                        break Err(PgError::Protocol { lsn: self.reported, message: "sink stopped".into() });
+                    }
+                    if self.batch_deadline.is_some_and(|d| Instant::now() >= d) {
+                        match self.hand_over(&mut ticker, shutdown).await {
+                            Ok(Flow::Continue) => {}
+                            Ok(Flow::Stop) => break Ok(()),
+                            Err(e) => break Err(e),
+                        }
+                    }
+                }
+                ev = self.client.recv() => {
+                    let flow = match ev {
+                        Ok(Some(ev)) => self.handle_event(ev),
+                        Ok(None) => break Err(PgError::Protocol {
+                            lsn: self.reported,
+                            message: "the server ended the replication stream".into(),
+                        }),
+                        Err(e) => break Err(PgError::Replication(e)),
+                    };
+                    if let Err(e) = flow {
+                        break Err(e);
+                    }
+                    if self.batch.len() >= self.config.pipeline.batch_max_records
+                        || self.batch.bytes >= self.batch_byte_limit
+                    {
+                        match self.hand_over(&mut ticker, shutdown).await {
+                            Ok(Flow::Continue) => {}
+                            Ok(Flow::Stop) => break Ok(()),
+                            Err(e) => break Err(e),
+                        }
+                    }
+                }
+            }
+        };
+        self.finish(result).await
+    }
+
+    /// Hands the current batch to the sink, waiting for budget while keeping progress
+    /// reports going. Returns `Stop` if shutdown was requested while waiting.
+    async fn hand_over(
+        &mut self,
+        ticker: &mut tokio::time::Interval,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Flow, PgError> {
+        if self.batch.is_empty() {
+            self.batch_deadline = None;
+            return Ok(Flow::Continue);
+        }
+        let bytes = self.batch.bytes;
+        let reservation = loop {
+            tokio::select! {
+                biased;
+                r = self.handle.reserve(bytes) => break r,
+                _ = shutdown.changed() => return Ok(Flow::Stop),
+                _ = ticker.tick() => self.report_progress(),
+            }
+        };
+        let sent = reservation.and_then(|r| self.handle.send(std::mem::take(&mut self.batch), r));
+        self.batch_deadline = None;
+        match sent {
+            Ok(_) => Ok(Flow::Continue),
+            // The sink task ended with an error; `finish` collects it.
+            Err(_) => Err(PgError::Protocol {
+                lsn: self.reported,
+                message: "sink stopped".into(),
+            }),
+        }
+    }
+
+    fn report_progress(&mut self) {
+        let delivered = self.delivered.get();
+        if let Some(lsn) = self.tracker.on_delivered(delivered) {
+            self.confirm(lsn);
+        }
+    }
+
+    fn confirm(&mut self, lsn: Lsn) {
+        if lsn > self.reported {
+            self.client
+                .update_applied_lsn(pgwire_replication::Lsn(lsn.0));
+            self.reported = lsn;
+            metrics::gauge!(telemetry::CONFIRMED_LSN).set(lsn.0 as f64);
+        }
+    }
+
+    fn handle_event(&mut self, ev: ReplicationEvent) -> Result<(), PgError> {
+        match ev {
+            ReplicationEvent::Begin {
+                final_lsn,
+                xid,
+                commit_time_micros,
+            } => {
+                self.tracker.begin();
+                self.txn = Some(Txn {
+                    commit_lsn: Lsn(final_lsn.0),
+                    xid: Some(xid),
+                    commit_time_us: commit_time_micros.saturating_add(PG_EPOCH_OFFSET_MICROS),
+                    next_index: 0,
+                    origin: None,
+                });
+            }
+            ReplicationEvent::Commit { lsn, end_lsn, .. } => {
+                self.tracker.commit(Lsn(end_lsn.0));
+                self.txn = None;
+                self.last_commit_lsn = Some(Lsn(lsn.0));
+                metrics::counter!(telemetry::TRANSACTIONS_TOTAL).increment(1);
+                metrics::gauge!(telemetry::RECEIVED_LSN).set(end_lsn.0 as f64);
+                if self.batch_deadline.is_none() && !self.batch.is_empty() {
+                    self.batch_deadline = Some(Instant::now() + self.linger);
+                }
+            }
+            ReplicationEvent::XLogData {
+                wal_start, data, ..
+            } => {
+                self.handle_xlog(Lsn(wal_start.0), &data)?;
+            }
+            ReplicationEvent::Message {
+                transactional,
+                lsn,
+                prefix,
+                content,
+            } => {
+                let msg = crate::pgoutput::LogicalMessage {
+                    xid: None,
+                    flags: u8::from(transactional),
+                    lsn: Lsn(lsn.0),
+                    prefix,
+                    content,
+                };
+                let source = self.position(Lsn(lsn.0));
+                let event = Converter::message(&msg, source);
+                let n = self.emit(&event, None);
+                self.tracker.produced_records(n);
+                if !transactional {
+                    self.tracker.standalone(Lsn(lsn.0));
+                    if self.batch_deadline.is_none() {
+                        self.batch_deadline = Some(Instant::now() + self.linger);
+                    }
+                }
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => {
+                metrics::gauge!(telemetry::RECEIVED_LSN).set(wal_end.0 as f64);
+                let delivered = self.delivered.get();
+                if let Some(lsn) = self.tracker.on_keepalive(Lsn(wal_end.0), delivered) {
+                    self.confirm(lsn);
+                }
+            }
+            ReplicationEvent::StoppedAt { reached } => {
+                return Err(PgError::Protocol {
+                    lsn: Lsn(reached.0),
+                    message: "the replication stream stopped at a stop LSN walrus never sets"
+                        .into(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// The source position of the next event at `lsn` in the current transaction.
+    fn position(&mut self, lsn: Lsn) -> SourcePosition {
+        match &mut self.txn {
+            Some(t) => {
+                let index = t.next_index;
+                t.next_index += 1;
+                SourcePosition {
+                    lsn,
+                    commit_lsn: t.commit_lsn,
+                    last_commit_lsn: self.last_commit_lsn,
+                    tx_id: t.xid,
+                    commit_time_us: t.commit_time_us,
+                    tx_index: index,
+                    origin: t.origin.clone(),
+                }
+            }
+            None => SourcePosition {
+                lsn,
+                commit_lsn: lsn,
+                last_commit_lsn: self.last_commit_lsn,
+                tx_id: None,
+                commit_time_us: now_us(),
+                tx_index: 0,
+                origin: None,
+            },
+        }
+    }
+
+    fn handle_xlog(&mut self, lsn: Lsn, data: &Bytes) -> Result<(), PgError> {
+        let msg = self
+            .decoder
+            .decode(data)
+            .map_err(|source| PgError::Decode { lsn, source })?;
+        let convert_err = |e: crate::convert::ConvertError| match e {
+            crate::convert::ConvertError::Relation(source) => PgError::Relation { lsn, source },
+            other => PgError::Protocol {
+                lsn,
+                message: other.to_string(),
+            },
+        };
+        match &msg {
+            PgOutputMessage::Relation(_) | PgOutputMessage::Type(_) => {
+                self.converter.observe(&msg);
+            }
+            PgOutputMessage::Origin(o) => {
+                if let Some(t) = &mut self.txn {
+                    t.origin = Some(o.name.clone());
+                }
+            }
+            PgOutputMessage::Insert(m) => {
+                let source = self.position(lsn);
+                let ev = self.converter.insert(m, source).map_err(convert_err)?;
+                let n = self.emit(&ev, None);
+                self.tracker.produced_records(n);
+            }
+            PgOutputMessage::Update(m) => {
+                let source = self.position(lsn);
+                let ev = self.converter.update(m, source).map_err(convert_err)?;
+                let n = self.emit(&ev, None);
+                self.tracker.produced_records(n);
+            }
+            PgOutputMessage::Delete(m) => {
+                let source = self.position(lsn);
+                let ev = self.converter.delete(m, source).map_err(convert_err)?;
+                let n = self.emit(&ev, None);
+                self.tracker.produced_records(n);
+            }
+            PgOutputMessage::Truncate(m) => {
+                let source = self.position(lsn);
+                let events = self.converter.truncate(m, &source).map_err(convert_err)?;
+                for ev in &events {
+                    let n = self.emit(ev, None);
+                    self.tracker.produced_records(n);
+                }
+            }
+            PgOutputMessage::Message(m) => {
+                let source = self.position(lsn);
+                let ev = Converter::message(m, source);
+                let n = self.emit(&ev, None);
+                self.tracker.produced_records(n);
+            }
+            // The crate decodes Begin and Commit itself; accept them raw too.
+            PgOutputMessage::Begin(b) => {
+                self.handle_event(ReplicationEvent::Begin {
+                    final_lsn: pgwire_replication::Lsn(b.final_lsn.0),
+                    xid: b.xid,
+                    commit_time_micros: b.commit_time.0,
+                })?;
+            }
+            PgOutputMessage::Commit(c) => {
+                self.handle_event(ReplicationEvent::Commit {
+                    lsn: pgwire_replication::Lsn(c.commit_lsn.0),
+                    end_lsn: pgwire_replication::Lsn(c.end_lsn.0),
+                    commit_time_micros: c.commit_time.0,
+                })?;
+            }
+            other => {
+                return Err(PgError::Protocol {
+                    lsn,
+                    message: format!(
+                        "{} message on a protocol 1 stream (streaming and two-phase are not negotiated)",
+                        other.kind()
+                    ),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes an event (and its tombstone) into the batch; returns the records added.
+    fn emit(&mut self, ev: &ChangeEvent, _key_override: Option<&[usize]>) -> u64 {
+        let (topic, key_columns) = match &ev.table {
+            Some(table) => {
+                let entry = self.topics.entry(table.id).or_insert_with(|| {
+                    (
+                        table.clone(),
+                        Arc::from(format!(
+                            "{}.{}.{}",
+                            self.config.topic_prefix, table.schema, table.name
+                        )),
+                    )
+                });
+                if !Arc::ptr_eq(&entry.0, table) {
+                    *entry = (
+                        table.clone(),
+                        Arc::from(format!(
+                            "{}.{}.{}",
+                            self.config.topic_prefix, table.schema, table.name
+                        )),
+                    );
+                }
+                let keys: Vec<usize> = table.key_indexes().collect();
+                (entry.1.clone(), keys)
+            }
+            None => (self.message_topic.clone(), Vec::new()),
+        };
+        let mut key_buf = Vec::with_capacity(64);
+        let key = if ev.op == Op::Truncate {
+            None
+        } else if self.encoder.encode_key(ev, &key_columns, &mut key_buf) {
+            Some(Bytes::from(key_buf))
+        } else {
+            None
+        };
+        let mut value_buf = Vec::with_capacity(512);
+        self.encoder.encode_value(ev, &mut value_buf);
+        let timestamp_ms = ev.source.commit_time_us / 1000;
+        self.batch.push(Record {
+            topic: topic.clone(),
+            key: key.clone(),
+            value: Some(Bytes::from(value_buf)),
+            headers: Vec::new(),
+            timestamp_ms,
+        });
+        let mut n = 1;
+        if ev.op == Op::Delete && self.config.format.tombstones_on_delete {
+            self.batch.push(Record {
+                topic,
+                key,
+                value: None,
+                headers: Vec::new(),
+                timestamp_ms,
+            });
+            n += 1;
+        }
+        self.events += 1;
+        if let Some(t) = &ev.table {
+            metrics::counter!(telemetry::EVENTS_TOTAL, "table" => t.qualified_name(), "op" => ev.op.code()).increment(1);
+        }
+        if self.batch_deadline.is_none() {
+            self.batch_deadline = Some(Instant::now() + self.linger);
+        }
+        n
+    }
+
+    /// Stops cleanly: hands over what was read, lets the sink deliver it, confirms it, and
+    /// waits until PostgreSQL was told before closing the connection.
+    async fn finish(mut self, result: Result<(), PgError>) -> Result<SessionSummary, PgError> {
+        if result.is_ok() && !self.batch.is_empty() {
+            // Records of a transaction cut short are delivered but not confirmed; the next
+            // session gets the transaction again.
+            if let Ok(Ok(r)) = tokio::time::timeout(
+                Duration::from_secs(5),
+                self.handle.reserve(self.batch.bytes),
+            )
+            .await
+            {
+                let _ = self.handle.send(std::mem::take(&mut self.batch), r);
+            }
+        }
+        let sink_result = self.handle.finish().await;
+        self.report_progress();
+        let confirmed = self.tracker.confirmed();
+        if self.reported > Lsn::ZERO {
+            let deadline = Instant::now() + FINAL_ACK_WAIT;
+            let metrics = self.client.metrics();
+            while metrics.last_applied_lsn().0 < self.reported.0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.shutdown()).await;
+        let summary = SessionSummary {
+            confirmed,
+            events: self.events,
+            delivered: self.delivered.get(),
+        };
+        tracing::info!(confirmed = %summary.confirmed, events = summary.events, "replication session ended");
+        match (sink_result, result) {
+            (Err(sink), _) => Err(PgError::Sink(sink)),
+            (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(())) => Ok(summary),
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `walrus` binary against a throwaway PostgreSQL cluster per
+//! test, with the file sink. One test binary with modules, so the heavy link happens once.
+
+mod common;
+
+mod check;
+mod crash;
+mod events;
+mod idle;
+mod large_transaction;
+mod restart;
