@@ -28,6 +28,12 @@ use serde::Deserialize;
 
 use crate::pipeline;
 
+mod observability;
+pub use observability::*;
+
+mod kafka;
+pub use kafka::*;
+
 /// Default topic prefix (Debezium's `topic.prefix`), also `source.name` in events.
 pub const DEFAULT_TOPIC_PREFIX: &str = "walrus";
 /// Default replication slot name.
@@ -128,6 +134,27 @@ pub struct Config {
     /// Batching and memory bounds.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// The slot watchdog: lag, retained WAL, stuck slots.
+    #[serde(default)]
+    pub watchdog: WatchdogConfig,
+    /// Where alerts go besides the log.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// Heartbeats that keep walrus's slot moving on a quiet database.
+    #[serde(default)]
+    pub heartbeat: HeartbeatConfig,
+    /// The admin HTTP server.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// `[[routes]]`: regex rules from `schema.table` to topics (see [`crate::router`]).
+    #[serde(default)]
+    pub routes: Vec<crate::router::RouteRule>,
+    /// `[tables."schema.table"]`: per-table topic, key, columns and skipped operations.
+    #[serde(default)]
+    pub tables: std::collections::BTreeMap<String, crate::router::TableConfig>,
+    /// `[[outbox]]`: tables routed with Debezium's outbox event router.
+    #[serde(default)]
+    pub outbox: Vec<crate::router::OutboxConfig>,
 }
 
 /// TLS mode for connections to PostgreSQL, as libpq's `sslmode`.
@@ -195,9 +222,20 @@ pub struct SourceConfig {
     /// Events buffered between the replication connection and the decoder.
     #[serde(default = "default_replication_buffer_events")]
     pub replication_buffer_events: usize,
+    /// Receive column values in PostgreSQL's binary (send) format instead of text
+    /// (pgoutput `binary 'true'`, PostgreSQL 14+). Events are identical either way; binary
+    /// is cheaper to decode for numbers, timestamps and arrays.
+    #[serde(default)]
+    pub binary: bool,
+    /// Create the publication `WITH (publish_via_partition_root = true)`, so that changes
+    /// on partitions are reported as their partitioned (root) table. Applies when walrus
+    /// creates the publication; for an existing one run
+    /// `ALTER PUBLICATION ... SET (publish_via_partition_root = true)`.
+    #[serde(default)]
+    pub publish_via_partition_root: bool,
 }
 
-/// Where events go: `type = "stdout" | "file"`.
+/// Where events go: `type = "stdout" | "file" | "kafka"`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SinkConfig {
@@ -205,6 +243,8 @@ pub enum SinkConfig {
     Stdout(StdoutSinkConfig),
     /// JSON Lines appended to a file.
     File(FileSinkConfig),
+    /// Apache Kafka (or any broker speaking its protocol).
+    Kafka(Box<KafkaSinkConfig>),
 }
 
 impl SinkConfig {
@@ -213,6 +253,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Stdout(_) => "stdout",
             SinkConfig::File(_) => "file",
+            SinkConfig::Kafka(_) => "kafka",
         }
     }
 }
@@ -287,6 +328,17 @@ pub enum IntervalHandlingMode {
     String,
 }
 
+/// `hstore.handling.mode`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HstoreHandlingMode {
+    /// A JSON document in a string (`io.debezium.data.Json`).
+    #[default]
+    Json,
+    /// A map of string keys to optional string values.
+    Map,
+}
+
 /// `[format]`: event encoding, with Debezium's option names in snake case.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -310,6 +362,9 @@ pub struct FormatConfig {
     /// `interval.handling.mode`.
     #[serde(default)]
     pub interval_handling_mode: IntervalHandlingMode,
+    /// `hstore.handling.mode`.
+    #[serde(default)]
+    pub hstore_handling_mode: HstoreHandlingMode,
     /// `unavailable.value.placeholder` for unchanged TOASTed values.
     #[serde(default = "default_placeholder")]
     pub unavailable_value_placeholder: String,
@@ -324,6 +379,7 @@ impl Default for FormatConfig {
             time_precision_mode: TimePrecisionMode::default(),
             binary_handling_mode: BinaryHandlingMode::default(),
             interval_handling_mode: IntervalHandlingMode::default(),
+            hstore_handling_mode: HstoreHandlingMode::default(),
             unavailable_value_placeholder: DEFAULT_UNAVAILABLE_VALUE_PLACEHOLDER.to_string(),
         }
     }
@@ -539,7 +595,22 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        observability::validate(&self.watchdog, &self.alerts, &self.heartbeat)?;
+        if let SinkConfig::Kafka(k) = &self.sink {
+            k.validate()?;
+        }
+        self.router()?;
         Ok(())
+    }
+
+    /// The compiled router for `topic_prefix`, `[[routes]]`, `[tables]` and `[[outbox]]`.
+    pub fn router(&self) -> Result<crate::router::Router, ConfigError> {
+        crate::router::Router::new(&crate::router::RoutingConfig {
+            topic_prefix: &self.topic_prefix,
+            routes: &self.routes,
+            tables: Some(&self.tables),
+            outbox: &self.outbox,
+        })
     }
 
     /// Whether a table is selected by `source.tables` minus `source.exclude_tables`.

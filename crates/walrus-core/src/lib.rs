@@ -14,18 +14,24 @@
 //! - [`sink`]: the sink trait and its durability contract, and the encoded [`sink::Record`].
 //! - [`ack`]: from sink deliveries to the LSN that may be confirmed to PostgreSQL.
 //! - [`pipeline`]: the sink task, the in-flight byte budget and delivery progress.
+//! - [`router`]: topics, keys, column filters, headers and the outbox event router.
 //! - [`config`]: the TOML configuration, its defaults and validation.
 //! - [`error`]: how every error is classified (retryable or fatal) with an operator hint.
 //! - [`telemetry`]: metric names, described once.
+//! - [`alert`]: slot watchdog thresholds, and alerts that fire and resolve once.
+//! - [`status`]: the pipeline's shared state, behind `/status` and `/readyz`.
 
 pub mod ack;
+pub mod alert;
 pub mod config;
 pub mod error;
 pub mod event;
 pub mod format;
 pub mod lsn;
 pub mod pipeline;
+pub mod router;
 pub mod sink;
+pub mod status;
 pub mod telemetry;
 pub mod value;
 

@@ -36,6 +36,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`Broker`] is the Kafka-protocol counterpart: a fresh in-memory Tansu broker per test on a
+//! free port, killed on drop, with `pause`/`resume` (SIGSTOP/SIGCONT) for outages.
+//!
 //! # Root, CI and machines without PostgreSQL
 //!
 //! CI runs `.ci/run` as root on a fresh clone, and sessions run as root too, but `initdb`,
@@ -57,9 +60,11 @@
 //! - `TMPDIR`: where clusters and the template go (see [`std::env::temp_dir`]).
 
 mod binaries;
+mod broker;
 mod cluster;
 mod privileges;
 mod template;
 
 pub use binaries::find_bindir;
+pub use broker::{find_tansu, Broker};
 pub use cluster::{unique_name, PgCluster, PgClusterBuilder, WalLevel};

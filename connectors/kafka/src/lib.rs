@@ -1,0 +1,662 @@
+//! walrus's Kafka sink: records go to an idempotent librdkafka producer with `acks=all`;
+//! each delivery report marks its record delivered, and only the contiguous prefix of
+//! delivered records advances the [`Delivered`] counter that confirms WAL to PostgreSQL.
+//!
+//! ```text
+//!  Sink::send ──ensure topic (admin API)──▶ ThreadedProducer::send(seq as opaque)
+//!      ▲  queue full: wait, offer again              │ librdkafka batches, retries,
+//!      │  (never dropped)                            ▼ keeps per-partition order
+//!  failures ◀── delivery callback (polling thread) ──┴──▶ DeliveryWindow ──▶ Delivered
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Nothing confirmed early.** A record counts only after a successful delivery report,
+//!   which with `acks=all` means every in-sync replica has it; [`DeliveryWindow`] turns
+//!   out-of-order reports (different partitions) into a contiguous count, so a later
+//!   record delivered before an earlier one confirms nothing.
+//! - **Per-key order.** The same key always maps to the same partition (`murmur2_random`,
+//!   the Java client's partitioner, so keys land where Debezium would put them), and the
+//!   idempotent producer with at most 5 requests in flight keeps a partition's order
+//!   through retries.
+//! - **Bounded memory.** The pipeline's in-flight byte budget bounds what is handed to the
+//!   sink; librdkafka's own queue is a second bound: when it is full, `send` waits for
+//!   deliveries and offers the record again.
+//! - **Errors, never silent skips.** Each failed delivery is classified once, by
+//!   [`BrokerErrorClass`]: transient failures (after librdkafka's own retries for
+//!   `message.timeout.ms`) end the session, which restarts after a backoff and resumes from
+//!   the slot; records the broker rejects for good go to the dead-letter topic when one is
+//!   configured (with the error in headers) or stop walrus with a message naming the topic,
+//!   the table and the fix.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use walrus_core::ack::DeliveryWindow;
+use walrus_core::config::KafkaSinkConfig;
+use walrus_core::error::{kafka_codes, BrokerErrorClass, SinkError};
+use walrus_core::sink::{Delivered, FlushReason, Record, Sink};
+
+/// The sink's name in logs, metrics and errors.
+const NAME: &str = "kafka";
+/// How long a queue-full producer is left to drain before the record is offered again.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(2);
+/// Timeout of admin and metadata requests.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Header with the error of a dead-lettered record.
+pub const HEADER_ERROR: &str = "walrus.error";
+/// Header with the librdkafka error code name of a dead-lettered record.
+pub const HEADER_ERROR_CODE: &str = "walrus.error.code";
+/// Header with the topic a dead-lettered record was meant for.
+pub const HEADER_ORIGINAL_TOPIC: &str = "walrus.original.topic";
+/// Header with the size of a value left out of a dead-lettered record because it was too
+/// large for any topic.
+pub const HEADER_ORIGINAL_VALUE_BYTES: &str = "walrus.original.value.bytes";
+
+/// A failed delivery, copied out of the delivery callback.
+#[derive(Debug)]
+struct Failure {
+    seq: u64,
+    code: i32,
+    error: String,
+    topic: String,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+    timestamp: Option<i64>,
+}
+
+/// State shared with librdkafka's polling thread.
+#[derive(Debug, Default)]
+struct Shared {
+    window: Mutex<DeliveryWindow>,
+    delivered: Delivered,
+    failures: Mutex<Vec<Failure>>,
+    has_failures: AtomicBool,
+    fatal: Mutex<Option<String>>,
+}
+
+/// The producer's context: delivery reports into the window, logs into `tracing`.
+struct Context {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(facility = fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(facility = fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(facility = fac, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code().map(|c| c as i32);
+        if code == Some(kafka_codes::FATAL) {
+            tracing::error!(%error, reason, "kafka producer hit a fatal error");
+            let mut f = self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner());
+            f.get_or_insert_with(|| format!("{error}: {reason}"));
+        } else {
+            // Brokers down, transport errors: librdkafka reconnects by itself; deliveries
+            // wait meanwhile and nothing is confirmed.
+            tracing::warn!(%error, reason, "kafka client error (retrying)");
+        }
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        let seq = seq as u64;
+        match result {
+            Ok(_) => {
+                let mut w = self.shared.window.lock().unwrap_or_else(|p| p.into_inner());
+                let done = w.complete(seq);
+                drop(w);
+                self.shared.delivered.advance_to(done);
+            }
+            Err((error, msg)) => {
+                let failure = Failure {
+                    seq,
+                    code: error.rdkafka_error_code().map_or(-1, |c| c as i32),
+                    error: error.to_string(),
+                    topic: msg.topic().to_string(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    value: msg.payload().map(<[u8]>::to_vec),
+                    headers: msg
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    timestamp: msg.timestamp().to_millis(),
+                };
+                self.shared
+                    .failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(failure);
+                self.shared.has_failures.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// The librdkafka configuration for a sink config: walrus's fixed guarantees, the named
+/// keys, then `[sink.properties]`.
+pub fn client_config(cfg: &KafkaSinkConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("client.id", &cfg.client_id)
+        .set("security.protocol", cfg.security_protocol.as_str());
+    if let Some(m) = &cfg.sasl_mechanism {
+        c.set("sasl.mechanism", m);
+    }
+    if let Some(u) = &cfg.sasl_username {
+        c.set("sasl.username", u);
+    }
+    if let Some(p) = &cfg.sasl_password {
+        c.set("sasl.password", p.expose());
+    }
+    for (key, path) in [
+        ("ssl.ca.location", &cfg.ssl_ca_location),
+        ("ssl.certificate.location", &cfg.ssl_certificate_location),
+        ("ssl.key.location", &cfg.ssl_key_location),
+    ] {
+        if let Some(p) = path {
+            c.set(key, p.display().to_string());
+        }
+    }
+    if let Some(p) = &cfg.ssl_key_password {
+        c.set("ssl.key.password", p.expose());
+    }
+    c
+}
+
+fn producer_config(cfg: &KafkaSinkConfig) -> ClientConfig {
+    let mut c = client_config(cfg);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("compression.type", cfg.compression.as_str())
+        .set("linger.ms", cfg.linger_ms.to_string())
+        // The Java client's partitioner: the same key lands on the same partition as with
+        // Debezium on Kafka Connect.
+        .set("partitioner", "murmur2_random")
+        // Topics are created by walrus with the configured settings, or not at all.
+        .set("allow.auto.create.topics", "false")
+        // The pipeline's byte budget bounds memory; let librdkafka's queue hold what fits
+        // in it rather than stall on a message count.
+        .set("queue.buffering.max.messages", "1000000");
+    for (k, v) in &cfg.properties {
+        c.set(k, v.to_string());
+    }
+    c
+}
+
+/// The Kafka sink. See the module docs for its guarantees.
+pub struct KafkaSink {
+    producer: ThreadedProducer<Context>,
+    admin: AdminClient<DefaultClientContext>,
+    shared: Arc<Shared>,
+    config: KafkaSinkConfig,
+    /// Records handed to the producer (the last sequence number).
+    sent: u64,
+    /// Topics known to exist (created or checked).
+    topics: HashSet<String>,
+}
+
+fn kafka_err(context: &str, e: KafkaError) -> SinkError {
+    let code = e.rdkafka_error_code().map_or(-1, |c| c as i32);
+    match BrokerErrorClass::of(code) {
+        BrokerErrorClass::BackPressure | BrokerErrorClass::Retryable => SinkError::Unavailable {
+            sink: NAME,
+            message: format!("{context}: {e}"),
+        },
+        BrokerErrorClass::Rejected | BrokerErrorClass::Fatal => SinkError::Rejected {
+            sink: NAME,
+            topic: String::new(),
+            message: format!("{context}: {e}; {}", BrokerErrorClass::fix(code)),
+            retryable: false,
+        },
+    }
+}
+
+impl KafkaSink {
+    /// Creates the producer and the admin client; connects lazily.
+    pub fn new(config: &KafkaSinkConfig, delivered: Delivered) -> Result<KafkaSink, SinkError> {
+        let shared = Arc::new(Shared {
+            delivered,
+            ..Shared::default()
+        });
+        let producer: ThreadedProducer<Context> = producer_config(config)
+            .create_with_context(Context {
+                shared: shared.clone(),
+            })
+            .map_err(|e| kafka_err("creating the producer", e))?;
+        let admin: AdminClient<DefaultClientContext> = client_config(config)
+            .create()
+            .map_err(|e| kafka_err("creating the admin client", e))?;
+        Ok(KafkaSink {
+            producer,
+            admin,
+            shared,
+            config: config.clone(),
+            sent: 0,
+            topics: HashSet::new(),
+        })
+    }
+
+    /// Records delivered contiguously so far.
+    pub fn delivered(&self) -> u64 {
+        self.shared.delivered.get()
+    }
+
+    /// Makes sure `topic` exists: created through the admin API when topic creation is on,
+    /// else looked up. `Ok(false)` when it is missing and may not be created.
+    async fn ensure_topic(&mut self, topic: &str) -> Result<bool, SinkError> {
+        if self.topics.contains(topic) {
+            return Ok(true);
+        }
+        let tc = &self.config.topic_creation;
+        if tc.enabled {
+            let config: Vec<(String, String)> = tc
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect();
+            let mut new = NewTopic::new(
+                topic,
+                tc.partitions,
+                TopicReplication::Fixed(tc.replication_factor),
+            );
+            for (k, v) in &config {
+                new = new.set(k, v);
+            }
+            let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+            let results = self
+                .admin
+                .create_topics([&new], &opts)
+                .await
+                .map_err(|e| kafka_err(&format!("creating topic {topic:?}"), e))?;
+            for r in results {
+                if let Err((name, code)) = r {
+                    let code_i = code as i32;
+                    if code_i == kafka_codes::TOPIC_ALREADY_EXISTS {
+                        continue;
+                    }
+                    let message = format!("creating topic {name:?}: {code:?}");
+                    return Err(match BrokerErrorClass::of(code_i) {
+                        BrokerErrorClass::Retryable | BrokerErrorClass::BackPressure => {
+                            SinkError::Unavailable {
+                                sink: NAME,
+                                message,
+                            }
+                        }
+                        _ => SinkError::Rejected {
+                            sink: NAME,
+                            topic: name,
+                            message: format!(
+                                "{message}; {} (or create the topic yourself and set [sink.topic_creation] enabled = false)",
+                                BrokerErrorClass::fix(code_i)
+                            ),
+                            retryable: false,
+                        },
+                    });
+                }
+            }
+            tracing::info!(topic, "topic ready");
+            self.topics.insert(topic.to_string());
+            return Ok(true);
+        }
+        let producer = self.producer.clone();
+        let name = topic.to_string();
+        let md = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&name), ADMIN_TIMEOUT)
+                .map(|md| {
+                    md.topics().iter().any(|t| {
+                        t.name() == name && t.error().is_none() && !t.partitions().is_empty()
+                    })
+                })
+        })
+        .await
+        .map_err(|e| SinkError::Unavailable {
+            sink: NAME,
+            message: format!("looking up topic {topic:?}: {e}"),
+        })?
+        .map_err(|e| kafka_err(&format!("looking up topic {topic:?}"), e))?;
+        if md {
+            self.topics.insert(topic.to_string());
+        }
+        Ok(md)
+    }
+
+    /// Hands one record to the producer, waiting while its queue is full.
+    async fn produce(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+        timestamp_ms: Option<i64>,
+        seq: u64,
+    ) -> Result<(), (i32, String)> {
+        let mut rec: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(topic, seq as usize);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        if let Some(h) = headers {
+            rec = rec.headers(h);
+        }
+        if let Some(ts) = timestamp_ms.filter(|t| *t > 0) {
+            rec = rec.timestamp(ts);
+        }
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((e, back)) => {
+                    let code = e.rdkafka_error_code().map_or(-1, |c| c as i32);
+                    if BrokerErrorClass::of(code) != BrokerErrorClass::BackPressure {
+                        return Err((code, e.to_string()));
+                    }
+                    if waited >= Duration::from_secs(10) {
+                        tracing::warn!(topic, "kafka producer queue full for 10 s; waiting for deliveries (the broker may be down)");
+                        waited = Duration::ZERO;
+                    }
+                    rec = back;
+                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                    waited += QUEUE_FULL_WAIT;
+                }
+            }
+        }
+    }
+
+    fn record_headers(headers: &[(Arc<str>, Bytes)]) -> Option<OwnedHeaders> {
+        if headers.is_empty() {
+            return None;
+        }
+        let mut h = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v.as_ref()),
+            });
+        }
+        Some(h)
+    }
+
+    /// A record that cannot be delivered as it is: to the dead-letter topic, or an error
+    /// that stops the pipeline.
+    async fn reject(&mut self, f: Failure) -> Result<(), SinkError> {
+        let class = BrokerErrorClass::of(f.code);
+        let table = f
+            .headers
+            .iter()
+            .find(|(k, _)| k == "table")
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        let what = match &table {
+            Some(t) => format!("a record of table {t}"),
+            None => "a record".to_string(),
+        };
+        let dlq = self.config.dead_letter_topic.clone();
+        let dlq = match dlq {
+            Some(d) if class == BrokerErrorClass::Rejected && d != f.topic => d,
+            _ => {
+                return Err(SinkError::Rejected {
+                    sink: NAME,
+                    topic: f.topic.clone(),
+                    message: format!(
+                        "{what} (record {}) was rejected: {}; fix: {}",
+                        f.seq,
+                        f.error,
+                        BrokerErrorClass::fix(f.code)
+                    ),
+                    retryable: false,
+                });
+            }
+        };
+        if !self.ensure_topic(&dlq).await? {
+            return Err(SinkError::Rejected {
+                sink: NAME,
+                topic: dlq.clone(),
+                message: format!(
+                    "the dead-letter topic does not exist and [sink.topic_creation] is off; create it (needed for {what} rejected from {:?}: {})",
+                    f.topic, f.error
+                ),
+                retryable: false,
+            });
+        }
+        tracing::warn!(topic = %f.topic, table = table.as_deref().unwrap_or(""), seq = f.seq, error = %f.error, dead_letter_topic = %dlq, "record rejected by the broker; sending it to the dead-letter topic");
+        let too_large = matches!(
+            f.code,
+            kafka_codes::MSG_SIZE_TOO_LARGE
+                | kafka_codes::INVALID_MSG_SIZE
+                | kafka_codes::RECORD_LIST_TOO_LARGE
+        );
+        let mut h = OwnedHeaders::new_with_capacity(f.headers.len() + 4);
+        for (k, v) in &f.headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            });
+        }
+        let code_name = format!("{}", f.code);
+        h = h
+            .insert(Header {
+                key: HEADER_ERROR,
+                value: Some(f.error.as_bytes()),
+            })
+            .insert(Header {
+                key: HEADER_ERROR_CODE,
+                value: Some(code_name.as_bytes()),
+            })
+            .insert(Header {
+                key: HEADER_ORIGINAL_TOPIC,
+                value: Some(f.topic.as_bytes()),
+            });
+        let value_len = f.value.as_ref().map_or(0, Vec::len).to_string();
+        if too_large {
+            h = h.insert(Header {
+                key: HEADER_ORIGINAL_VALUE_BYTES,
+                value: Some(value_len.as_bytes()),
+            });
+        }
+        // A value too large for its topic is too large for the dead-letter topic too: the
+        // record goes without it, its size in a header.
+        let value = if too_large { None } else { f.value.as_deref() };
+        match self
+            .produce(&dlq, f.key.as_deref(), value, Some(h), f.timestamp, f.seq)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err((code, e)) => Err(SinkError::Rejected {
+                sink: NAME,
+                topic: dlq,
+                message: format!(
+                    "sending {what} to the dead-letter topic failed: {e} (after {:?} rejected it: {}); fix: {}",
+                    f.topic,
+                    f.error,
+                    BrokerErrorClass::fix(code)
+                ),
+                retryable: false,
+            }),
+        }
+    }
+
+    /// Handles failed deliveries reported since the last call.
+    async fn check_failures(&mut self) -> Result<(), SinkError> {
+        if let Some(f) = self
+            .shared
+            .fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(SinkError::Rejected {
+                sink: NAME,
+                topic: String::new(),
+                message: format!(
+                    "the producer cannot continue: {f}; check the broker's logs and walrus's [sink] settings"
+                ),
+                retryable: false,
+            });
+        }
+        if !self.shared.has_failures.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let failures = std::mem::take(
+            &mut *self
+                .shared
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for f in failures {
+            match BrokerErrorClass::of(f.code) {
+                BrokerErrorClass::Retryable | BrokerErrorClass::BackPressure => {
+                    return Err(SinkError::Unavailable {
+                        sink: NAME,
+                        message: format!(
+                            "delivery to topic {:?} failed after librdkafka's retries (record {}): {}; the session restarts and resends everything not confirmed",
+                            f.topic, f.seq, f.error
+                        ),
+                    });
+                }
+                BrokerErrorClass::Rejected | BrokerErrorClass::Fatal => self.reject(f).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_one(&mut self, r: Record) -> Result<(), SinkError> {
+        self.sent += 1;
+        let seq = self.sent;
+        let exists = self.ensure_topic(&r.topic).await?;
+        let headers = Self::record_headers(&r.headers);
+        let result = if exists {
+            self.produce(
+                &r.topic,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                headers,
+                Some(r.timestamp_ms),
+                seq,
+            )
+            .await
+        } else {
+            Err((
+                kafka_codes::UNKNOWN_TOPIC_OR_PART,
+                format!(
+                    "topic {:?} does not exist and [sink.topic_creation] is off",
+                    r.topic
+                ),
+            ))
+        };
+        if let Err((code, error)) = result {
+            let to_vec = |b: &Option<Bytes>| b.as_ref().map(|b| b.to_vec());
+            let failure = Failure {
+                seq,
+                code,
+                error,
+                topic: r.topic.to_string(),
+                key: to_vec(&r.key),
+                value: to_vec(&r.value),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_vec()))
+                    .collect(),
+                timestamp: Some(r.timestamp_ms),
+            };
+            match BrokerErrorClass::of(code) {
+                BrokerErrorClass::Retryable | BrokerErrorClass::BackPressure => {
+                    return Err(SinkError::Unavailable {
+                        sink: NAME,
+                        message: format!(
+                            "producing to topic {:?}: {}",
+                            failure.topic, failure.error
+                        ),
+                    })
+                }
+                _ => self.reject(failure).await?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn send(&mut self, records: Vec<Record>) -> Result<(), SinkError> {
+        self.check_failures().await?;
+        for r in records {
+            self.send_one(r).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, reason: FlushReason) -> Result<(), SinkError> {
+        self.check_failures().await?;
+        if reason != FlushReason::Shutdown {
+            // Delivery reports arrive on librdkafka's polling thread; nothing to wait for.
+            return Ok(());
+        }
+        let timeout = Duration::from_millis(self.config.shutdown_timeout_ms);
+        let deadline = Instant::now() + timeout;
+        while self.delivered() < self.sent {
+            if Instant::now() >= deadline {
+                return Err(SinkError::Unavailable {
+                    sink: NAME,
+                    message: format!(
+                        "{} of {} records not confirmed by the broker within {} ms of stopping; they are not confirmed to PostgreSQL and will be sent again",
+                        self.sent - self.delivered(),
+                        self.sent,
+                        self.config.shutdown_timeout_ms
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.check_failures().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        // Whatever is still queued is not confirmed; PostgreSQL sends it again. Purging
+        // lets the polling thread stop at once instead of waiting for a dead broker.
+        if self.delivered() < self.sent {
+            self.producer
+                .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+        }
+    }
+}

@@ -1,0 +1,1170 @@
+//! The router: which topic, which key, which columns and which headers each change event
+//! gets, decided by configuration alone.
+//!
+//! Everything here is a pure function of the configuration and the event (or its table), so
+//! it is unit-tested without a database or a broker. The source calls [`Router::resolve`]
+//! once per table version (a Relation message) and caches the [`TableRoute`]; per event it
+//! asks the route whether the operation is skipped, projects the columns, and takes the
+//! headers from [`TableRoute::headers`]. Outbox tables are routed by
+//! [`OutboxRoute::message`] instead (Debezium's outbox `EventRouter`).
+//!
+//! ```text
+//!  Table ──resolve──▶ TableRoute { topic, key columns, projection, skipped ops, outbox? }
+//!  ChangeEvent + TableRoute ──▶ skip? │ headers (id, op, table, txId) │ outbox message
+//! ```
+//!
+//! # Topics
+//!
+//! In order of precedence:
+//! 1. `[tables."<schema>.<table>"] topic = "..."`;
+//! 2. the first `[[routes]]` rule whose `match` regex matches the whole `<schema>.<table>`,
+//!    with `$1`, `${name}` expanded from its capture groups (`public\.orders_(.*)` →
+//!    `orders.$1`);
+//! 3. Debezium's default, `<topic_prefix>.<schema>.<table>`.
+//!
+//! Characters Kafka does not allow in a topic name (anything but ASCII letters, digits, `.`,
+//! `_` and `-`) are replaced by `_`, as Debezium's topic naming strategies do, and names are
+//! cut at 249 characters.
+//!
+//! # Keys
+//!
+//! The message key is Debezium's: an object of the key columns, by default the primary key
+//! (a table without one has a null key), or `key_columns` from the table's section; the
+//! JSON encoder writes it in Debezium's key shape.
+//!
+//! # Headers
+//!
+//! Every row event carries `id` (a stable event id: `<commit LSN>:<index in transaction>`,
+//! both decimal, identical when PostgreSQL sends the transaction again after a restart, so
+//! consumers can deduplicate), `op` (`c`, `u`, `d`, `t`), `table` (`schema.table`) and `txId`
+//! (when known). A delete's tombstone gets the id suffixed with `:tombstone`; truncates of
+//! several tables in one statement share a position, so their ids end with `:<schema>.<table>`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::event::{ChangeEvent, Op, Row, Table};
+use crate::value::Value;
+
+/// Default topic template of an outbox table (Debezium's `outbox.event.${routedByValue}`,
+/// routed by the `aggregatetype` column).
+pub const DEFAULT_OUTBOX_TOPIC: &str = "outbox.event.{aggregatetype}";
+/// Default event-id column of an outbox table (header `id`).
+pub const DEFAULT_OUTBOX_ID_COLUMN: &str = "id";
+/// Default aggregate-id column of an outbox table (the message key).
+pub const DEFAULT_OUTBOX_KEY_COLUMN: &str = "aggregateid";
+/// Default payload column of an outbox table (the message value).
+pub const DEFAULT_OUTBOX_PAYLOAD_COLUMN: &str = "payload";
+/// Longest topic name Kafka accepts.
+pub const MAX_TOPIC_LEN: usize = 249;
+
+/// Header names on row events.
+pub const HEADER_ID: &str = "id";
+/// The operation header.
+pub const HEADER_OP: &str = "op";
+/// The `schema.table` header.
+pub const HEADER_TABLE: &str = "table";
+/// The transaction id header.
+pub const HEADER_TX_ID: &str = "txId";
+
+/// `[[routes]]`: a regex rule mapping tables to topics.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    /// Regex matched against the whole `schema.table`.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Topic, with `$1` / `${name}` replaced by capture groups.
+    pub topic: String,
+}
+
+/// An operation as written in `skip_ops`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum OpName {
+    /// Inserts.
+    #[serde(rename = "c", alias = "create", alias = "insert")]
+    Create,
+    /// Updates.
+    #[serde(rename = "u", alias = "update")]
+    Update,
+    /// Deletes (and their tombstones).
+    #[serde(rename = "d", alias = "delete")]
+    Delete,
+    /// Truncates.
+    #[serde(rename = "t", alias = "truncate")]
+    Truncate,
+}
+
+impl OpName {
+    fn op(self) -> Op {
+        match self {
+            OpName::Create => Op::Create,
+            OpName::Update => Op::Update,
+            OpName::Delete => Op::Delete,
+            OpName::Truncate => Op::Truncate,
+        }
+    }
+}
+
+/// `[tables."schema.table"]`: overrides for one table.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// The table's topic, used as is.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Columns of the message key, instead of the primary key.
+    #[serde(default)]
+    pub key_columns: Option<Vec<String>>,
+    /// Only these columns go into `before`/`after` (the key is unaffected).
+    #[serde(default)]
+    pub include_columns: Option<Vec<String>>,
+    /// These columns are left out of `before`/`after` (the key is unaffected).
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
+    /// Operations not to publish: `c`, `u`, `d`, `t` (or `create`, `update`, `delete`,
+    /// `truncate`).
+    #[serde(default)]
+    pub skip_ops: Vec<OpName>,
+}
+
+/// How an outbox row's payload becomes the message value.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// The JSON document itself (Debezium's `expand.json.payload`); a text payload that is
+    /// not valid JSON is written as a JSON string.
+    #[default]
+    Json,
+    /// The payload's text as a JSON string.
+    String,
+}
+
+/// Where an extra outbox column goes.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// A message header (its text).
+    Header,
+    /// A field next to `payload`: the value becomes `{"payload": .., "<name>": ..}`.
+    Envelope,
+}
+
+/// One extra outbox column (Debezium's `table.fields.additional.placement`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxField {
+    /// The column.
+    pub column: String,
+    /// Header or envelope field.
+    pub placement: Placement,
+    /// Header or field name; the column name by default.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `[[outbox]]`: a table routed with Debezium's outbox event router.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// The outbox table, `schema.table`.
+    pub table: String,
+    /// Topic template; `{column}` is replaced by that column's value.
+    #[serde(default = "default_outbox_topic")]
+    pub topic: String,
+    /// Event-id column: header `id`, for consumers to deduplicate.
+    #[serde(default = "default_outbox_id")]
+    pub id_column: String,
+    /// Aggregate-id column: the message key (its text).
+    #[serde(default = "default_outbox_key")]
+    pub key_column: String,
+    /// Payload column: the message value.
+    #[serde(default = "default_outbox_payload")]
+    pub payload_column: String,
+    /// `json` (the document) or `string` (a JSON string).
+    #[serde(default)]
+    pub payload_format: PayloadFormat,
+    /// Extra columns as headers or envelope fields.
+    #[serde(default)]
+    pub fields: Vec<OutboxField>,
+    /// Delete each row once the broker confirmed its message (for outboxes whose writers
+    /// do not delete rows themselves).
+    #[serde(default)]
+    pub delete_after_delivery: bool,
+    /// How often the housekeeping task deletes delivered rows, in milliseconds.
+    #[serde(default = "default_outbox_delete_interval_ms")]
+    pub delete_interval_ms: u64,
+}
+
+/// Default interval of outbox housekeeping.
+pub const DEFAULT_OUTBOX_DELETE_INTERVAL_MS: u64 = 1000;
+
+fn default_outbox_topic() -> String {
+    DEFAULT_OUTBOX_TOPIC.into()
+}
+fn default_outbox_id() -> String {
+    DEFAULT_OUTBOX_ID_COLUMN.into()
+}
+fn default_outbox_key() -> String {
+    DEFAULT_OUTBOX_KEY_COLUMN.into()
+}
+fn default_outbox_payload() -> String {
+    DEFAULT_OUTBOX_PAYLOAD_COLUMN.into()
+}
+fn default_outbox_delete_interval_ms() -> u64 {
+    DEFAULT_OUTBOX_DELETE_INTERVAL_MS
+}
+
+/// The routing parts of the configuration, gathered for [`Router::new`].
+#[derive(Clone, Debug, Default)]
+pub struct RoutingConfig<'a> {
+    /// `topic_prefix`.
+    pub topic_prefix: &'a str,
+    /// `[[routes]]`.
+    pub routes: &'a [RouteRule],
+    /// `[tables."schema.table"]`.
+    pub tables: Option<&'a BTreeMap<String, TableConfig>>,
+    /// `[[outbox]]`.
+    pub outbox: &'a [OutboxConfig],
+}
+
+/// A table's events could not be routed: configuration that does not fit the table.
+#[derive(Debug, thiserror::Error)]
+#[error("routing {table}: {message} (config key `{key}`)")]
+pub struct RouteError {
+    /// `schema.table`.
+    pub table: String,
+    /// The config key at fault.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl crate::error::Classify for RouteError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Config
+    }
+}
+
+/// Compiled routing configuration.
+#[derive(Clone, Debug)]
+pub struct Router {
+    prefix: String,
+    rules: Vec<(Regex, String)>,
+    tables: BTreeMap<String, TableConfig>,
+    outbox: BTreeMap<String, OutboxConfig>,
+    names: HeaderNames,
+}
+
+#[derive(Clone, Debug)]
+struct HeaderNames {
+    id: Arc<str>,
+    op: Arc<str>,
+    table: Arc<str>,
+    tx_id: Arc<str>,
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        HeaderNames {
+            id: Arc::from(HEADER_ID),
+            op: Arc::from(HEADER_OP),
+            table: Arc::from(HEADER_TABLE),
+            tx_id: Arc::from(HEADER_TX_ID),
+        }
+    }
+}
+
+/// How one table version is routed.
+#[derive(Clone, Debug)]
+pub struct TableRoute {
+    /// The table this route was resolved for.
+    pub table: Arc<Table>,
+    /// The topic.
+    pub topic: Arc<str>,
+    /// Key column indexes into the full table; empty for a null key.
+    pub key_columns: Vec<usize>,
+    /// The projected table and the kept column indexes, when columns are filtered.
+    pub projection: Option<(Arc<Table>, Vec<usize>)>,
+    /// Operations not published.
+    pub skip: Vec<Op>,
+    /// Set for outbox tables: events go through [`OutboxRoute::message`] instead.
+    pub outbox: Option<Arc<OutboxRoute>>,
+    table_header: Bytes,
+    names: HeaderNames,
+}
+
+impl TableRoute {
+    /// Whether events with this operation are left out by configuration.
+    pub fn skips(&self, op: Op) -> bool {
+        self.skip.contains(&op)
+    }
+
+    /// The event with only the projected columns, or `None` when nothing is filtered.
+    pub fn project(&self, ev: &ChangeEvent) -> Option<ChangeEvent> {
+        let (table, keep) = self.projection.as_ref()?;
+        let project_row = |row: &Row| Row {
+            values: keep
+                .iter()
+                .map(|&i| row.values.get(i).cloned().unwrap_or(Value::Null))
+                .collect(),
+            key_only: row.key_only,
+        };
+        Some(ChangeEvent {
+            op: ev.op,
+            table: Some(table.clone()),
+            before: ev.before.as_ref().map(project_row),
+            after: ev.after.as_ref().map(project_row),
+            source: ev.source.clone(),
+            message: ev.message.clone(),
+        })
+    }
+
+    /// Headers of the event's record (`tombstone` for the null-value record after a delete).
+    pub fn headers(&self, ev: &ChangeEvent, tombstone: bool) -> Vec<(Arc<str>, Bytes)> {
+        let mut id = event_id(ev);
+        if ev.op == Op::Truncate {
+            id.push(':');
+            id.push_str(&self.table.schema);
+            id.push('.');
+            id.push_str(&self.table.name);
+        }
+        if tombstone {
+            id.push_str(":tombstone");
+        }
+        let mut h = Vec::with_capacity(4);
+        h.push((self.names.id.clone(), Bytes::from(id)));
+        h.push((self.names.op.clone(), Bytes::from_static(op_bytes(ev.op))));
+        h.push((self.names.table.clone(), self.table_header.clone()));
+        if let Some(x) = ev.source.tx_id {
+            h.push((self.names.tx_id.clone(), Bytes::from(x.to_string())));
+        }
+        h
+    }
+}
+
+fn op_bytes(op: Op) -> &'static [u8] {
+    match op {
+        Op::Create => b"c",
+        Op::Update => b"u",
+        Op::Delete => b"d",
+        Op::Truncate => b"t",
+        Op::Message => b"m",
+        Op::Read => b"r",
+    }
+}
+
+/// The stable id of an event: `<commit LSN>:<index in its transaction>`, both decimal.
+pub fn event_id(ev: &ChangeEvent) -> String {
+    format!("{}:{}", ev.source.commit_lsn.as_u64(), ev.source.tx_index)
+}
+
+/// Replaces characters Kafka does not allow in topic names by `_` and cuts the name at
+/// [`MAX_TOPIC_LEN`].
+pub fn sanitize_topic(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.truncate(MAX_TOPIC_LEN);
+    if s.is_empty() {
+        s.push('_');
+    }
+    s
+}
+
+fn is_exact_table_name(name: &str) -> bool {
+    matches!(name.split_once('.'), Some((s, t)) if !s.is_empty() && !t.is_empty() && !t.contains('.'))
+}
+
+impl Router {
+    /// Compiles the routing configuration; errors name the config key.
+    pub fn new(cfg: &RoutingConfig<'_>) -> Result<Router, ConfigError> {
+        let bad = |key: String, message: String| ConfigError::Key { key, message };
+        let mut rules = Vec::with_capacity(cfg.routes.len());
+        for (i, r) in cfg.routes.iter().enumerate() {
+            let re = Regex::new(&format!("^(?:{})$", r.pattern)).map_err(|e| {
+                bad(
+                    format!("routes[{i}].match"),
+                    format!("{:?} is not a valid regex: {e}", r.pattern),
+                )
+            })?;
+            if r.topic.is_empty() {
+                return Err(bad(
+                    format!("routes[{i}].topic"),
+                    "must not be empty".into(),
+                ));
+            }
+            rules.push((re, r.topic.clone()));
+        }
+        let tables = cfg.tables.cloned().unwrap_or_default();
+        for (name, t) in &tables {
+            let key = |k: &str| format!("tables.\"{name}\".{k}");
+            if !is_exact_table_name(name) {
+                return Err(bad(
+                    format!("tables.\"{name}\""),
+                    "expected a table name of the form schema.table (use [[routes]] for patterns)"
+                        .into(),
+                ));
+            }
+            if t.topic.as_deref() == Some("") {
+                return Err(bad(key("topic"), "must not be empty".into()));
+            }
+            if t.key_columns.as_ref().is_some_and(Vec::is_empty) {
+                return Err(bad(
+                    key("key_columns"),
+                    "list at least one column (leave the key out for the primary key)".into(),
+                ));
+            }
+            if t.include_columns.is_some() && !t.exclude_columns.is_empty() {
+                return Err(bad(
+                    key("exclude_columns"),
+                    "set either include_columns or exclude_columns, not both".into(),
+                ));
+            }
+        }
+        let mut outbox = BTreeMap::new();
+        for (i, o) in cfg.outbox.iter().enumerate() {
+            let key = |k: &str| format!("outbox[{i}].{k}");
+            if !is_exact_table_name(&o.table) {
+                return Err(bad(
+                    key("table"),
+                    format!("{:?} is not a table name of the form schema.table", o.table),
+                ));
+            }
+            if tables.contains_key(&o.table) {
+                return Err(bad(
+                    key("table"),
+                    format!(
+                        "{} has a [tables] section too; an outbox table is routed by [[outbox]] only",
+                        o.table
+                    ),
+                ));
+            }
+            if let Err(m) = parse_template(&o.topic) {
+                return Err(bad(key("topic"), m));
+            }
+            for (k, v) in [
+                ("id_column", &o.id_column),
+                ("key_column", &o.key_column),
+                ("payload_column", &o.payload_column),
+            ] {
+                if v.is_empty() {
+                    return Err(bad(key(k), "must name a column".into()));
+                }
+            }
+            if o.delete_interval_ms == 0 {
+                return Err(bad(key("delete_interval_ms"), "must be at least 1".into()));
+            }
+            if outbox.insert(o.table.clone(), o.clone()).is_some() {
+                return Err(bad(key("table"), format!("{} is listed twice", o.table)));
+            }
+        }
+        Ok(Router {
+            prefix: cfg.topic_prefix.to_string(),
+            rules,
+            tables,
+            outbox,
+            names: HeaderNames::default(),
+        })
+    }
+
+    /// The outbox tables, for housekeeping.
+    pub fn outbox_tables(&self) -> impl Iterator<Item = &OutboxConfig> {
+        self.outbox.values()
+    }
+
+    /// The topic of a table, before any override of its section.
+    fn topic_for(&self, schema: &str, table: &str) -> String {
+        let qualified = format!("{schema}.{table}");
+        if let Some(t) = self.tables.get(&qualified).and_then(|t| t.topic.as_ref()) {
+            return sanitize_topic(t);
+        }
+        for (re, template) in &self.rules {
+            if let Some(caps) = re.captures(&qualified) {
+                let mut out = String::new();
+                caps.expand(template, &mut out);
+                return sanitize_topic(&out);
+            }
+        }
+        sanitize_topic(&format!("{}.{schema}.{table}", self.prefix))
+    }
+
+    /// Resolves how a table version is routed. Fails when its section names columns the
+    /// table does not have.
+    pub fn resolve(&self, table: &Arc<Table>) -> Result<TableRoute, RouteError> {
+        let qualified = table.qualified_name();
+        let err = |key: String, message: String| RouteError {
+            table: qualified.clone(),
+            key,
+            message,
+        };
+        let index_of = |key: &str, name: &str| {
+            table
+                .columns
+                .iter()
+                .position(|c| c.name == name)
+                .ok_or_else(|| {
+                    err(
+                        key.to_string(),
+                        format!(
+                            "the table has no column {name:?} (columns: {})",
+                            table
+                                .columns
+                                .iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })
+        };
+        let section = self.tables.get(&qualified);
+        let skey = |k: &str| format!("tables.\"{qualified}\".{k}");
+        let key_columns = match section.and_then(|s| s.key_columns.as_ref()) {
+            Some(names) => names
+                .iter()
+                .map(|n| index_of(&skey("key_columns"), n))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => table.primary_key_indexes().collect(),
+        };
+        let mut projection = None;
+        if let Some(s) = section {
+            let keep: Option<Vec<usize>> = if let Some(include) = &s.include_columns {
+                let mut idx = include
+                    .iter()
+                    .map(|n| index_of(&skey("include_columns"), n))
+                    .collect::<Result<Vec<_>, _>>()?;
+                idx.sort_unstable();
+                idx.dedup();
+                Some(idx)
+            } else if !s.exclude_columns.is_empty() {
+                let excluded = s
+                    .exclude_columns
+                    .iter()
+                    .map(|n| index_of(&skey("exclude_columns"), n))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(
+                    (0..table.columns.len())
+                        .filter(|i| !excluded.contains(i))
+                        .collect(),
+                )
+            } else {
+                None
+            };
+            if let Some(keep) = keep {
+                let projected = Table {
+                    columns: keep.iter().map(|&i| table.columns[i].clone()).collect(),
+                    ..(**table).clone()
+                };
+                projection = Some((Arc::new(projected), keep));
+            }
+        }
+        let skip = section
+            .map(|s| s.skip_ops.iter().map(|o| o.op()).collect())
+            .unwrap_or_default();
+        let outbox = match self.outbox.get(&qualified) {
+            Some(o) => Some(Arc::new(OutboxRoute::new(o, table, &self.outbox_index(o))?)),
+            None => None,
+        };
+        Ok(TableRoute {
+            table: table.clone(),
+            topic: Arc::from(self.topic_for(&table.schema, &table.name)),
+            key_columns,
+            projection,
+            skip,
+            outbox,
+            table_header: Bytes::from(qualified.clone()),
+            names: self.names.clone(),
+        })
+    }
+
+    fn outbox_index(&self, o: &OutboxConfig) -> String {
+        let i = self
+            .outbox
+            .keys()
+            .position(|k| *k == o.table)
+            .unwrap_or_default();
+        format!("outbox[{i}]")
+    }
+}
+
+/// A piece of a topic template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Lit(String),
+    Col(String),
+}
+
+fn parse_template(t: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut rest = t;
+    while let Some(start) = rest.find('{') {
+        if start > 0 {
+            parts.push(Part::Lit(rest[..start].to_string()));
+        }
+        let after = &rest[start + 1..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{t:?}: unterminated {{column}}"))?;
+        let name = &after[..end];
+        if name.is_empty() {
+            return Err(format!("{t:?}: empty {{}}; write {{column_name}}"));
+        }
+        parts.push(Part::Col(name.to_string()));
+        rest = &after[end + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Lit(rest.to_string()));
+    }
+    if parts.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(parts)
+}
+
+/// A compiled outbox table: Debezium's `EventRouter`.
+#[derive(Clone, Debug)]
+pub struct OutboxRoute {
+    template: Vec<(Option<usize>, String)>,
+    id: usize,
+    key: usize,
+    payload: usize,
+    format: PayloadFormat,
+    headers: Vec<(usize, Arc<str>)>,
+    envelope: Vec<(usize, String)>,
+    /// Whether rows are deleted once delivered.
+    pub delete_after_delivery: bool,
+    id_header: Arc<str>,
+    table: String,
+}
+
+/// One routed outbox event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Topic from the template.
+    pub topic: String,
+    /// The aggregate id's text; `None` when the column is null.
+    pub key: Option<Bytes>,
+    /// The payload (or the envelope); `None` for a null payload.
+    pub value: Option<Bytes>,
+    /// `id` and the configured header fields.
+    pub headers: Vec<(Arc<str>, Bytes)>,
+    /// The event id's text, for housekeeping.
+    pub id: Option<String>,
+}
+
+impl OutboxRoute {
+    fn new(o: &OutboxConfig, table: &Table, key_prefix: &str) -> Result<OutboxRoute, RouteError> {
+        let find = |key: &str, name: &str| {
+            table
+                .columns
+                .iter()
+                .position(|c| c.name == name)
+                .ok_or_else(|| RouteError {
+                    table: table.qualified_name(),
+                    key: format!("{key_prefix}.{key}"),
+                    message: format!("the outbox table has no column {name:?}"),
+                })
+        };
+        let template = parse_template(&o.topic)
+            .map_err(|message| RouteError {
+                table: table.qualified_name(),
+                key: format!("{key_prefix}.topic"),
+                message,
+            })?
+            .into_iter()
+            .map(|p| match p {
+                Part::Lit(s) => Ok((None, s)),
+                Part::Col(c) => Ok((Some(find("topic", &c)?), c)),
+            })
+            .collect::<Result<Vec<_>, RouteError>>()?;
+        let mut headers = Vec::new();
+        let mut envelope = Vec::new();
+        for f in &o.fields {
+            let i = find("fields", &f.column)?;
+            let name = f.name.clone().unwrap_or_else(|| f.column.clone());
+            match f.placement {
+                Placement::Header => headers.push((i, Arc::from(name.as_str()))),
+                Placement::Envelope => envelope.push((i, name)),
+            }
+        }
+        Ok(OutboxRoute {
+            template,
+            id: find("id_column", &o.id_column)?,
+            key: find("key_column", &o.key_column)?,
+            payload: find("payload_column", &o.payload_column)?,
+            format: o.payload_format,
+            headers,
+            envelope,
+            delete_after_delivery: o.delete_after_delivery,
+            id_header: Arc::from(HEADER_ID),
+            table: table.qualified_name(),
+        })
+    }
+
+    /// The message for an outbox event: inserts (and snapshot reads) only; deletes and
+    /// updates produce nothing (`Ok(None)`), as Debezium's router ignores them. An error
+    /// when a column the topic needs is null or of an unsupported type.
+    pub fn message(&self, ev: &ChangeEvent) -> Result<Option<OutboxMessage>, RouteError> {
+        if !matches!(ev.op, Op::Create | Op::Read) {
+            return Ok(None);
+        }
+        let Some(row) = ev.after.as_ref() else {
+            return Ok(None);
+        };
+        let get = |i: usize| row.values.get(i).unwrap_or(&Value::Null);
+        let mut topic = String::new();
+        for (col, text) in &self.template {
+            match col {
+                None => topic.push_str(text),
+                Some(i) => match scalar_text(get(*i)) {
+                    Some(v) => topic.push_str(&v),
+                    None => {
+                        return Err(RouteError {
+                            table: self.table.clone(),
+                            key: "outbox.topic".into(),
+                            message: format!(
+                                "column {text:?} is null or not text-like in the event at {}; the topic needs it",
+                                event_id(ev)
+                            ),
+                        })
+                    }
+                },
+            }
+        }
+        let id = scalar_text(get(self.id));
+        let mut headers = Vec::with_capacity(1 + self.headers.len());
+        if let Some(id) = &id {
+            headers.push((self.id_header.clone(), Bytes::from(id.clone())));
+        }
+        for (i, name) in &self.headers {
+            if let Some(v) = scalar_text(get(*i)) {
+                headers.push((name.clone(), Bytes::from(v)));
+            }
+        }
+        let payload = self.payload_json(get(self.payload));
+        let value = if self.envelope.is_empty() {
+            payload.map(Bytes::from)
+        } else {
+            let mut m = serde_json::Map::new();
+            m.insert(
+                "payload".into(),
+                match payload {
+                    Some(p) => serde_json::from_slice(&p).unwrap_or(serde_json::Value::Null),
+                    None => serde_json::Value::Null,
+                },
+            );
+            for (i, name) in &self.envelope {
+                m.insert(name.clone(), natural_json(get(*i)));
+            }
+            Some(Bytes::from(serde_json::Value::Object(m).to_string()))
+        };
+        Ok(Some(OutboxMessage {
+            topic: sanitize_topic(&topic),
+            key: scalar_text(get(self.key)).map(Bytes::from),
+            value,
+            headers,
+            id,
+        }))
+    }
+
+    fn payload_json(&self, v: &Value) -> Option<Vec<u8>> {
+        match (self.format, v) {
+            (_, Value::Null | Value::Unavailable) => None,
+            (PayloadFormat::Json, Value::Json(s)) => Some(s.clone().into_bytes()),
+            (PayloadFormat::Json, Value::Text(s))
+                if serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() =>
+            {
+                Some(s.clone().into_bytes())
+            }
+            (_, v) => match scalar_text(v) {
+                Some(s) => serde_json::to_vec(&s).ok(),
+                None => Some(natural_json(v).to_string().into_bytes()),
+            },
+        }
+    }
+}
+
+/// The text of a scalar value, for keys, ids, headers and topic names.
+pub fn scalar_text(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Text(s) | Value::Json(s) | Value::Numeric(s) | Value::Bits(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int16(i) => i.to_string(),
+        Value::Int32(i) => i.to_string(),
+        Value::Int64(i) => i.to_string(),
+        Value::Float32(f) => f.to_string(),
+        Value::Float64(f) => f.to_string(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Date(d) => d.to_string(),
+        Value::Time(t) | Value::Timestamp(t) | Value::TimestampTz(t) => t.to_string(),
+        _ => return None,
+    })
+}
+
+fn natural_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Null | Value::Unavailable => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int16(i) => J::from(*i),
+        Value::Int32(i) => J::from(*i),
+        Value::Int64(i) => J::from(*i),
+        Value::Float32(f) => J::from(f64::from(*f)),
+        Value::Float64(f) => J::from(*f),
+        Value::Date(d) => J::from(*d),
+        Value::Time(t) | Value::Timestamp(t) | Value::TimestampTz(t) => J::from(*t),
+        Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| J::String(s.clone())),
+        other => match scalar_text(other) {
+            Some(s) => J::String(s),
+            None => J::Null,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Column, ReplicaIdentity, SourcePosition};
+    use crate::lsn::Lsn;
+
+    fn col(name: &str, pk: bool) -> Column {
+        Column {
+            name: name.into(),
+            type_oid: 25,
+            type_name: "text".into(),
+            type_modifier: -1,
+            key: pk,
+            primary_key: pk,
+            type_desc: None,
+        }
+    }
+
+    fn table(schema: &str, name: &str, cols: &[(&str, bool)]) -> Arc<Table> {
+        Arc::new(Table {
+            id: 7,
+            schema: schema.into(),
+            name: name.into(),
+            columns: cols.iter().map(|(n, k)| col(n, *k)).collect(),
+            replica_identity: ReplicaIdentity::Default,
+        })
+    }
+
+    fn ev(op: Op, t: &Arc<Table>, values: Vec<Value>) -> ChangeEvent {
+        let row = Row {
+            values,
+            key_only: false,
+        };
+        ChangeEvent {
+            op,
+            table: Some(t.clone()),
+            before: (op == Op::Delete).then(|| row.clone()),
+            after: (op != Op::Delete).then_some(row),
+            source: SourcePosition {
+                lsn: Lsn(120),
+                commit_lsn: Lsn(500),
+                tx_id: Some(42),
+                tx_index: 3,
+                ..SourcePosition::default()
+            },
+            message: None,
+        }
+    }
+
+    fn parse(
+        text: &str,
+    ) -> (
+        Vec<RouteRule>,
+        BTreeMap<String, TableConfig>,
+        Vec<OutboxConfig>,
+    ) {
+        #[derive(Deserialize)]
+        struct Doc {
+            #[serde(default)]
+            routes: Vec<RouteRule>,
+            #[serde(default)]
+            tables: BTreeMap<String, TableConfig>,
+            #[serde(default)]
+            outbox: Vec<OutboxConfig>,
+        }
+        let d: Doc = toml::from_str(text).unwrap();
+        (d.routes, d.tables, d.outbox)
+    }
+
+    fn router(text: &str) -> Result<Router, ConfigError> {
+        let (routes, tables, outbox) = parse(text);
+        Router::new(&RoutingConfig {
+            topic_prefix: "app",
+            routes: &routes,
+            tables: Some(&tables),
+            outbox: &outbox,
+        })
+    }
+
+    #[test]
+    fn default_topic_and_primary_key() {
+        let r = router("").unwrap();
+        let t = table("public", "orders", &[("id", true), ("total", false)]);
+        let route = r.resolve(&t).unwrap();
+        assert_eq!(&*route.topic, "app.public.orders");
+        assert_eq!(route.key_columns, vec![0]);
+        assert!(route.projection.is_none());
+        assert!(!route.skips(Op::Delete));
+    }
+
+    #[test]
+    fn regex_rules_with_capture_groups_then_overrides() {
+        let r = router(
+            r#"
+[[routes]]
+match = 'public\.orders_(.*)'
+topic = "orders.$1"
+[[routes]]
+match = '(?P<s>\w+)\.audit_.*'
+topic = "${s}.audit"
+[tables."public.orders_eu"]
+topic = "orders-europe"
+"#,
+        )
+        .unwrap();
+        let topic = |s: &str, n: &str| r.resolve(&table(s, n, &[("id", true)])).unwrap().topic;
+        assert_eq!(&*topic("public", "orders_us"), "orders.us");
+        assert_eq!(&*topic("public", "orders_eu"), "orders-europe");
+        assert_eq!(&*topic("sales", "audit_log"), "sales.audit");
+        // The match is anchored: a prefix match is not enough.
+        assert_eq!(&*topic("xpublic", "orders_us"), "app.xpublic.orders_us");
+    }
+
+    #[test]
+    fn key_columns_projection_and_skipped_ops() {
+        let r = router(
+            r#"
+[tables."public.users"]
+key_columns = ["email"]
+exclude_columns = ["password"]
+skip_ops = ["d", "truncate"]
+"#,
+        )
+        .unwrap();
+        let t = table(
+            "public",
+            "users",
+            &[("id", true), ("email", false), ("password", false)],
+        );
+        let route = r.resolve(&t).unwrap();
+        assert_eq!(route.key_columns, vec![1]);
+        assert!(route.skips(Op::Delete) && route.skips(Op::Truncate));
+        assert!(!route.skips(Op::Create) && !route.skips(Op::Update));
+        let e = ev(
+            Op::Create,
+            &t,
+            vec![
+                Value::Int32(1),
+                Value::Text("a@b".into()),
+                Value::Text("secret".into()),
+            ],
+        );
+        let p = route.project(&e).unwrap();
+        let pt = p.table.as_ref().unwrap();
+        assert_eq!(
+            pt.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
+            ["id", "email"]
+        );
+        assert_eq!(p.after.unwrap().values.len(), 2);
+
+        let r = router("[tables.\"public.users\"]\ninclude_columns = [\"email\", \"id\"]").unwrap();
+        let route = r.resolve(&t).unwrap();
+        assert_eq!(route.projection.as_ref().unwrap().1, vec![0, 1]);
+    }
+
+    #[test]
+    fn missing_columns_and_bad_config_name_the_key() {
+        let r = router("[tables.\"public.users\"]\nkey_columns = [\"nope\"]").unwrap();
+        let err = r
+            .resolve(&table("public", "users", &[("id", true)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tables.\"public.users\".key_columns") && err.contains("nope"),
+            "{err}"
+        );
+        let err = router("[[routes]]\nmatch = '('\ntopic = 'x'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("routes[0].match"), "{err}");
+        let err = router("[tables.\"users\"]\ntopic = 'x'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tables.\"users\""), "{err}");
+        let err = router("[tables.\"a.b\"]\ninclude_columns = ['x']\nexclude_columns = ['y']")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exclude_columns"), "{err}");
+        let err = router("[[outbox]]\ntable = 'public.outbox'\ntopic = 'x.{'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("outbox[0].topic"), "{err}");
+    }
+
+    #[test]
+    fn headers_are_stable_ids() {
+        let r = router("").unwrap();
+        let t = table("public", "t", &[("id", true)]);
+        let route = r.resolve(&t).unwrap();
+        let e = ev(Op::Delete, &t, vec![Value::Int32(1)]);
+        let h = route.headers(&e, false);
+        let get = |h: &[(Arc<str>, Bytes)], k: &str| {
+            h.iter()
+                .find(|(n, _)| &**n == k)
+                .map(|(_, v)| String::from_utf8(v.to_vec()).unwrap())
+        };
+        assert_eq!(get(&h, "id").as_deref(), Some("500:3"));
+        assert_eq!(get(&h, "op").as_deref(), Some("d"));
+        assert_eq!(get(&h, "table").as_deref(), Some("public.t"));
+        assert_eq!(get(&h, "txId").as_deref(), Some("42"));
+        // The same event again (re-delivery) has the same id; the tombstone its own.
+        assert_eq!(route.headers(&e.clone(), false), h);
+        let tomb = route.headers(&e, true);
+        assert_eq!(get(&tomb, "id").as_deref(), Some("500:3:tombstone"));
+        let mut tr = ev(Op::Truncate, &t, vec![]);
+        tr.after = None;
+        assert_eq!(
+            get(&route.headers(&tr, false), "id").as_deref(),
+            Some("500:3:public.t")
+        );
+    }
+
+    #[test]
+    fn topics_are_sanitized() {
+        assert_eq!(sanitize_topic("a b/c.d-e_f"), "a_b_c.d-e_f");
+        assert_eq!(sanitize_topic(&"x".repeat(300)).len(), MAX_TOPIC_LEN);
+        assert_eq!(sanitize_topic(""), "_");
+    }
+
+    fn outbox_table() -> Arc<Table> {
+        table(
+            "public",
+            "outbox",
+            &[
+                ("id", true),
+                ("aggregatetype", false),
+                ("aggregateid", false),
+                ("type", false),
+                ("payload", false),
+            ],
+        )
+    }
+
+    fn outbox_row() -> Vec<Value> {
+        vec![
+            Value::Text("5d3c1e6a-0000-4000-8000-000000000001".into()),
+            Value::Text("Order".into()),
+            Value::Text("o-17".into()),
+            Value::Text("OrderCreated".into()),
+            Value::Json("{\"total\": 12}".into()),
+        ]
+    }
+
+    #[test]
+    fn outbox_inserts_route_by_aggregate_type() {
+        let r = router("[[outbox]]\ntable = 'public.outbox'").unwrap();
+        let t = outbox_table();
+        let route = r.resolve(&t).unwrap();
+        let ob = route.outbox.as_ref().unwrap();
+        let m = ob
+            .message(&ev(Op::Create, &t, outbox_row()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.topic, "outbox.event.Order");
+        assert_eq!(m.key.as_deref(), Some(b"o-17".as_slice()));
+        assert_eq!(m.value.as_deref(), Some(b"{\"total\": 12}".as_slice()));
+        assert_eq!(
+            m.headers,
+            vec![(
+                Arc::from("id"),
+                Bytes::from("5d3c1e6a-0000-4000-8000-000000000001")
+            )]
+        );
+        assert_eq!(
+            m.id.as_deref(),
+            Some("5d3c1e6a-0000-4000-8000-000000000001")
+        );
+        // Deletes and updates produce nothing.
+        assert_eq!(ob.message(&ev(Op::Delete, &t, outbox_row())).unwrap(), None);
+        assert_eq!(ob.message(&ev(Op::Update, &t, outbox_row())).unwrap(), None);
+    }
+
+    #[test]
+    fn outbox_fields_string_payload_and_templates() {
+        let r = router(
+            r#"
+[[outbox]]
+table = "public.outbox"
+topic = "events.{aggregatetype}.{type}"
+payload_format = "string"
+fields = [
+  { column = "type", placement = "header", name = "eventType" },
+  { column = "aggregateid", placement = "envelope" },
+]
+"#,
+        )
+        .unwrap();
+        let t = outbox_table();
+        let ob = r.resolve(&t).unwrap().outbox.unwrap();
+        let m = ob
+            .message(&ev(Op::Create, &t, outbox_row()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.topic, "events.Order.OrderCreated");
+        assert!(m
+            .headers
+            .iter()
+            .any(|(k, v)| &**k == "eventType" && v == "OrderCreated"));
+        let v: serde_json::Value = serde_json::from_slice(m.value.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"payload": "{\"total\": 12}", "aggregateid": "o-17"})
+        );
+        // A null aggregate type cannot make a topic: an error, not a silent skip.
+        let mut row = outbox_row();
+        row[1] = Value::Null;
+        assert!(ob.message(&ev(Op::Create, &t, row)).is_err());
+        // A null payload is a null value.
+        let mut row = outbox_row();
+        row[4] = Value::Null;
+        let r2 = router("[[outbox]]\ntable = 'public.outbox'").unwrap();
+        let ob2 = r2.resolve(&t).unwrap().outbox.unwrap();
+        assert_eq!(
+            ob2.message(&ev(Op::Create, &t, row))
+                .unwrap()
+                .unwrap()
+                .value,
+            None
+        );
+    }
+
+    #[test]
+    fn outbox_columns_are_checked_against_the_table() {
+        let r = router("[[outbox]]\ntable = 'public.outbox'\npayload_column = 'body'").unwrap();
+        let err = r.resolve(&outbox_table()).unwrap_err().to_string();
+        assert!(
+            err.contains("outbox[0].payload_column") && err.contains("body"),
+            "{err}"
+        );
+    }
+}
