@@ -17,9 +17,14 @@ use tokio::sync::watch;
 use walrus_core::config::{Config, SinkConfig};
 use walrus_core::error::{Classify, ErrorClass};
 use walrus_core::sink::Delivered;
+use walrus_core::status::{PipelineState, Status as Shared};
 use walrus_core::telemetry;
 use walrus_postgres::check::{self, Status};
 use walrus_stdout::LinesSink;
+
+mod admin;
+mod alerts;
+mod status_cmd;
 
 /// Longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -66,6 +71,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show every replication slot of the cluster (lag, wal_status, active) and walrus's
+    /// pipeline state, read from the admin server when walrus runs.
+    Status {
+        /// The TOML config file.
+        #[arg(long, short, env = "WALRUS_CONFIG", default_value = "walrus.toml")]
+        config: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +100,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config } => run(config).await,
             Command::Check { config, json } => check_cmd(config, json).await,
+            Command::Status { config, json } => status_cmd::run(&load(&config)?, json).await,
         }
     });
     match result {
@@ -144,7 +160,14 @@ async fn check_cmd(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
 
 async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = load(&path)?;
+    let metrics_handle = install_metrics()?;
     telemetry::describe();
+    let status = Shared::global();
+    let database = walrus_postgres::conn::ConnParams::from_config(&config.source)
+        .map(|p| p.dbname)
+        .unwrap_or_default();
+    status.set_identity(&config.source.slot, &database, config.sink.type_name());
+    status.set_state(PipelineState::Starting);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -154,10 +177,12 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         tracing::warn!("second signal: exiting without a clean stop (nothing is lost; the next run repeats the unconfirmed part)");
         std::process::exit(130);
     });
+    spawn_observability(&config, metrics_handle, &stop_rx).await?;
 
     let mut backoff = FIRST_BACKOFF;
     loop {
         let started = Instant::now();
+        status.set_state(PipelineState::Starting);
         let delivered = Delivered::new();
         let result = match &config.sink {
             SinkConfig::Stdout(_) => {
@@ -173,6 +198,7 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         };
         let err = match result {
             Ok(summary) => {
+                status.set_state(PipelineState::Stopped);
                 tracing::info!(confirmed_lsn = %summary.confirmed, events = summary.events, "stopped cleanly");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -180,6 +206,13 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         };
         let kind = err.kind();
         metrics::counter!(telemetry::ERRORS_TOTAL, "kind" => format!("{kind:?}")).increment(1);
+        let retry = kind.class() == ErrorClass::Retryable && !*stop_rx.borrow();
+        status.set_error(&format!("{kind:?}"), err.to_string(), kind.hint(), retry);
+        status.set_state(if retry {
+            PipelineState::Retrying
+        } else {
+            PipelineState::Stopped
+        });
         if *stop_rx.borrow() {
             tracing::error!(error = %err, "stopped with an error");
             return Ok(ExitCode::FAILURE);
@@ -206,6 +239,68 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// Installs the Prometheus recorder behind `/metrics` (no HTTP listener of its own).
+fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        // Histograms are drained into their summaries by upkeep.
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// Starts the tasks that run beside the retry loop, whatever the pipeline does: the admin
+/// server, the slot watchdog, the alert webhook and heartbeats.
+async fn spawn_observability(
+    config: &Config,
+    metrics_handle: metrics_exporter_prometheus::PrometheusHandle,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if config.admin.enabled {
+        let server = admin::bind(
+            config.admin.listen,
+            config.admin.token.clone(),
+            metrics_handle,
+            stop_rx.clone(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "admin server: cannot listen on {} (set [admin] listen, or enabled = false)",
+                config.admin.listen
+            )
+        })?;
+        tokio::spawn(server);
+    }
+    if config.watchdog.enabled {
+        let (alert_tx, alert_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(alerts::run(
+            config.alerts.clone(),
+            config.source.slot.clone(),
+            alert_rx,
+        ));
+        tokio::spawn(walrus_postgres::watchdog::run(
+            config.clone(),
+            Some(alert_tx),
+            stop_rx.clone(),
+        ));
+    }
+    if config.heartbeat.enabled {
+        tokio::spawn(walrus_postgres::heartbeat::run(
+            config.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -9,3 +9,4 @@ mod events;
 mod idle;
 mod large_transaction;
 mod restart;
+mod watchdog;

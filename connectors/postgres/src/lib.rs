@@ -15,15 +15,19 @@
 //! - [`setup`]: publication and slot creation and validation.
 //! - [`source`]: the replication loop with exact LSN confirmation.
 //! - [`check`]: the preflight behind `walrus check`.
+//! - [`watchdog`]: the slot watchdog on its own SQL connection.
+//! - [`heartbeat`]: heartbeat messages that keep walrus's slot moving.
 
 pub mod check;
 pub mod conn;
 pub mod convert;
 pub mod error;
+pub mod heartbeat;
 pub mod pgoutput;
 pub mod setup;
 pub mod source;
 pub mod types;
+pub mod watchdog;
 
 pub use error::PgError;
 

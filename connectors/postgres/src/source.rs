@@ -36,6 +36,7 @@ use walrus_core::event::{ChangeEvent, Op, SourcePosition};
 use walrus_core::format::json::JsonEncoder;
 use walrus_core::pipeline::{Batch, PipelineOptions, SinkHandle};
 use walrus_core::sink::{Delivered, Record, Sink};
+use walrus_core::status::{self, PipelineState, Status};
 use walrus_core::telemetry;
 use walrus_core::Lsn;
 
@@ -105,6 +106,7 @@ pub async fn run<S: Sink>(
             config.source.replication_buffer_events,
         );
         let client = ReplicationClient::connect(repl).await?;
+        Status::global().set_state(PipelineState::Streaming);
         let handle = SinkHandle::spawn(
             sink,
             delivered.clone(),
@@ -133,6 +135,9 @@ pub async fn run<S: Sink>(
             topics: std::collections::HashMap::new(),
             linger: Duration::from_millis(config.pipeline.batch_linger_ms.max(1)),
             batch_byte_limit: (config.pipeline.max_in_flight_bytes / 4).max(1),
+            received: start,
+            status_published: None,
+            heartbeat_topic: Arc::from(config.heartbeat.topic_for(&config.topic_prefix)),
         };
         session.stream(&mut shutdown).await
     }
@@ -161,7 +166,16 @@ struct Session<'a> {
     topics: std::collections::HashMap<u32, (Arc<walrus_core::event::Table>, Arc<str>)>,
     linger: Duration,
     batch_byte_limit: usize,
+    /// Newest WAL position received (for `/status`).
+    received: Lsn,
+    /// When progress was last published to the shared status.
+    status_published: Option<Instant>,
+    /// Topic of heartbeat events (`[heartbeat].emit_events`).
+    heartbeat_topic: Arc<str>,
 }
+
+/// How often the source publishes its progress to the shared status.
+const STATUS_PUBLISH_INTERVAL: Duration = Duration::from_millis(200);
 
 enum Flow {
     Continue,
@@ -264,6 +278,80 @@ impl Session<'_> {
         if let Some(lsn) = self.tracker.on_delivered(delivered) {
             self.confirm(lsn);
         }
+        self.publish_status(false);
+    }
+
+    /// Publishes progress to the shared status (`/status`, the watchdog's time lag), at
+    /// most every [`STATUS_PUBLISH_INTERVAL`] unless `force`.
+    fn publish_status(&mut self, force: bool) {
+        if !force
+            && self
+                .status_published
+                .is_some_and(|t| t.elapsed() < STATUS_PUBLISH_INTERVAL)
+        {
+            return;
+        }
+        self.status_published = Some(Instant::now());
+        let delivered = self.delivered.get();
+        let caught_up = self.tracker.caught_up(delivered);
+        let (received, reported, events, sent) = (
+            self.received,
+            self.reported,
+            self.events,
+            self.handle.sent(),
+        );
+        let commit_us = self.tracker.delivered_commit_time_us();
+        Status::global().update_progress(|p| {
+            p.received_lsn = Some(status::lsn_text(received));
+            p.confirmed_lsn = Some(status::lsn_text(reported));
+            if let Some(us) = commit_us {
+                p.delivered_commit_ms = Some(us / 1000);
+            }
+            if caught_up {
+                p.caught_up_ms = Some(status::now_ms());
+            }
+            p.events = events;
+            p.delivered_records = delivered;
+            p.sent_records = sent;
+        });
+    }
+
+    /// A logical message with the heartbeat prefix: walrus's own (see `crate::heartbeat`).
+    /// No event unless `[heartbeat].emit_events`; a non-transactional one is a position
+    /// that may be confirmed once everything before it is delivered, with its emit time
+    /// (the content) as commit time for the time lag.
+    fn handle_heartbeat(&mut self, transactional: bool, lsn: Lsn, content: &[u8]) {
+        metrics::counter!(telemetry::HEARTBEATS_RECEIVED_TOTAL).increment(1);
+        Status::global().update_progress(|p| p.heartbeats_received += 1);
+        let sent_us = std::str::from_utf8(content)
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok());
+        if self.config.heartbeat.emit_events {
+            // Debezium's heartbeat record: key {"serverName": prefix}, value {"ts_ms": ...}.
+            let ts_ms = sent_us.unwrap_or_else(now_us) / 1000;
+            let key = serde_json::json!({ "serverName": self.config.topic_prefix });
+            let value = serde_json::json!({ "ts_ms": ts_ms });
+            self.batch.push(Record {
+                topic: self.heartbeat_topic.clone(),
+                key: Some(Bytes::from(key.to_string())),
+                value: Some(Bytes::from(value.to_string())),
+                headers: Vec::new(),
+                timestamp_ms: ts_ms,
+            });
+            self.tracker.produced_records(1);
+        }
+        if !transactional {
+            match sent_us {
+                Some(us) => self.tracker.standalone_at(lsn, us),
+                None => self.tracker.standalone(lsn),
+            }
+            if self.batch_deadline.is_none() {
+                self.batch_deadline = Some(Instant::now() + self.linger);
+            }
+        }
+        if lsn > self.received {
+            self.received = lsn;
+        }
     }
 
     fn confirm(&mut self, lsn: Lsn) {
@@ -291,8 +379,16 @@ impl Session<'_> {
                     origin: None,
                 });
             }
-            ReplicationEvent::Commit { lsn, end_lsn, .. } => {
-                self.tracker.commit(Lsn(end_lsn.0));
+            ReplicationEvent::Commit {
+                lsn,
+                end_lsn,
+                commit_time_micros,
+            } => {
+                self.tracker.commit_at(
+                    Lsn(end_lsn.0),
+                    commit_time_micros.saturating_add(PG_EPOCH_OFFSET_MICROS),
+                );
+                self.received = self.received.max(Lsn(end_lsn.0));
                 self.txn = None;
                 self.last_commit_lsn = Some(Lsn(lsn.0));
                 metrics::counter!(telemetry::TRANSACTIONS_TOTAL).increment(1);
@@ -305,6 +401,14 @@ impl Session<'_> {
                 wal_start, data, ..
             } => {
                 self.handle_xlog(Lsn(wal_start.0), &data)?;
+            }
+            ReplicationEvent::Message {
+                transactional,
+                lsn,
+                prefix,
+                content,
+            } if prefix == self.config.heartbeat.prefix => {
+                self.handle_heartbeat(transactional, Lsn(lsn.0), &content);
             }
             ReplicationEvent::Message {
                 transactional,
@@ -332,10 +436,12 @@ impl Session<'_> {
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
                 metrics::gauge!(telemetry::RECEIVED_LSN).set(wal_end.0 as f64);
+                self.received = self.received.max(Lsn(wal_end.0));
                 let delivered = self.delivered.get();
                 if let Some(lsn) = self.tracker.on_keepalive(Lsn(wal_end.0), delivered) {
                     self.confirm(lsn);
                 }
+                self.publish_status(false);
             }
             ReplicationEvent::StoppedAt { reached } => {
                 return Err(PgError::Protocol {
@@ -422,6 +528,10 @@ impl Session<'_> {
                     let n = self.emit(ev, None);
                     self.tracker.produced_records(n);
                 }
+            }
+            PgOutputMessage::Message(m) if m.prefix == self.config.heartbeat.prefix => {
+                let transactional = m.flags & 1 != 0;
+                self.handle_heartbeat(transactional, m.lsn, &m.content);
             }
             PgOutputMessage::Message(m) => {
                 let source = self.position(lsn);
@@ -540,6 +650,7 @@ impl Session<'_> {
         }
         let sink_result = self.handle.finish().await;
         self.report_progress();
+        self.publish_status(true);
         let confirmed = self.tracker.confirmed();
         if self.reported > Lsn::ZERO {
             let deadline = Instant::now() + FINAL_ACK_WAIT;

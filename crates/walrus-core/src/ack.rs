@@ -14,6 +14,10 @@
 //! Why the *end* LSN of the commit: on restart PostgreSQL skips a transaction only when its
 //! commit record starts before the confirmed position, so confirming the commit's end LSN
 //! skips exactly the delivered transactions, and confirming less would repeat the last one.
+//!
+//! The tracker also remembers each transaction's commit time, so that the time lag — now
+//! minus the commit time of the newest delivered transaction (or heartbeat) — can be
+//! published for the slot watchdog ([`AckTracker::delivered_commit_time_us`]).
 
 use std::collections::VecDeque;
 
@@ -23,11 +27,14 @@ use crate::lsn::Lsn;
 /// by the source task.
 #[derive(Debug)]
 pub struct AckTracker {
-    /// (records produced through this commit, commit end LSN), oldest first.
-    commits: VecDeque<(u64, Lsn)>,
+    /// (records produced through this commit, commit end LSN, commit time in µs since the
+    /// Unix epoch if known), oldest first.
+    commits: VecDeque<(u64, Lsn, Option<i64>)>,
     produced: u64,
     confirmed: Lsn,
     in_transaction: bool,
+    /// Commit time of the newest fully delivered unit of work.
+    delivered_commit_time_us: Option<i64>,
 }
 
 impl AckTracker {
@@ -38,7 +45,20 @@ impl AckTracker {
             produced: 0,
             confirmed,
             in_transaction: false,
+            delivered_commit_time_us: None,
         }
+    }
+
+    /// Commit time (µs since the Unix epoch) of the newest transaction or standalone unit
+    /// that is fully delivered, when its time was given.
+    pub fn delivered_commit_time_us(&self) -> Option<i64> {
+        self.delivered_commit_time_us
+    }
+
+    /// True when no transaction is open, nothing is waiting for the sink and every record
+    /// produced is delivered: walrus has everything the server sent.
+    pub fn caught_up(&self, delivered: u64) -> bool {
+        !self.in_transaction && self.commits.is_empty() && delivered >= self.produced
     }
 
     /// The LSN that may be confirmed now.
@@ -69,24 +89,37 @@ impl AckTracker {
     /// The current transaction committed, ending at `end_lsn`.
     pub fn commit(&mut self, end_lsn: Lsn) {
         self.in_transaction = false;
-        self.finish(end_lsn);
+        self.finish(end_lsn, None);
+    }
+
+    /// [`Self::commit`], remembering the commit time (µs since the Unix epoch) for the time
+    /// lag.
+    pub fn commit_at(&mut self, end_lsn: Lsn, commit_time_us: i64) {
+        self.in_transaction = false;
+        self.finish(end_lsn, Some(commit_time_us));
     }
 
     /// A unit of work outside any transaction (a non-transactional logical message) is
     /// complete at `lsn` once its records are delivered.
     pub fn standalone(&mut self, lsn: Lsn) {
-        self.finish(lsn);
+        self.finish(lsn, None);
     }
 
-    fn finish(&mut self, lsn: Lsn) {
+    /// [`Self::standalone`] with the time the work was done (a heartbeat's emit time).
+    pub fn standalone_at(&mut self, lsn: Lsn, time_us: i64) {
+        self.finish(lsn, Some(time_us));
+    }
+
+    fn finish(&mut self, lsn: Lsn, time_us: Option<i64>) {
         // A position at or behind what is already confirmed adds nothing (it can happen
         // right after a restart, when PostgreSQL resends from an older point).
-        let newest = self.commits.back().map_or(self.confirmed, |&(_, l)| l);
+        let newest = self.commits.back().map_or(self.confirmed, |&(_, l, _)| l);
         if lsn > newest {
-            self.commits.push_back((self.produced, lsn));
+            self.commits.push_back((self.produced, lsn, time_us));
         } else if let Some(last) = self.commits.back_mut() {
             // Still must wait for this work's records before confirming the newest LSN.
             last.0 = self.produced;
+            last.2 = last.2.max(time_us);
         }
     }
 
@@ -94,13 +127,16 @@ impl AckTracker {
     /// LSN if it advanced.
     pub fn on_delivered(&mut self, delivered: u64) -> Option<Lsn> {
         let before = self.confirmed;
-        while let Some(&(needed, lsn)) = self.commits.front() {
+        while let Some(&(needed, lsn, time_us)) = self.commits.front() {
             if needed > delivered {
                 break;
             }
             self.commits.pop_front();
             if lsn > self.confirmed {
                 self.confirmed = lsn;
+            }
+            if time_us.is_some() {
+                self.delivered_commit_time_us = self.delivered_commit_time_us.max(time_us);
             }
         }
         (self.confirmed > before).then_some(self.confirmed)
@@ -207,6 +243,27 @@ mod tests {
         assert_eq!(t.on_keepalive(Lsn(80), 0), None, "not delivered");
         assert_eq!(t.on_keepalive(Lsn(80), 1), Some(Lsn(80)));
         assert_eq!(t.on_keepalive(Lsn(75), 1), None, "never backwards");
+    }
+
+    #[test]
+    fn remembers_commit_time_of_newest_delivered_transaction() {
+        let mut t = AckTracker::new(Lsn(0));
+        assert_eq!(t.delivered_commit_time_us(), None);
+        t.begin();
+        t.produced_records(2);
+        t.commit_at(Lsn(10), 1_000);
+        t.standalone_at(Lsn(20), 2_000);
+        t.begin();
+        t.produced_records(1);
+        t.commit_at(Lsn(30), 3_000);
+        assert!(!t.caught_up(2));
+        t.on_delivered(1);
+        assert_eq!(t.delivered_commit_time_us(), None);
+        t.on_delivered(2);
+        assert_eq!(t.delivered_commit_time_us(), Some(2_000));
+        t.on_delivered(3);
+        assert_eq!(t.delivered_commit_time_us(), Some(3_000));
+        assert!(t.caught_up(3));
     }
 
     #[test]

@@ -26,6 +26,71 @@ pub const RETRIES_TOTAL: &str = "walrus_retries_total";
 pub const ERRORS_TOTAL: &str = "walrus_errors_total";
 /// Time from commit to sink delivery.
 pub const COMMIT_TO_DELIVERY_SECONDS: &str = "walrus_commit_to_delivery_seconds";
+/// walrus's own slot: bytes between `pg_current_wal_lsn()` and its `confirmed_flush_lsn`.
+pub const LAG_BYTES: &str = "walrus_lag_bytes";
+/// walrus's time lag: now minus the commit time of the newest delivered transaction or
+/// heartbeat.
+pub const LAG_MILLISECONDS: &str = "walrus_lag_milliseconds";
+/// Every watched slot: bytes between `pg_current_wal_lsn()` and `confirmed_flush_lsn`,
+/// labelled by `slot`.
+pub const SLOT_LAG_BYTES: &str = "walrus_slot_lag_bytes";
+/// Every watched slot: WAL retained from `restart_lsn`, labelled by `slot`.
+pub const SLOT_RETAINED_WAL_BYTES: &str = "walrus_slot_retained_wal_bytes";
+/// Every watched slot: `safe_wal_size` (WAL that may still be written before the slot is
+/// lost), labelled by `slot`; absent without `max_slot_wal_keep_size`.
+pub const SLOT_SAFE_WAL_SIZE_BYTES: &str = "walrus_slot_safe_wal_size_bytes";
+/// Every watched slot: 1 while a process streams from it, labelled by `slot`.
+pub const SLOT_ACTIVE: &str = "walrus_slot_active";
+/// Every watched slot: 1 for its current `wal_status`, labelled by `slot` and `wal_status`.
+pub const SLOT_WAL_STATUS: &str = "walrus_slot_wal_status";
+/// Alerts firing now, labelled by `severity`.
+pub const ALERTS_FIRING: &str = "walrus_alerts_firing";
+/// Alerts fired, labelled by `alert` and `severity`.
+pub const ALERTS_TOTAL: &str = "walrus_alerts_total";
+/// Webhook deliveries that failed.
+pub const WEBHOOK_FAILURES_TOTAL: &str = "walrus_webhook_failures_total";
+/// Heartbeat messages written to PostgreSQL.
+pub const HEARTBEATS_SENT_TOTAL: &str = "walrus_heartbeats_sent_total";
+/// Heartbeat messages that came back through walrus's slot.
+pub const HEARTBEATS_RECEIVED_TOTAL: &str = "walrus_heartbeats_received_total";
+/// Watchdog polls of `pg_replication_slots`, labelled by `result` (`ok` or `error`).
+pub const WATCHDOG_POLLS_TOTAL: &str = "walrus_watchdog_polls_total";
+/// 1 for the pipeline's current state, labelled by `state`.
+pub const PIPELINE_STATE: &str = "walrus_pipeline_state";
+/// Rows read by the initial snapshot, labelled by `table`.
+pub const SNAPSHOT_ROWS_TOTAL: &str = "walrus_snapshot_rows_total";
+/// Tables the initial snapshot still has to read.
+pub const SNAPSHOT_TABLES_REMAINING: &str = "walrus_snapshot_tables_remaining";
+
+/// Every metric name walrus records, for documentation checks and tests.
+pub const ALL: &[&str] = &[
+    EVENTS_TOTAL,
+    SINK_BYTES_TOTAL,
+    SINK_DELIVERED_TOTAL,
+    SINK_IN_FLIGHT_BYTES,
+    TRANSACTIONS_TOTAL,
+    RECEIVED_LSN,
+    CONFIRMED_LSN,
+    RETRIES_TOTAL,
+    ERRORS_TOTAL,
+    COMMIT_TO_DELIVERY_SECONDS,
+    LAG_BYTES,
+    LAG_MILLISECONDS,
+    SLOT_LAG_BYTES,
+    SLOT_RETAINED_WAL_BYTES,
+    SLOT_SAFE_WAL_SIZE_BYTES,
+    SLOT_ACTIVE,
+    SLOT_WAL_STATUS,
+    ALERTS_FIRING,
+    ALERTS_TOTAL,
+    WEBHOOK_FAILURES_TOTAL,
+    HEARTBEATS_SENT_TOTAL,
+    HEARTBEATS_RECEIVED_TOTAL,
+    WATCHDOG_POLLS_TOTAL,
+    PIPELINE_STATE,
+    SNAPSHOT_ROWS_TOTAL,
+    SNAPSHOT_TABLES_REMAINING,
+];
 
 /// Registers every metric's unit and description. Call once after installing a recorder.
 pub fn describe() {
@@ -70,5 +135,77 @@ pub fn describe() {
         COMMIT_TO_DELIVERY_SECONDS,
         Unit::Seconds,
         "Time from a transaction's commit to the sink's delivery of its last record."
+    );
+    describe_gauge!(
+        LAG_BYTES,
+        Unit::Bytes,
+        "walrus's slot: WAL bytes between pg_current_wal_lsn() and confirmed_flush_lsn."
+    );
+    describe_gauge!(
+        LAG_MILLISECONDS,
+        Unit::Milliseconds,
+        "Now minus the commit time of the newest delivered transaction or heartbeat."
+    );
+    describe_gauge!(
+        SLOT_LAG_BYTES,
+        Unit::Bytes,
+        "Per slot: WAL bytes between pg_current_wal_lsn() and confirmed_flush_lsn."
+    );
+    describe_gauge!(
+        SLOT_RETAINED_WAL_BYTES,
+        Unit::Bytes,
+        "Per slot: WAL retained from restart_lsn."
+    );
+    describe_gauge!(
+        SLOT_SAFE_WAL_SIZE_BYTES,
+        Unit::Bytes,
+        "Per slot: WAL that can still be written before the slot is invalidated."
+    );
+    describe_gauge!(
+        SLOT_ACTIVE,
+        Unit::Count,
+        "Per slot: 1 while a process streams from it."
+    );
+    describe_gauge!(
+        SLOT_WAL_STATUS,
+        Unit::Count,
+        "Per slot: 1 for its current wal_status."
+    );
+    describe_gauge!(ALERTS_FIRING, Unit::Count, "Alerts firing now.");
+    describe_counter!(ALERTS_TOTAL, Unit::Count, "Alerts fired.");
+    describe_counter!(
+        WEBHOOK_FAILURES_TOTAL,
+        Unit::Count,
+        "Alert webhook requests that failed."
+    );
+    describe_counter!(
+        HEARTBEATS_SENT_TOTAL,
+        Unit::Count,
+        "Heartbeat messages written to PostgreSQL."
+    );
+    describe_counter!(
+        HEARTBEATS_RECEIVED_TOTAL,
+        Unit::Count,
+        "Heartbeat messages received back through walrus's slot."
+    );
+    describe_counter!(
+        WATCHDOG_POLLS_TOTAL,
+        Unit::Count,
+        "Watchdog polls of pg_replication_slots."
+    );
+    describe_gauge!(
+        PIPELINE_STATE,
+        Unit::Count,
+        "1 for the pipeline's current state (starting, streaming, retrying, stopped)."
+    );
+    describe_counter!(
+        SNAPSHOT_ROWS_TOTAL,
+        Unit::Count,
+        "Rows read by the initial snapshot."
+    );
+    describe_gauge!(
+        SNAPSHOT_TABLES_REMAINING,
+        Unit::Count,
+        "Tables the initial snapshot still has to read."
     );
 }

@@ -54,6 +54,8 @@ publication = "{slot}"
 tables = {tables}
 status_interval_ms = 200
 {extra}
+[admin]
+listen = "127.0.0.1:0"
 [sink]
 type = "file"
 path = "{out}"

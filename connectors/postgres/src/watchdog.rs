@@ -1,0 +1,293 @@
+//! The slot watchdog: its own task, on its own ordinary SQL connection, polling every
+//! replication slot of the cluster so that no slot fills the primary's disk unnoticed.
+//!
+//! ```text
+//!  every [watchdog].interval_ms:
+//!    pg_replication_slots + pg_current_wal_lsn() ──▶ SlotReport per slot
+//!        │                                              │ + walrus's time lag (Status)
+//!        ▼                                              ▼
+//!    metrics (walrus_slot_*)                 alert::Evaluator ──▶ AlertBook
+//!    Status (/status, walrus status)                       │ fire / resolve transitions
+//!                                                          ▼
+//!                                  log (WARN / ERROR / INFO) + channel to the webhook
+//! ```
+//!
+//! It runs beside the binary's retry loop, not inside a replication session, so it keeps
+//! reporting while the pipeline is stuck, retrying, or cannot connect at all — exactly when
+//! the slot grows. A failed poll is logged and counted and changes no alert (an unreachable
+//! server says nothing about the slots); the connection is re-opened on the next poll.
+//!
+//! The columns come from PostgreSQL's `pg_replication_slots` view: `wal_status` and
+//! `safe_wal_size` exist from PostgreSQL 13 on (older servers report lag and retention
+//! only); `safe_wal_size` is null unless `max_slot_wal_keep_size` is set.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::Client;
+use tracing::Instrument;
+use walrus_core::alert::{Alert, AlertBook, AlertStatus, Evaluator, Severity, SlotReport};
+use walrus_core::config::Config;
+use walrus_core::status::{self, Status};
+use walrus_core::telemetry;
+
+use crate::conn::ConnParams;
+use crate::error::PgError;
+
+/// Every slot of the cluster, with lag and retention computed by the server.
+const SLOTS_SQL: &str = "
+SELECT slot_name::text, slot_type::text, plugin::text, database::text, active, active_pid,
+       wal_status::text, confirmed_flush_lsn::text, restart_lsn::text,
+       cur::text,
+       GREATEST(pg_wal_lsn_diff(cur, confirmed_flush_lsn), 0)::bigint,
+       GREATEST(pg_wal_lsn_diff(cur, restart_lsn), 0)::bigint,
+       safe_wal_size::bigint,
+       pg_size_bytes(current_setting('max_slot_wal_keep_size'))::bigint
+  FROM pg_replication_slots,
+       LATERAL (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
+                            ELSE pg_current_wal_lsn() END AS cur) c
+ ORDER BY slot_name";
+
+/// The same for servers before PostgreSQL 13 (no `wal_status`, `safe_wal_size`).
+const SLOTS_SQL_PRE13: &str = "
+SELECT slot_name::text, slot_type::text, plugin::text, database::text, active, active_pid,
+       NULL::text, confirmed_flush_lsn::text, restart_lsn::text,
+       cur::text,
+       GREATEST(pg_wal_lsn_diff(cur, confirmed_flush_lsn), 0)::bigint,
+       GREATEST(pg_wal_lsn_diff(cur, restart_lsn), 0)::bigint,
+       NULL::bigint, NULL::bigint
+  FROM pg_replication_slots,
+       LATERAL (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
+                            ELSE pg_current_wal_lsn() END AS cur) c
+ ORDER BY slot_name";
+
+/// Reads every replication slot of the cluster. `walrus_slot` marks walrus's own.
+pub async fn query_slots(client: &Client, walrus_slot: &str) -> Result<Vec<SlotReport>, PgError> {
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| PgError::sql("reading the server version", e))?
+        .get(0);
+    let sql = if version >= 130_000 {
+        SLOTS_SQL
+    } else {
+        SLOTS_SQL_PRE13
+    };
+    let rows = client
+        .query(sql, &[])
+        .await
+        .map_err(|e| PgError::sql("reading pg_replication_slots", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let slot: String = r.get(0);
+            SlotReport {
+                walrus: slot == walrus_slot,
+                slot,
+                slot_type: r.get(1),
+                plugin: r.get(2),
+                database: r.get(3),
+                active: r.get(4),
+                active_pid: r.get(5),
+                wal_status: r.get(6),
+                confirmed_flush_lsn: r.get(7),
+                restart_lsn: r.get(8),
+                current_lsn: r.get::<_, Option<String>>(9).unwrap_or_default(),
+                lag_bytes: r.get::<_, Option<i64>>(10).map(|v| v.max(0) as u64),
+                retained_bytes: r.get::<_, Option<i64>>(11).map(|v| v.max(0) as u64),
+                safe_wal_size: r.get(12),
+                max_slot_wal_keep_size: r
+                    .get::<_, Option<i64>>(13)
+                    .filter(|&v| v >= 0)
+                    .map(|v| v as u64),
+                stuck: false,
+            }
+        })
+        .collect())
+}
+
+/// Runs the watchdog until `shutdown` turns true. Alert transitions are logged and sent to
+/// `alerts` (the webhook notifier), when given.
+pub async fn run(
+    config: Config,
+    alerts: Option<mpsc::UnboundedSender<Alert>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slot = config.source.slot.clone();
+    let span = tracing::info_span!("watchdog", slot = %slot);
+    async move {
+        let params = match ConnParams::from_config(&config.source) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "watchdog cannot start");
+                return;
+            }
+        };
+        let interval = Duration::from_millis(config.watchdog.interval_ms);
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut evaluator = Evaluator::new(config.watchdog.clone());
+        let mut book = AlertBook::new();
+        let mut client: Option<Client> = None;
+        let mut failing = false;
+        tracing::info!(interval_ms = config.watchdog.interval_ms, all_slots = config.watchdog.all_slots, "watchdog started");
+        loop {
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+                _ = ticker.tick() => {}
+            }
+            if client.as_ref().is_none_or(|c| c.is_closed()) {
+                client = match params.connect_sql().await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        poll_failed(&mut failing, &e.to_string());
+                        continue;
+                    }
+                };
+            }
+            let Some(c) = client.as_ref() else { continue };
+            let polled = tokio::time::timeout(interval.max(Duration::from_secs(5)), query_slots(c, &slot)).await;
+            let mut slots = match polled {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    poll_failed(&mut failing, &e.to_string());
+                    client = None;
+                    continue;
+                }
+                Err(_) => {
+                    poll_failed(&mut failing, "pg_replication_slots query timed out");
+                    client = None;
+                    continue;
+                }
+            };
+            if failing {
+                tracing::info!("watchdog polls succeed again");
+                failing = false;
+            }
+            metrics::counter!(telemetry::WATCHDOG_POLLS_TOTAL, "result" => "ok").increment(1);
+            if !config.watchdog.all_slots {
+                slots.retain(|s| s.walrus);
+            }
+            let now_ms = status::now_ms();
+            let progress = Status::global().snapshot().progress;
+            if let Some(ms) = status::time_lag_ms(&progress, now_ms) {
+                metrics::gauge!(telemetry::LAG_MILLISECONDS).set(ms as f64);
+            }
+            let judged_lag = status::effective_time_lag_ms(&progress, now_ms);
+            let conditions = evaluator.evaluate(&mut slots, judged_lag, &slot, Instant::now());
+            let transitions = book.update(conditions, &slot, now_ms);
+            publish_metrics(&slots);
+            let walrus_lag = slots.iter().find(|s| s.walrus).and_then(|s| s.lag_bytes);
+            if let Some(lag) = walrus_lag {
+                metrics::gauge!(telemetry::LAG_BYTES).set(lag as f64);
+            }
+            let firing = book.firing();
+            for sev in [Severity::Warning, Severity::Critical] {
+                let n = firing.iter().filter(|a| a.severity == sev).count();
+                metrics::gauge!(telemetry::ALERTS_FIRING, "severity" => sev.as_str()).set(n as f64);
+            }
+            Status::global().set_watchdog(slots, walrus_lag, firing, book.walrus_critical());
+            for t in transitions {
+                log_transition(&t);
+                if t.status == AlertStatus::Firing {
+                    metrics::counter!(telemetry::ALERTS_TOTAL, "alert" => t.alert.as_str(), "severity" => t.severity.as_str()).increment(1);
+                }
+                if let Some(tx) = &alerts {
+                    let _ = tx.send(t);
+                }
+            }
+        }
+        tracing::info!("watchdog stopped");
+    }
+    .instrument(span)
+    .await
+}
+
+fn poll_failed(failing: &mut bool, error: &str) {
+    metrics::counter!(telemetry::WATCHDOG_POLLS_TOTAL, "result" => "error").increment(1);
+    Status::global().set_watchdog_error(error.to_string());
+    // Once per outage at WARN; every further failure at DEBUG.
+    if *failing {
+        tracing::debug!(error, "watchdog poll failed");
+    } else {
+        tracing::warn!(
+            error,
+            "watchdog poll failed; alerts keep their state until a poll succeeds"
+        );
+        *failing = true;
+    }
+}
+
+fn publish_metrics(slots: &[SlotReport]) {
+    for s in slots {
+        let name = s.slot.clone();
+        if let Some(lag) = s.lag_bytes {
+            metrics::gauge!(telemetry::SLOT_LAG_BYTES, "slot" => name.clone()).set(lag as f64);
+        }
+        if let Some(r) = s.retained_bytes {
+            metrics::gauge!(telemetry::SLOT_RETAINED_WAL_BYTES, "slot" => name.clone())
+                .set(r as f64);
+        }
+        if let Some(safe) = s.safe_wal_size {
+            metrics::gauge!(telemetry::SLOT_SAFE_WAL_SIZE_BYTES, "slot" => name.clone())
+                .set(safe as f64);
+        }
+        metrics::gauge!(telemetry::SLOT_ACTIVE, "slot" => name.clone()).set(if s.active {
+            1.0
+        } else {
+            0.0
+        });
+        if let Some(ws) = &s.wal_status {
+            for st in ["reserved", "extended", "unreserved", "lost"] {
+                metrics::gauge!(telemetry::SLOT_WAL_STATUS, "slot" => name.clone(), "wal_status" => st)
+                    .set(if ws == st { 1.0 } else { 0.0 });
+            }
+        }
+    }
+}
+
+/// Structured log of an alert transition: WARN for warnings, ERROR for critical alerts,
+/// INFO for resolves.
+pub fn log_transition(a: &Alert) {
+    let fields = (
+        a.id.as_str(),
+        a.alert.as_str(),
+        a.slot.as_str(),
+        a.value,
+        a.threshold,
+    );
+    match (a.status, a.severity) {
+        (AlertStatus::Resolved, _) => tracing::info!(
+            alert_id = fields.0,
+            alert = fields.1,
+            alert_slot = fields.2,
+            severity = a.severity.as_str(),
+            "alert resolved: {}",
+            a.summary
+        ),
+        (AlertStatus::Firing, Severity::Warning) => tracing::warn!(
+            alert_id = fields.0,
+            alert = fields.1,
+            alert_slot = fields.2,
+            value = fields.3,
+            threshold = fields.4,
+            "alert firing: {}",
+            a.summary
+        ),
+        (AlertStatus::Firing, Severity::Critical) => tracing::error!(
+            alert_id = fields.0,
+            alert = fields.1,
+            alert_slot = fields.2,
+            value = fields.3,
+            threshold = fields.4,
+            "alert firing: {}",
+            a.summary
+        ),
+    }
+}
