@@ -9,4 +9,5 @@ mod events;
 mod idle;
 mod large_transaction;
 mod restart;
+mod snapshot;
 mod watchdog;

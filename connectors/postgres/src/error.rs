@@ -100,6 +100,22 @@ pub enum PgError {
     /// The sink failed; the pipeline stopped without confirming past the last delivery.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The snapshot's progress file cannot be read or written.
+    #[error("snapshot state file {path}: {message}")]
+    SnapshotState {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong, with the fix.
+        message: String,
+    },
+    /// A snapshot read returned data walrus cannot use.
+    #[error("snapshot of {table}: {message}")]
+    Snapshot {
+        /// `schema.table`.
+        table: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl PgError {
@@ -184,6 +200,8 @@ impl Classify for PgError {
                 ErrorKind::Decode
             }
             PgError::Sink(e) => e.kind(),
+            PgError::SnapshotState { .. } => ErrorKind::Config,
+            PgError::Snapshot { .. } => ErrorKind::Decode,
         }
     }
 }

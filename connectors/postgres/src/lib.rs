@@ -13,6 +13,7 @@
 //! - [`types`]: typed values from pgoutput's text format.
 //! - [`conn`]: connection parameters and TLS.
 //! - [`setup`]: publication and slot creation and validation.
+//! - [`snapshot`]: the consistent, parallel, resumable initial snapshot.
 //! - [`source`]: the replication loop with exact LSN confirmation.
 //! - [`check`]: the preflight behind `walrus check`.
 //! - [`watchdog`]: the slot watchdog on its own SQL connection.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod heartbeat;
 pub mod pgoutput;
 pub mod setup;
+pub mod snapshot;
 pub mod source;
 pub mod types;
 pub mod watchdog;

@@ -83,6 +83,12 @@ pub async fn run<S: Sink>(
     let params = ConnParams::from_config(&config.source)?;
     let sql = params.connect_sql().await?;
     setup::ensure_publication(&sql, config).await?;
+    if config.snapshot.mode == walrus_core::config::SnapshotMode::InitialOnly {
+        return crate::snapshot::run_initial_only(config, &params, &sql, sink, delivered, shutdown)
+            .await;
+    }
+    // Creates the slot with an exported snapshot when one is needed (crate::snapshot).
+    let mut decision = crate::snapshot::decide(&sql, &params, config).await?;
     let slot = setup::ensure_slot(&sql, config).await?;
     if let Some(row) = setup::query_slot(&sql, &slot.name).await? {
         if let (true, Some(pid)) = (row.active, row.active_pid) {
@@ -105,9 +111,7 @@ pub async fn run<S: Sink>(
             status_interval,
             config.source.replication_buffer_events,
         );
-        let client = ReplicationClient::connect(repl).await?;
-        Status::global().set_state(PipelineState::Streaming);
-        let handle = SinkHandle::spawn(
+        let mut handle = SinkHandle::spawn(
             sink,
             delivered.clone(),
             PipelineOptions {
@@ -115,13 +119,52 @@ pub async fn run<S: Sink>(
                 flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
             },
         );
+        // The snapshot's records are numbered before the first streamed one, so no commit
+        // is confirmed before all of them are delivered.
+        let snapshot = crate::snapshot::run_before_streaming(
+            config,
+            &params,
+            &mut decision,
+            start,
+            &mut handle,
+            &delivered,
+            &mut shutdown,
+        )
+        .await;
+        let snapshot_records = match snapshot {
+            Ok(Some(n)) => n,
+            Ok(None) | Err(_) => {
+                let sink_result = handle.finish().await;
+                snapshot?;
+                sink_result?;
+                return Ok(SessionSummary {
+                    confirmed: start,
+                    events: handle.sent(),
+                    delivered: delivered.get(),
+                });
+            }
+        };
+        let client = match decision.exported.take() {
+            // START_REPLICATION on the connection that created the slot, from its
+            // consistent point.
+            Some(exported) => {
+                let mut client = exported.client;
+                client.start().await?;
+                client.wait_started().await?;
+                client
+            }
+            None => ReplicationClient::connect(repl).await?,
+        };
+        Status::global().set_state(PipelineState::Streaming);
+        let mut tracker = AckTracker::new(start);
+        tracker.produced_records(snapshot_records);
         let session = Session {
             config,
             database: params.dbname.clone(),
             client,
             handle,
             delivered,
-            tracker: AckTracker::new(start),
+            tracker,
             decoder: Decoder::new(1),
             converter: Converter::new(),
             encoder: JsonEncoder::new(crate::json_options(config, &params.dbname)),

@@ -34,6 +34,9 @@ pub use observability::*;
 mod kafka;
 pub use kafka::*;
 
+mod snapshot;
+pub use snapshot::*;
+
 /// Default topic prefix (Debezium's `topic.prefix`), also `source.name` in events.
 pub const DEFAULT_TOPIC_PREFIX: &str = "walrus";
 /// Default replication slot name.
@@ -155,6 +158,9 @@ pub struct Config {
     /// `[[outbox]]`: tables routed with Debezium's outbox event router.
     #[serde(default)]
     pub outbox: Vec<crate::router::OutboxConfig>,
+    /// `[snapshot]`: the initial snapshot (mode, parallelism, where progress is kept).
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
 }
 
 /// TLS mode for connections to PostgreSQL, as libpq's `sslmode`.
@@ -461,7 +467,9 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse_with_env(&text, |k| std::env::var(k).ok())
+        let mut config = Self::parse_with_env(&text, |k| std::env::var(k).ok())?;
+        config.snapshot.set_base_dir(path);
+        Ok(config)
     }
 
     /// Parses config text, taking `${VAR}` values from `env`.
@@ -596,6 +604,7 @@ impl Config {
             ));
         }
         observability::validate(&self.watchdog, &self.alerts, &self.heartbeat)?;
+        snapshot::validate(&self.snapshot)?;
         if let SinkConfig::Kafka(k) = &self.sink {
             k.validate()?;
         }
