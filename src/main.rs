@@ -195,6 +195,12 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Err(e.into()),
             },
+            SinkConfig::Kafka(k) => match walrus_kafka::KafkaSink::new(k, delivered.clone()) {
+                Ok(sink) => {
+                    walrus_postgres::source::run(&config, sink, delivered, stop_rx.clone()).await
+                }
+                Err(e) => Err(e.into()),
+            },
         };
         let err = match result {
             Ok(summary) => {

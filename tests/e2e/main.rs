@@ -7,6 +7,7 @@ mod check;
 mod crash;
 mod events;
 mod idle;
+mod kafka;
 mod large_transaction;
 mod restart;
 mod snapshot;

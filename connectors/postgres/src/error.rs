@@ -100,6 +100,10 @@ pub enum PgError {
     /// The sink failed; the pipeline stopped without confirming past the last delivery.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The routing configuration does not fit a table (a key or filtered column it does
+    /// not have, an outbox row the topic template cannot use).
+    #[error(transparent)]
+    Route(#[from] walrus_core::router::RouteError),
     /// The snapshot's progress file cannot be read or written.
     #[error("snapshot state file {path}: {message}")]
     SnapshotState {
@@ -200,6 +204,7 @@ impl Classify for PgError {
                 ErrorKind::Decode
             }
             PgError::Sink(e) => e.kind(),
+            PgError::Route(e) => e.kind(),
             PgError::SnapshotState { .. } => ErrorKind::Config,
             PgError::Snapshot { .. } => ErrorKind::Decode,
         }

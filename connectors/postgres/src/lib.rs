@@ -19,6 +19,7 @@
 //! - [`watchdog`]: the slot watchdog on its own SQL connection.
 //! - [`heartbeat`]: heartbeat messages that keep walrus's slot moving.
 
+//! - [`outbox`]: deleting rows of keep-rows outbox tables once the broker confirmed them.
 pub mod check;
 pub mod conn;
 pub mod convert;
@@ -27,6 +28,7 @@ pub mod heartbeat;
 pub mod pgoutput;
 pub mod setup;
 pub mod snapshot;
+pub mod outbox;
 pub mod source;
 pub mod types;
 pub mod watchdog;

@@ -35,6 +35,7 @@ use walrus_core::config::Config;
 use walrus_core::event::{ChangeEvent, Op, SourcePosition};
 use walrus_core::format::json::JsonEncoder;
 use walrus_core::pipeline::{Batch, PipelineOptions, SinkHandle};
+use walrus_core::router::{OutboxRoute, Router, TableRoute};
 use walrus_core::sink::{Delivered, Record, Sink};
 use walrus_core::status::{self, PipelineState, Status};
 use walrus_core::telemetry;
@@ -101,7 +102,7 @@ pub async fn run<S: Sink>(
     drop(sql);
     let start = slot.confirmed_flush_lsn;
     let span = tracing::info_span!("replication", slot = %slot.name, publication = %config.source.publication);
-    async move {
+    let result = async move {
         tracing::info!(resume_lsn = %start, server = %params.display(), "starting replication");
         let status_interval = Duration::from_millis(config.source.status_interval_ms);
         let repl = params.replication_config(
@@ -117,6 +118,32 @@ pub async fn run<S: Sink>(
             PipelineOptions {
                 max_in_flight_bytes: config.pipeline.max_in_flight_bytes,
                 flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
+    let router = config.router().map_err(|e| PgError::Config {
+        key: "routes",
+        message: e.to_string(),
+    })?;
+    // Outbox housekeeping (`delete_after_delivery`) runs beside the session on its own
+    // SQL connection and stops after it.
+    let outbox_deletes = crate::outbox::DeleteQueue::for_tables(router.outbox_tables());
+    let (housekeeping_stop, housekeeping_rx) = watch::channel(false);
+    let housekeeping = outbox_deletes.clone().map(|queue| {
+        let interval = router
+            .outbox_tables()
+            .filter(|o| o.delete_after_delivery)
+            .map(|o| o.delete_interval_ms)
+            .min()
+            .unwrap_or(walrus_core::router::DEFAULT_OUTBOX_DELETE_INTERVAL_MS);
+        tokio::spawn(
+            crate::outbox::run(
+                params.clone(),
+                queue,
+                delivered.clone(),
+                Duration::from_millis(interval),
+                housekeeping_rx,
+            )
+            .instrument(tracing::info_span!("outbox_housekeeping", slot = %slot.name)),
+        )
+    });
             },
         );
         // The snapshot's records are numbered before the first streamed one, so no commit
@@ -185,7 +212,12 @@ pub async fn run<S: Sink>(
         session.stream(&mut shutdown).await
     }
     .instrument(span)
-    .await
+    .await;
+    let _ = housekeeping_stop.send(true);
+    if let Some(task) = housekeeping {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    result
 }
 
 struct Session<'a> {
@@ -201,12 +233,18 @@ struct Session<'a> {
     encoder: JsonEncoder,
     batch: Batch,
     batch_deadline: Option<Instant>,
+            router,
+            route_error: None,
+            projected_encoder: None,
+            outbox_deletes,
+            outbox_update_warned: false,
     txn: Option<Txn>,
     last_commit_lsn: Option<Lsn>,
     reported: Lsn,
     events: u64,
     message_topic: Arc<str>,
-    topics: std::collections::HashMap<u32, (Arc<walrus_core::event::Table>, Arc<str>)>,
+    /// Routes by relation id, resolved once per table version.
+    topics: std::collections::HashMap<u32, Arc<TableRoute>>,
     linger: Duration,
     batch_byte_limit: usize,
     /// Newest WAL position received (for `/status`).
@@ -237,6 +275,17 @@ impl Session<'_> {
                 break Ok(());
             }
             tokio::select! {
+    /// Topics, keys, column filters, headers, outbox routing.
+    router: Router,
+    /// A routing error from `emit`; ends the session after the current message.
+    route_error: Option<PgError>,
+    /// Encoder for column-filtered tables (its schema cache is keyed by relation id, so the
+    /// projected table versions get their own).
+    projected_encoder: Option<JsonEncoder>,
+    /// Rows of keep-rows outbox tables to delete once delivered.
+    outbox_deletes: Option<crate::outbox::DeleteQueue>,
+    /// Whether an ignored outbox update was logged this session.
+    outbox_update_warned: bool,
                 biased;
                 changed = shutdown.changed() => {
                     // A dropped sender means nobody can ask for a stop any more: stop now.
@@ -610,66 +659,66 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Encodes an event (and its tombstone) into the batch; returns the records added.
-    fn emit(&mut self, ev: &ChangeEvent, _key_override: Option<&[usize]>) -> u64 {
-        let (topic, key_columns) = match &ev.table {
-            Some(table) => {
-                let entry = self.topics.entry(table.id).or_insert_with(|| {
-                    (
-                        table.clone(),
-                        Arc::from(format!(
-                            "{}.{}.{}",
-                            self.config.topic_prefix, table.schema, table.name
-                        )),
-                    )
-                });
-                if !Arc::ptr_eq(&entry.0, table) {
-                    *entry = (
-                        table.clone(),
-                        Arc::from(format!(
-                            "{}.{}.{}",
-                            self.config.topic_prefix, table.schema, table.name
-                        )),
-                    );
+    /// Routes and encodes an event (and its tombstone) into the batch; returns the records
+    /// added. The router decides the topic, the key columns (unless `key_override`), the
+    /// columns written, skipped operations and the headers (`walrus_core::router`); outbox
+    /// tables go through the outbox event router instead. A routing error (configuration
+    /// that does not fit the table) is kept in `route_error`, adds nothing, and ends the
+    /// session after the current message, so nothing after it is confirmed.
+    fn emit(&mut self, ev: &ChangeEvent, key_override: Option<&[usize]>) -> u64 {
+        let Some(table) = &ev.table else {
+            return self.emit_message(ev);
+        };
+        let route = match self.topics.get(&table.id) {
+            Some(r) if Arc::ptr_eq(&r.table, table) => r.clone(),
+            _ => match self.router.resolve(table) {
+                Ok(r) => {
+                    let r = Arc::new(r);
+                    self.topics.insert(table.id, r.clone());
+                    r
                 }
-                let keys: Vec<usize> = table.key_indexes().collect();
-                (entry.1.clone(), keys)
-            }
-            None => (self.message_topic.clone(), Vec::new()),
+                Err(e) => {
+                    self.route_error.get_or_insert(PgError::Route(e));
+                    return 0;
+                }
+            },
         };
         let mut key_buf = Vec::with_capacity(64);
         let key = if ev.op == Op::Truncate {
             None
-        } else if self.encoder.encode_key(ev, &key_columns, &mut key_buf) {
+        } else if self.encoder.encode_key(ev, key_columns, &mut key_buf) {
             Some(Bytes::from(key_buf))
         } else {
             None
         };
         let mut value_buf = Vec::with_capacity(512);
-        self.encoder.encode_value(ev, &mut value_buf);
-        let timestamp_ms = ev.source.commit_time_us / 1000;
+        match route.project(ev) {
+            Some(projected) => self
+                .projected_encoder
+                .get_or_insert_with(|| JsonEncoder::new(self.encoder.options().clone()))
+                .encode_value(&projected, &mut value_buf),
+            None => self.encoder.encode_value(ev, &mut value_buf),
+        }
         self.batch.push(Record {
-            topic: topic.clone(),
+            topic: route.topic.clone(),
             key: key.clone(),
             value: Some(Bytes::from(value_buf)),
-            headers: Vec::new(),
+            headers: route.headers(ev, false),
             timestamp_ms,
         });
         let mut n = 1;
         if ev.op == Op::Delete && self.config.format.tombstones_on_delete {
             self.batch.push(Record {
-                topic,
+                topic: route.topic.clone(),
                 key,
                 value: None,
-                headers: Vec::new(),
+                headers: route.headers(ev, true),
                 timestamp_ms,
             });
             n += 1;
         }
         self.events += 1;
-        if let Some(t) = &ev.table {
-            metrics::counter!(telemetry::EVENTS_TOTAL, "table" => t.qualified_name(), "op" => ev.op.code()).increment(1);
-        }
+        metrics::counter!(telemetry::EVENTS_TOTAL, "table" => table.qualified_name(), "op" => ev.op.code()).increment(1);
         if self.batch_deadline.is_none() {
             self.batch_deadline = Some(Instant::now() + self.linger);
         }
@@ -723,3 +772,88 @@ fn now_us() -> i64 {
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
+        if route.skips(ev.op) {
+            return 0;
+        }
+        let timestamp_ms = ev.source.commit_time_us / 1000;
+        if let Some(outbox) = &route.outbox {
+            return self.emit_outbox(ev, outbox, timestamp_ms);
+        }
+        let key_columns = key_override.unwrap_or(&route.key_columns);
+    /// A logical message (`pg_logical_emit_message`): Debezium's message topic and shapes,
+    /// with the stable event id and the op as headers.
+    fn emit_message(&mut self, ev: &ChangeEvent) -> u64 {
+        let mut key_buf = Vec::with_capacity(64);
+        let key = self
+            .encoder
+            .encode_key(ev, &[], &mut key_buf)
+            .then(|| Bytes::from(key_buf));
+        let mut value_buf = Vec::with_capacity(256);
+        self.encoder.encode_value(ev, &mut value_buf);
+        self.batch.push(Record {
+            topic: self.message_topic.clone(),
+            key,
+            value: Some(Bytes::from(value_buf)),
+            headers: vec![
+                (
+                    Arc::from(walrus_core::router::HEADER_ID),
+                    Bytes::from(walrus_core::router::event_id(ev)),
+                ),
+                (
+                    Arc::from(walrus_core::router::HEADER_OP),
+                    Bytes::from_static(b"m"),
+                ),
+            ],
+            timestamp_ms: ev.source.commit_time_us / 1000,
+        });
+        self.events += 1;
+        if self.batch_deadline.is_none() {
+            self.batch_deadline = Some(Instant::now() + self.linger);
+        }
+        1
+    }
+
+    /// An event of an outbox table: inserts become the outbox message; deletes (and
+    /// updates, as Debezium's router does) produce nothing.
+    fn emit_outbox(&mut self, ev: &ChangeEvent, outbox: &OutboxRoute, timestamp_ms: i64) -> u64 {
+        let message = match outbox.message(ev) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                if ev.op == Op::Update && !self.outbox_update_warned {
+                    self.outbox_update_warned = true;
+                    tracing::warn!(
+                        table = ev.table.as_ref().map(|t| t.qualified_name()).unwrap_or_default(),
+                        "an outbox row was updated; the outbox router publishes inserts only and ignores updates (logged once per session)"
+                    );
+                }
+                return 0;
+            }
+            Err(e) => {
+                self.route_error.get_or_insert(PgError::Route(e));
+                return 0;
+            }
+        };
+        self.batch.push(Record {
+            topic: Arc::from(message.topic),
+            key: message.key,
+            value: message.value,
+            headers: message.headers,
+            timestamp_ms,
+        });
+        if outbox.delete_after_delivery {
+            if let (Some(queue), Some(id), Some(table)) =
+                (&self.outbox_deletes, message.id, &ev.table)
+            {
+                // The record's sequence number: records handed over so far plus its place
+                // in the current batch.
+                let seq = self.handle.sent() + self.batch.len() as u64;
+                queue.push(seq, &table.qualified_name(), id);
+            }
+        }
+        self.events += 1;
+        if self.batch_deadline.is_none() {
+            self.batch_deadline = Some(Instant::now() + self.linger);
+        }
+        1
+    }
+

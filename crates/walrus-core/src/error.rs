@@ -249,12 +249,20 @@ impl BrokerErrorClass {
         use kafka_codes::*;
         match code {
             QUEUE_FULL => BrokerErrorClass::BackPressure,
-            MSG_SIZE_TOO_LARGE | INVALID_MSG_SIZE | RECORD_LIST_TOO_LARGE | INVALID_MSG
-            | BAD_MSG | INVALID_RECORD | INVALID_TIMESTAMP | POLICY_VIOLATION
-            | TOPIC_EXCEPTION | UNKNOWN_TOPIC_OR_PART | UNKNOWN_TOPIC_LOCAL
-            | UNKNOWN_PARTITION | UNSUPPORTED_COMPRESSION_TYPE | INVALID_ARG => {
-                BrokerErrorClass::Rejected
-            }
+            MSG_SIZE_TOO_LARGE
+            | INVALID_MSG_SIZE
+            | RECORD_LIST_TOO_LARGE
+            | INVALID_MSG
+            | BAD_MSG
+            | INVALID_RECORD
+            | INVALID_TIMESTAMP
+            | POLICY_VIOLATION
+            | TOPIC_EXCEPTION
+            | UNKNOWN_TOPIC_OR_PART
+            | UNKNOWN_TOPIC_LOCAL
+            | UNKNOWN_PARTITION
+            | UNSUPPORTED_COMPRESSION_TYPE
+            | INVALID_ARG => BrokerErrorClass::Rejected,
             TOPIC_AUTHORIZATION_FAILED
             | CLUSTER_AUTHORIZATION_FAILED
             | TRANSACTIONAL_ID_AUTHORIZATION_FAILED
@@ -375,7 +383,11 @@ mod tests {
             SASL_AUTHENTICATION_FAILED,
             FATAL,
         ] {
-            assert_eq!(BrokerErrorClass::of(code), BrokerErrorClass::Fatal, "{code}");
+            assert_eq!(
+                BrokerErrorClass::of(code),
+                BrokerErrorClass::Fatal,
+                "{code}"
+            );
         }
         assert!(BrokerErrorClass::fix(MSG_SIZE_TOO_LARGE).contains("max.message.bytes"));
         assert!(BrokerErrorClass::fix(UNKNOWN_TOPIC_OR_PART).contains("topic_creation"));
