@@ -11,4 +11,5 @@ mod kafka;
 mod large_transaction;
 mod restart;
 mod snapshot;
+mod types;
 mod watchdog;

@@ -267,9 +267,11 @@ async fn checks(
                 "has no primary key and REPLICA IDENTITY DEFAULT: PostgreSQL rejects its UPDATEs and DELETEs once published",
                 format!("ALTER TABLE {qualified} ADD PRIMARY KEY (...); -- or: ALTER TABLE {qualified} REPLICA IDENTITY FULL;"),
             )),
-            ("n", _) => out.push(CheckResult::fail(
+            // Inserts still flow; updates and deletes fail in the application once the table
+            // is published, and no event can carry a before image: worth a warning, not a stop.
+            ("n", _) => out.push(CheckResult::warn(
                 name,
-                "has REPLICA IDENTITY NOTHING: PostgreSQL rejects its UPDATEs and DELETEs once published",
+                "has REPLICA IDENTITY NOTHING: events carry no before image, and PostgreSQL rejects its UPDATEs and DELETEs once published",
                 format!("ALTER TABLE {qualified} REPLICA IDENTITY DEFAULT; -- or FULL"),
             )),
             _ if can_select => out.push(CheckResult::ok(

@@ -23,8 +23,8 @@ use crate::error::PgError;
 /// Startup options for walrus's sessions: values in pgoutput's text format are rendered
 /// by the walsender's session, so these pin the formats the type parsers expect, whatever
 /// the server's or role's defaults are.
-pub const SESSION_OPTIONS: &str =
-    "-c datestyle=ISO -c intervalstyle=postgres -c timezone=UTC -c extra_float_digits=3";
+/// `lc_monetary=C` makes `money` text `$1,234.56` whatever the database's locale.
+pub const SESSION_OPTIONS: &str = "-c datestyle=ISO -c intervalstyle=postgres -c timezone=UTC -c extra_float_digits=3 -c lc_monetary=C";
 
 /// Everything needed to connect, parsed from `[source]`.
 #[derive(Clone)]

@@ -5,8 +5,15 @@
 //! newest Relation message; a schema change mid-stream (ALTER TABLE) arrives as a new
 //! Relation before the next change and simply replaces the entry, so every event carries
 //! the columns that were current when its row was written. Column values are parsed into
-//! typed [`Value`]s; a value that fails to parse is kept as its text with a warning, never
-//! dropped.
+//! typed [`Value`]s (text or binary format); a value that fails to parse is kept as its
+//! text with a warning, never dropped.
+//!
+//! Keys: each column is marked `key` (replica identity, from the Relation message) and
+//! `primary_key` (from the catalog, see [`crate::catalog`]). The message key is the primary
+//! key. An update that changes the primary key — visible only when the WAL carries the old
+//! key, i.e. identity DEFAULT (the old key is sent when it changes), FULL, or an index that
+//! contains the key — becomes a delete for the old key and a create for the new one, as
+//! Debezium emits it ([`UpdateOutcome::KeyChange`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,11 +24,12 @@ use walrus_core::event::{
 };
 use walrus_core::value::Value;
 
+use crate::catalog::CatalogCache;
 use crate::pgoutput::{
     ColumnData, Delete, Insert, LogicalMessage, OldTuple, PgOutputMessage, Relation, RelationCache,
     RelationError, Truncate, TupleData, Update,
 };
-use crate::types;
+use crate::{binary, types};
 
 /// A table as events see it, with the topic-independent bits walrus derives once.
 #[derive(Clone, Debug)]
@@ -36,7 +44,49 @@ pub struct TableEntry {
 #[derive(Debug, Default)]
 pub struct Converter {
     cache: RelationCache,
+    /// Primary keys and type descriptions from the catalog; fill it before a Relation is
+    /// observed (see [`crate::catalog::CatalogCache::needs_lookup`]).
+    pub catalog: CatalogCache,
     tables: HashMap<u32, TableEntry>,
+}
+
+/// What an Update becomes. Returned once per update and taken apart at once, so the size
+/// difference between the variants costs nothing.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum UpdateOutcome {
+    /// An ordinary update (`op: "u"`).
+    Update(ChangeEvent),
+    /// The primary key changed: a delete for the old key (followed by its tombstone, with a
+    /// `__debezium.newkey` header) and a create for the new key (with `__debezium.oldkey`).
+    KeyChange {
+        /// The old row, deleted.
+        delete: ChangeEvent,
+        /// The new row, created.
+        create: ChangeEvent,
+    },
+}
+
+/// Whether the primary key differs between the old row the WAL carried and the new row.
+/// False when it cannot be known: no primary key, or a key column the old row lacks (an
+/// index identity without it). An unchanged TOASTed key value counts as unchanged.
+pub fn primary_key_changed(table: &Table, before: &Row, after: &Row) -> bool {
+    let mut changed = false;
+    let mut any = false;
+    for i in table.primary_key_indexes() {
+        any = true;
+        let (Some(b), Some(a)) = (before.values.get(i), after.values.get(i)) else {
+            return false;
+        };
+        if before.key_only && !table.columns[i].key {
+            return false;
+        }
+        if matches!(a, Value::Unavailable) || matches!(b, Value::Unavailable) {
+            continue;
+        }
+        changed |= a != b;
+    }
+    any && changed
 }
 
 /// A change whose row does not match its relation.
@@ -63,6 +113,15 @@ impl Converter {
         Self::default()
     }
 
+    /// A converter that starts with what the catalog said (see
+    /// [`CatalogCache::prefetch`]).
+    pub fn with_catalog(catalog: CatalogCache) -> Self {
+        Converter {
+            catalog,
+            ..Self::default()
+        }
+    }
+
     /// Records Relation and Type messages; returns the table entry for a Relation.
     pub fn observe(&mut self, msg: &PgOutputMessage) -> Option<&TableEntry> {
         self.cache.observe(msg);
@@ -75,10 +134,19 @@ impl Converter {
     }
 
     fn build_table(&self, rel: &Relation) -> TableEntry {
+        let identity = ReplicaIdentity::from_byte(rel.replica_identity.as_byte());
+        let pk = self.catalog.primary_key(rel.rel_id);
         let columns: Vec<Column> = rel
             .columns
             .iter()
             .map(|c| Column {
+                // Without a catalog answer, the identity columns are the primary key only
+                // under DEFAULT.
+                primary_key: match pk {
+                    Some(pk) => pk.contains(&c.name),
+                    None => identity == ReplicaIdentity::Default && c.is_key(),
+                },
+                type_desc: self.catalog.type_desc(c.type_oid),
                 name: c.name.clone(),
                 type_oid: c.type_oid,
                 type_name: types::type_name(c.type_oid)
@@ -105,7 +173,7 @@ impl Converter {
             },
             name: rel.name.clone(),
             columns,
-            replica_identity: ReplicaIdentity::from_byte(rel.replica_identity.as_byte()),
+            replica_identity: identity,
         };
         TableEntry {
             table: Arc::new(table),
@@ -144,14 +212,23 @@ impl Converter {
                 ColumnData::Null => Value::Null,
                 ColumnData::UnchangedToast => Value::Unavailable,
                 ColumnData::Text(bytes) => {
-                    let (value, err) = types::parse_text_or_text(col.type_oid, bytes);
+                    let (value, err) = match &col.type_desc {
+                        Some(desc) => types::parse_text_desc_or_text(desc, bytes),
+                        None => types::parse_text_or_text(col.type_oid, bytes),
+                    };
                     if let Some(err) = err {
                         tracing::warn!(table = %table.qualified_name(), column = %col.name, error = %err, "value kept as text");
                     }
                     value
                 }
-                // Binary transfer is not negotiated yet; keep the bytes rather than guess.
-                ColumnData::Binary(bytes) => Value::Bytes(bytes.to_vec()),
+                ColumnData::Binary(bytes) => {
+                    let (value, err) =
+                        binary::parse_binary_or_hex(col.type_desc.as_deref(), col.type_oid, bytes);
+                    if let Some(err) = err {
+                        tracing::warn!(table = %table.qualified_name(), column = %col.name, error = %err, "binary value kept as hex text");
+                    }
+                    value
+                }
             })
             .collect();
         Ok(Row { values, key_only })
@@ -178,17 +255,47 @@ impl Converter {
     }
 
     /// An Update as an update event; `before` is the old key or row when the WAL has it.
-    pub fn update(&self, m: &Update, source: SourcePosition) -> Result<ChangeEvent, ConvertError> {
+    /// A changed primary key gives [`UpdateOutcome::KeyChange`]; its `create` carries
+    /// `source` too, and the caller gives it the next position in the transaction.
+    pub fn update(
+        &self,
+        m: &Update,
+        source: SourcePosition,
+    ) -> Result<UpdateOutcome, ConvertError> {
         let entry = self.table(m.rel_id)?;
         let before = m.old.as_ref().map(|o| self.old_row(entry, o)).transpose()?;
-        Ok(ChangeEvent {
+        let after = self.row(entry, &m.new, false)?;
+        if let Some(old) = before
+            .as_ref()
+            .filter(|b| primary_key_changed(&entry.table, b, &after))
+        {
+            return Ok(UpdateOutcome::KeyChange {
+                delete: ChangeEvent {
+                    op: Op::Delete,
+                    table: Some(entry.table.clone()),
+                    before: Some(old.clone()),
+                    after: None,
+                    source: source.clone(),
+                    message: None,
+                },
+                create: ChangeEvent {
+                    op: Op::Create,
+                    table: Some(entry.table.clone()),
+                    before: None,
+                    after: Some(after),
+                    source,
+                    message: None,
+                },
+            });
+        }
+        Ok(UpdateOutcome::Update(ChangeEvent {
             op: Op::Update,
             table: Some(entry.table.clone()),
             before,
-            after: Some(self.row(entry, &m.new, false)?),
+            after: Some(after),
             source,
             message: None,
-        })
+        }))
     }
 
     /// A Delete as a delete event.

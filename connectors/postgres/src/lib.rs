@@ -10,7 +10,8 @@
 //! ```
 //!
 //! - [`pgoutput`]: decoding of every pgoutput message, and the relation cache.
-//! - [`types`]: typed values from pgoutput's text format.
+//! - [`types`]: typed values from pgoutput's text format; [`binary`]: from its binary format.
+//! - [`catalog`]: primary keys and non-built-in types, read from the catalog.
 //! - [`conn`]: connection parameters and TLS.
 //! - [`setup`]: publication and slot creation and validation.
 //! - [`snapshot`]: the consistent, parallel, resumable initial snapshot.
@@ -18,8 +19,10 @@
 //! - [`check`]: the preflight behind `walrus check`.
 //! - [`watchdog`]: the slot watchdog on its own SQL connection.
 //! - [`heartbeat`]: heartbeat messages that keep walrus's slot moving.
-
 //! - [`outbox`]: deleting rows of keep-rows outbox tables once the broker confirmed them.
+
+pub mod binary;
+pub mod catalog;
 pub mod check;
 pub mod conn;
 pub mod convert;

@@ -87,7 +87,7 @@ pub async fn ensure_publication(client: &Client, config: &Config) -> Result<(), 
                     ),
                 });
             }
-            let sql = if config.source.publication_all_tables {
+            let mut sql = if config.source.publication_all_tables {
                 format!("CREATE PUBLICATION {} FOR ALL TABLES", quote_ident(name))
             } else {
                 let tables = matching_tables(client, config).await?;
@@ -106,6 +106,9 @@ pub async fn ensure_publication(client: &Client, config: &Config) -> Result<(), 
                     )
                 }
             };
+            if config.source.publish_via_partition_root {
+                sql.push_str(" WITH (publish_via_partition_root = true)");
+            }
             client
                 .batch_execute(&sql)
                 .await

@@ -42,7 +42,7 @@ use walrus_core::telemetry;
 use walrus_core::Lsn;
 
 use crate::conn::ConnParams;
-use crate::convert::Converter;
+use crate::convert::{Converter, UpdateOutcome};
 use crate::error::PgError;
 use crate::pgoutput::{Decoder, PgOutputMessage, PG_EPOCH_OFFSET_MICROS};
 use crate::setup;
@@ -99,19 +99,24 @@ pub async fn run<S: Sink>(
             });
         }
     }
-    drop(sql);
+    // The SQL connection stays open for the session: catalog lookups (primary keys, types)
+    // when a Relation message describes a table anew.
+    let mut catalog = crate::catalog::CatalogCache::default();
+    catalog.prefetch(&sql, &config.source.publication).await?;
     let start = slot.confirmed_flush_lsn;
     let span = tracing::info_span!("replication", slot = %slot.name, publication = %config.source.publication);
     let result = async move {
         tracing::info!(resume_lsn = %start, server = %params.display(), "starting replication");
         let status_interval = Duration::from_millis(config.source.status_interval_ms);
-        let repl = params.replication_config(
-            &slot.name,
-            &config.source.publication,
-            start,
-            status_interval,
-            config.source.replication_buffer_events,
-        );
+        let repl = params
+            .replication_config(
+                &slot.name,
+                &config.source.publication,
+                start,
+                status_interval,
+                config.source.replication_buffer_events,
+            )
+            .with_binary(config.source.binary);
         let mut handle = SinkHandle::spawn(
             sink,
             delivered.clone(),
@@ -193,7 +198,8 @@ pub async fn run<S: Sink>(
             delivered,
             tracker,
             decoder: Decoder::new(1),
-            converter: Converter::new(),
+            converter: Converter::with_catalog(catalog),
+            sql,
             encoder: JsonEncoder::new(crate::json_options(config, &params.dbname)),
             batch: Batch::default(),
             batch_deadline: None,
@@ -230,6 +236,8 @@ struct Session<'a> {
     tracker: AckTracker,
     decoder: Decoder,
     converter: Converter,
+    /// Ordinary SQL connection for catalog lookups.
+    sql: tokio_postgres::Client,
     encoder: JsonEncoder,
     batch: Batch,
     batch_deadline: Option<Instant>,
@@ -308,7 +316,10 @@ impl Session<'_> {
                 }
                 ev = self.client.recv() => {
                     let flow = match ev {
-                        Ok(Some(ev)) => self.handle_event(ev),
+                        Ok(Some(ev)) => match self.prepare(&ev).await {
+                            Ok(()) => self.handle_event(ev),
+                            Err(e) => Err(e),
+                        },
                         Ok(None) => break Err(PgError::Protocol {
                             lsn: self.reported,
                             message: "the server ended the replication stream".into(),
@@ -453,6 +464,32 @@ impl Session<'_> {
             self.reported = lsn;
             metrics::gauge!(telemetry::CONFIRMED_LSN).set(lsn.0 as f64);
         }
+    }
+
+    /// Reads from the catalog what a Relation message needs before the changes after it can
+    /// be converted (its primary key, descriptions of non-built-in column types). Relation
+    /// messages are rare (once per table per session, and after DDL), so decoding them
+    /// twice costs nothing.
+    async fn prepare(&mut self, ev: &ReplicationEvent) -> Result<(), PgError> {
+        let ReplicationEvent::XLogData {
+            wal_start, data, ..
+        } = ev
+        else {
+            return Ok(());
+        };
+        if data.first() != Some(&b'R') {
+            return Ok(());
+        }
+        let lsn = Lsn(wal_start.0);
+        let msg = Decoder::new(1)
+            .decode(data)
+            .map_err(|source| PgError::Decode { lsn, source })?;
+        if let PgOutputMessage::Relation(rel) = &msg {
+            if self.converter.catalog.needs_lookup(rel) {
+                self.converter.catalog.refresh(&self.sql, rel).await?;
+            }
+        }
+        Ok(())
     }
 
     fn handle_event(&mut self, ev: ReplicationEvent) -> Result<(), PgError> {
@@ -603,9 +640,20 @@ impl Session<'_> {
             }
             PgOutputMessage::Update(m) => {
                 let source = self.position(lsn);
-                let ev = self.converter.update(m, source).map_err(convert_err)?;
-                let n = self.emit(&ev, None);
-                self.tracker.produced_records(n);
+                match self.converter.update(m, source).map_err(convert_err)? {
+                    UpdateOutcome::Update(ev) => {
+                        let n = self.emit(&ev, None);
+                        self.tracker.produced_records(n);
+                    }
+                    UpdateOutcome::KeyChange { delete, mut create } => {
+                        create.source = self.position(lsn);
+                        let first = self.batch.records.len();
+                        let n = self.emit(&delete, None);
+                        let m = self.emit(&create, None);
+                        self.tracker.produced_records(n + m);
+                        mark_key_change(&mut self.batch.records[first..]);
+                    }
+                }
             }
             PgOutputMessage::Delete(m) => {
                 let source = self.position(lsn);
@@ -765,6 +813,33 @@ impl Session<'_> {
         }
     }
 }
+
+/// Debezium's headers on a primary-key change: the delete (and its tombstone) carry the new
+/// key as `__debezium.newkey`, the create carries the old key as `__debezium.oldkey`, each
+/// encoded as the record's own key is. `records` are the delete, its tombstone if any, then
+/// the create.
+pub fn mark_key_change(records: &mut [Record]) {
+    let Some((create, deletes)) = records.split_last_mut() else {
+        return;
+    };
+    let old_key = deletes.first().and_then(|d| d.key.clone());
+    if let Some(new_key) = create.key.clone() {
+        for d in deletes.iter_mut() {
+            d.headers
+                .push((Arc::from(PK_UPDATE_NEWKEY_HEADER), new_key.clone()));
+        }
+    }
+    if let Some(old_key) = old_key {
+        create
+            .headers
+            .push((Arc::from(PK_UPDATE_OLDKEY_HEADER), old_key));
+    }
+}
+
+/// Header of the delete half of a primary-key change: the new key.
+pub const PK_UPDATE_NEWKEY_HEADER: &str = "__debezium.newkey";
+/// Header of the create half of a primary-key change: the old key.
+pub const PK_UPDATE_OLDKEY_HEADER: &str = "__debezium.oldkey";
 
 fn now_us() -> i64 {
     std::time::SystemTime::now()

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::lsn::Lsn;
-use crate::value::Value;
+use crate::value::{TypeDesc, Value};
 
 /// What happened, with Debezium's one-letter codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,8 +80,15 @@ pub struct Column {
     /// `atttypmod`: precision/scale of numeric, precision of time types, length of
     /// varchar; -1 when none.
     pub type_modifier: i32,
-    /// Part of the replica identity (the primary key, or the chosen index).
+    /// Part of the replica identity (the primary key under DEFAULT, the chosen index under
+    /// USING INDEX, every column under FULL), as the Relation message flags it.
     pub key: bool,
+    /// Part of the table's primary key (from `pg_index.indisprimary`); the default message
+    /// key. Independent of the replica identity.
+    pub primary_key: bool,
+    /// How to read the values of a type that is not built in (enum, domain, composite,
+    /// array of those, extension type); `None` for built-in types.
+    pub type_desc: Option<Arc<TypeDesc>>,
 }
 
 /// A table as the source currently sees it; shared by every event of that table until its
@@ -104,6 +111,17 @@ impl Table {
     /// `schema.table`, as used in config patterns and messages.
     pub fn qualified_name(&self) -> String {
         format!("{}.{}", self.schema, self.name)
+    }
+
+    /// Indexes of the primary-key columns, in table order: the default message key (a
+    /// table without a primary key has a null key unless the router configures key
+    /// columns). Not the replica identity, which under FULL flags every column.
+    pub fn primary_key_indexes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.primary_key)
+            .map(|(i, _)| i)
     }
 
     /// Indexes of the key (replica identity) columns, in table order.

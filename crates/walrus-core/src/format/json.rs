@@ -83,11 +83,12 @@ use base64::Engine as _;
 
 use crate::config::FormatConfig;
 pub use crate::config::{
-    BinaryHandlingMode, DecimalHandlingMode, IntervalHandlingMode, TimePrecisionMode,
+    BinaryHandlingMode, DecimalHandlingMode, HstoreHandlingMode, IntervalHandlingMode,
+    TimePrecisionMode,
 };
 use crate::event::{ChangeEvent, Column, Op, Row, Table};
 use crate::lsn::Lsn;
-use crate::value::Value;
+use crate::value::{builtin_array_element, PgArray, TypeDesc, Value};
 
 /// Debezium's default `unavailable.value.placeholder`.
 pub const DEFAULT_PLACEHOLDER: &str = "__debezium_unavailable_value";
@@ -110,6 +111,8 @@ pub struct JsonOptions {
     pub time_precision: TimePrecisionMode,
     /// `interval.handling.mode`.
     pub interval_handling: IntervalHandlingMode,
+    /// `hstore.handling.mode`.
+    pub hstore_handling: HstoreHandlingMode,
     /// `unavailable.value.placeholder`, written for unchanged TOASTed values.
     pub unavailable_value_placeholder: String,
     /// `source.version`; walrus's own version by default.
@@ -126,6 +129,7 @@ impl Default for JsonOptions {
             binary_handling: BinaryHandlingMode::default(),
             time_precision: TimePrecisionMode::default(),
             interval_handling: IntervalHandlingMode::default(),
+            hstore_handling: HstoreHandlingMode::default(),
             unavailable_value_placeholder: DEFAULT_PLACEHOLDER.to_string(),
             connector_version: env!("CARGO_PKG_VERSION").to_string(),
         }
@@ -147,6 +151,7 @@ impl JsonOptions {
             binary_handling: config.binary_handling_mode,
             time_precision: config.time_precision_mode,
             interval_handling: config.interval_handling_mode,
+            hstore_handling: config.hstore_handling_mode,
             unavailable_value_placeholder: config.unavailable_value_placeholder.clone(),
             ..JsonOptions::default()
         }
@@ -200,9 +205,32 @@ struct Field {
     name_json: Box<[u8]>,
 }
 
-/// The Connect shape a column's values take, decided once from its type OID and typmod.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The Connect shape a column's values take, decided once from its type OID and typmod
+/// (or its [`TypeDesc`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Kind {
+    /// `money`: a decimal with 2 fraction digits, per decimal mode (Debezium's
+    /// `money.fraction.digits` default).
+    Money,
+    /// `bit(n)`/`varbit(n)`: `io.debezium.data.Bits` (little-endian bytes) for n > 1, a
+    /// boolean for n = 1.
+    Bits {
+        length: i32,
+    },
+    /// `timetz`: `io.debezium.time.ZonedTime`, the time in UTC.
+    ZonedTime,
+    /// `point`: `io.debezium.data.geometry.Point`.
+    Point,
+    /// An enum: `io.debezium.data.Enum` with the allowed labels.
+    Enum(Box<str>),
+    /// An array of the element kind.
+    Array(Box<Kind>),
+    /// A composite: a struct of named fields.
+    Struct(Box<[(String, Kind)]>),
+    /// `hstore` as a JSON document string (`hstore.handling.mode` json).
+    HstoreJson,
+    /// `hstore` as a Connect map of optional strings (`hstore.handling.mode` map).
+    HstoreMap,
     Bool,
     Int16,
     Int32,
@@ -259,6 +287,12 @@ const INTERVAL: u32 = 1186;
 const NUMERIC: u32 = 1700;
 const UUID: u32 = 2950;
 const JSONB: u32 = 3802;
+const MONEY: u32 = 790;
+const BIT: u32 = 1560;
+const VARBIT: u32 = 1562;
+const TIMETZ: u32 = 1266;
+const POINT: u32 = 600;
+const TSVECTOR: u32 = 3614;
 
 /// PostgreSQL's VARHDRSZ, the offset in varlena typmods.
 const VARHDRSZ: i32 = 4;
@@ -284,7 +318,38 @@ fn time_precision(type_modifier: i32) -> i32 {
 }
 
 fn kind_of(column: &Column, opts: &JsonOptions) -> Kind {
-    match column.type_oid {
+    match &column.type_desc {
+        Some(desc) => kind_of_desc(desc, opts),
+        None => kind_of_oid(column.type_oid, column.type_modifier, opts),
+    }
+}
+
+fn kind_of_desc(desc: &TypeDesc, opts: &JsonOptions) -> Kind {
+    match desc {
+        TypeDesc::Builtin { oid, type_modifier } => kind_of_oid(*oid, *type_modifier, opts),
+        TypeDesc::Enum { labels } => Kind::Enum(labels.join(",").into_boxed_str()),
+        TypeDesc::Array(elem) => Kind::Array(Box::new(kind_of_desc(elem, opts))),
+        TypeDesc::Composite { fields, .. } => Kind::Struct(
+            fields
+                .iter()
+                .map(|(name, t)| (name.clone(), kind_of_desc(t, opts)))
+                .collect(),
+        ),
+        TypeDesc::Hstore => match opts.hstore_handling {
+            HstoreHandlingMode::Json => Kind::HstoreJson,
+            HstoreHandlingMode::Map => Kind::HstoreMap,
+        },
+        TypeDesc::Ltree => Kind::Str(Some("io.debezium.data.Ltree")),
+        TypeDesc::Citext | TypeDesc::Range { .. } | TypeDesc::Other { .. } => Kind::Str(None),
+    }
+}
+
+fn kind_of_oid(type_oid: u32, type_modifier: i32, opts: &JsonOptions) -> Kind {
+    if let Some(elem) = builtin_array_element(type_oid) {
+        // Element typmods equal the array column's (numeric(10,2)[], varchar(5)[]).
+        return Kind::Array(Box::new(kind_of_oid(elem, type_modifier, opts)));
+    }
+    match type_oid {
         BOOL => Kind::Bool,
         INT2 => Kind::Int16,
         INT4 => Kind::Int32,
@@ -292,8 +357,8 @@ fn kind_of(column: &Column, opts: &JsonOptions) -> Kind {
         FLOAT4 => Kind::Float32,
         FLOAT8 => Kind::Float64,
         NUMERIC => match opts.decimal_handling {
-            DecimalHandlingMode::Precise if column.type_modifier >= VARHDRSZ => {
-                let t = column.type_modifier - VARHDRSZ;
+            DecimalHandlingMode::Precise if type_modifier >= VARHDRSZ => {
+                let t = type_modifier - VARHDRSZ;
                 // PostgreSQL 15+ stores the scale as an 11-bit signed number (negative scales
                 // are allowed); earlier versions only have 0..=1000, which decodes the same.
                 let raw = t & 0x7ff;
@@ -313,7 +378,7 @@ fn kind_of(column: &Column, opts: &JsonOptions) -> Kind {
         XML => Kind::Str(Some("io.debezium.data.Xml")),
         DATE => Kind::Date,
         TIME => {
-            let p = time_precision(column.type_modifier);
+            let p = time_precision(type_modifier);
             Kind::Time {
                 millis: match opts.time_precision {
                     TimePrecisionMode::Adaptive => p <= 3,
@@ -325,7 +390,7 @@ fn kind_of(column: &Column, opts: &JsonOptions) -> Kind {
             }
         }
         TIMESTAMP => {
-            let p = time_precision(column.type_modifier);
+            let p = time_precision(type_modifier);
             Kind::Timestamp {
                 millis: match opts.time_precision {
                     TimePrecisionMode::Adaptive | TimePrecisionMode::AdaptiveTimeMicroseconds => {
@@ -338,19 +403,48 @@ fn kind_of(column: &Column, opts: &JsonOptions) -> Kind {
         }
         TIMESTAMPTZ => Kind::ZonedTimestamp {
             // Clamped to 0..=6 above, so the cast is lossless.
-            width: time_precision(column.type_modifier) as u8,
+            width: time_precision(type_modifier) as u8,
         },
         INTERVAL => Kind::Interval,
+        MONEY => Kind::Money,
+        BIT | VARBIT => Kind::Bits {
+            // bit without a length is bit(1); varbit without one is unbounded.
+            length: if type_modifier >= 0 {
+                type_modifier
+            } else if type_oid == BIT {
+                1
+            } else {
+                i32::MAX
+            },
+        },
+        TIMETZ => Kind::ZonedTime,
+        POINT => Kind::Point,
+        TSVECTOR => Kind::Str(Some("io.debezium.data.TsVector")),
         _ => Kind::Str(None),
     }
 }
 
 /// The Connect schema of a kind: `(type, name, version)`.
-fn schema_of(kind: Kind, opts: &JsonOptions) -> (&'static str, Option<&'static str>, bool) {
+fn schema_of(kind: &Kind, opts: &JsonOptions) -> (&'static str, Option<&'static str>, bool) {
     let iso = opts.time_precision == TimePrecisionMode::Isostring;
     let connect = opts.time_precision == TimePrecisionMode::Connect;
     match kind {
-        Kind::Bool => ("boolean", None, false),
+        Kind::Bool | Kind::Bits { length: ..=1 } => ("boolean", None, false),
+        Kind::Bits { .. } => ("bytes", Some("io.debezium.data.Bits"), true),
+        Kind::Money => match opts.decimal_handling {
+            DecimalHandlingMode::Precise => {
+                ("bytes", Some("org.apache.kafka.connect.data.Decimal"), true)
+            }
+            DecimalHandlingMode::Double => ("double", None, false),
+            DecimalHandlingMode::String => ("string", None, false),
+        },
+        Kind::ZonedTime => ("string", Some("io.debezium.time.ZonedTime"), true),
+        Kind::Point => ("struct", Some("io.debezium.data.geometry.Point"), true),
+        Kind::Enum(_) => ("string", Some("io.debezium.data.Enum"), true),
+        Kind::Array(_) => ("array", None, false),
+        Kind::Struct(_) => ("struct", None, false),
+        Kind::HstoreJson => ("string", Some("io.debezium.data.Json"), true),
+        Kind::HstoreMap => ("map", None, false),
         Kind::Int16 => ("int16", None, false),
         Kind::Int32 => ("int32", None, false),
         Kind::Int64 => ("int64", None, false),
@@ -363,7 +457,7 @@ fn schema_of(kind: Kind, opts: &JsonOptions) -> (&'static str, Option<&'static s
             true,
         ),
         Kind::DecimalString | Kind::Str(None) => ("string", None, false),
-        Kind::Str(Some(name)) => ("string", Some(name), true),
+        Kind::Str(Some(name)) => ("string", Some(*name), true),
         Kind::Binary => match opts.binary_handling {
             BinaryHandlingMode::Bytes => ("bytes", None, false),
             _ => ("string", None, false),
@@ -773,11 +867,40 @@ fn is_special_numeric(text: &str) -> Option<&'static str> {
 
 /// `{"type":..,"optional":..,["name":..,"version":1,]` without the closing brace, for
 /// non-struct kinds; VariableScaleDecimal writes its whole struct schema.
-fn write_field_schema(out: &mut Vec<u8>, kind: Kind, optional: bool, opts: &JsonOptions) {
+fn write_field_schema(out: &mut Vec<u8>, kind: &Kind, optional: bool, opts: &JsonOptions) {
     let (ty, name, versioned) = schema_of(kind, opts);
     out.extend_from_slice(b"{\"type\":");
     write_str(out, ty);
-    if kind == Kind::VariableDecimal {
+    match kind {
+        Kind::Array(elem) => {
+            out.extend_from_slice(b",\"items\":");
+            write_field_schema(out, elem, true, opts);
+            out.push(b'}');
+        }
+        Kind::Struct(fields) => {
+            out.extend_from_slice(b",\"fields\":[");
+            for (i, (name, k)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_field_schema(out, k, true, opts);
+                end_field(out, name);
+            }
+            out.push(b']');
+        }
+        Kind::Point => out.extend_from_slice(
+            b",\"fields\":[{\"type\":\"double\",\"optional\":false,\"field\":\"x\"},\
+              {\"type\":\"double\",\"optional\":false,\"field\":\"y\"},\
+              {\"type\":\"bytes\",\"optional\":true,\"field\":\"wkb\"},\
+              {\"type\":\"int32\",\"optional\":true,\"field\":\"srid\"}]",
+        ),
+        Kind::HstoreMap => out.extend_from_slice(
+            b",\"keys\":{\"type\":\"string\",\"optional\":false},\
+              \"values\":{\"type\":\"string\",\"optional\":true}",
+        ),
+        _ => {}
+    }
+    if *kind == Kind::VariableDecimal {
         out.extend_from_slice(
             b",\"fields\":[{\"type\":\"int32\",\"optional\":false,\"field\":\"scale\"},\
               {\"type\":\"bytes\",\"optional\":false,\"field\":\"value\"}]",
@@ -795,15 +918,33 @@ fn write_field_schema(out: &mut Vec<u8>, kind: Kind, optional: bool, opts: &Json
             out.extend_from_slice(b",\"version\":1");
         }
     }
-    if kind == Kind::VariableDecimal {
-        out.extend_from_slice(b",\"doc\":\"Variable scaled decimal\"");
+    match kind {
+        Kind::VariableDecimal => out.extend_from_slice(b",\"doc\":\"Variable scaled decimal\""),
+        Kind::Point => out.extend_from_slice(b",\"doc\":\"Geometry (POINT)\""),
+        _ => {}
     }
-    if let Kind::Decimal { precision, scale } = kind {
-        out.extend_from_slice(b",\"parameters\":{\"scale\":\"");
-        write_int(out, scale);
-        out.extend_from_slice(b"\",\"connect.decimal.precision\":\"");
-        write_int(out, precision);
-        out.extend_from_slice(b"\"}");
+    match kind {
+        Kind::Decimal { precision, scale } => {
+            out.extend_from_slice(b",\"parameters\":{\"scale\":\"");
+            write_int(out, *scale);
+            out.extend_from_slice(b"\",\"connect.decimal.precision\":\"");
+            write_int(out, *precision);
+            out.extend_from_slice(b"\"}");
+        }
+        Kind::Money if opts.decimal_handling == DecimalHandlingMode::Precise => {
+            out.extend_from_slice(b",\"parameters\":{\"scale\":\"2\"}");
+        }
+        Kind::Bits { length } if *length > 1 => {
+            out.extend_from_slice(b",\"parameters\":{\"length\":\"");
+            write_int(out, *length);
+            out.extend_from_slice(b"\"}");
+        }
+        Kind::Enum(allowed) => {
+            out.extend_from_slice(b",\"parameters\":{\"allowed\":");
+            write_str(out, allowed);
+            out.push(b'}');
+        }
+        _ => {}
     }
 }
 
@@ -846,7 +987,8 @@ fn write_columns_struct(
             out.push(b',');
         }
         first = false;
-        write_field_schema(out, field.kind, !key_schema && !column.key, opts);
+        // Primary-key columns are NOT NULL; pgoutput does not say which others are.
+        write_field_schema(out, &field.kind, !key_schema && !column.primary_key, opts);
         end_field(out, &column.name);
     }
     out.extend_from_slice(if key_schema {
@@ -1209,7 +1351,7 @@ impl JsonEncoder {
             out.extend_from_slice(&field.name_json);
             w.write(
                 out,
-                field.kind,
+                &field.kind,
                 row.values.get(i).unwrap_or(&Value::Null),
                 digits,
                 bytes,
@@ -1395,6 +1537,54 @@ struct ValueWriter<'a> {
 }
 
 impl ValueWriter<'_> {
+    /// Elements nested by dimension, as Connect's (and `to_json`'s) nested lists; lower
+    /// bounds are not part of the JSON form.
+    fn write_array(
+        &self,
+        out: &mut Vec<u8>,
+        elem: &Kind,
+        a: &PgArray,
+        digits: &mut Vec<u8>,
+        bytes: &mut Vec<u8>,
+    ) {
+        fn level(
+            w: &ValueWriter<'_>,
+            out: &mut Vec<u8>,
+            elem: &Kind,
+            a: &PgArray,
+            dim: usize,
+            offset: &mut usize,
+            scratch: (&mut Vec<u8>, &mut Vec<u8>),
+        ) {
+            let (digits, bytes) = scratch;
+            out.push(b'[');
+            let len = a.dims.get(dim).map_or(0, |d| d.len as usize);
+            for i in 0..len {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if dim + 1 < a.dims.len() {
+                    level(
+                        w,
+                        out,
+                        elem,
+                        a,
+                        dim + 1,
+                        offset,
+                        (&mut *digits, &mut *bytes),
+                    );
+                } else {
+                    let v = a.elements.get(*offset).unwrap_or(&Value::Null);
+                    *offset += 1;
+                    w.write(out, elem, v, digits, bytes);
+                }
+            }
+            out.push(b']');
+        }
+        let mut offset = 0;
+        level(self, out, elem, a, 0, &mut offset, (digits, bytes));
+    }
+
     fn write_row(
         &self,
         out: &mut Vec<u8>,
@@ -1415,7 +1605,7 @@ impl ValueWriter<'_> {
             out.extend_from_slice(&field.name_json);
             self.write(
                 out,
-                field.kind,
+                &field.kind,
                 row.values.get(i).unwrap_or(&Value::Null),
                 digits,
                 bytes,
@@ -1427,7 +1617,7 @@ impl ValueWriter<'_> {
     fn write(
         &self,
         out: &mut Vec<u8>,
-        kind: Kind,
+        kind: &Kind,
         value: &Value,
         digits: &mut Vec<u8>,
         bytes: &mut Vec<u8>,
@@ -1442,7 +1632,7 @@ impl ValueWriter<'_> {
             }
             (_, Value::Unavailable) => out.extend_from_slice(self.placeholder_str),
             (Kind::Decimal { scale, .. }, Value::Numeric(text)) => {
-                match unscaled_digits(text, scale, digits) {
+                match unscaled_digits(text, *scale, digits) {
                     Some(neg) => {
                         twos_complement(neg, digits, bytes);
                         write_base64(out, bytes, false);
@@ -1498,7 +1688,62 @@ impl ValueWriter<'_> {
                 write_int(out, us.div_euclid(1000))
             }
             (Kind::ZonedTimestamp { width }, Value::TimestampTz(us)) => {
-                write_zoned_timestamp(out, *us, width)
+                write_zoned_timestamp(out, *us, *width)
+            }
+            (Kind::Money, Value::Numeric(text)) => match self.opts.decimal_handling {
+                DecimalHandlingMode::Precise => match unscaled_digits(text, 2, digits) {
+                    Some(neg) => {
+                        twos_complement(neg, digits, bytes);
+                        write_base64(out, bytes, false);
+                    }
+                    None => out.extend_from_slice(b"null"),
+                },
+                DecimalHandlingMode::Double => match text.parse::<f64>() {
+                    Ok(v) => write_f64(out, v),
+                    Err(_) => out.extend_from_slice(b"null"),
+                },
+                DecimalHandlingMode::String => write_str(out, text),
+            },
+            (Kind::Bits { length }, Value::Bits(bits)) => {
+                if *length <= 1 {
+                    let set = bits.bytes().any(|b| b == b'1');
+                    out.extend_from_slice(if set { b"true".as_slice() } else { b"false" });
+                } else {
+                    bits_le_bytes(bits, bytes);
+                    write_base64(out, bytes, false);
+                }
+            }
+            (
+                Kind::ZonedTime,
+                Value::TimeTz {
+                    micros,
+                    offset_secs,
+                },
+            ) => {
+                let utc = (micros - i64::from(*offset_secs) * MICROS_PER_SECOND)
+                    .rem_euclid(MICROS_PER_DAY);
+                out.push(b'"');
+                write_iso_time(out, utc, 0);
+                out.extend_from_slice(b"Z\"");
+            }
+            (Kind::Array(elem), Value::Array(a)) => self.write_array(out, elem, a, digits, bytes),
+            (Kind::Struct(fields), Value::Composite(values)) => {
+                out.push(b'{');
+                for (i, (name, k)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, name);
+                    out.push(b':');
+                    self.write(out, k, values.get(i).unwrap_or(&Value::Null), digits, bytes);
+                }
+                out.push(b'}');
+            }
+            (Kind::HstoreJson, Value::Map(pairs)) => {
+                // A JSON document in a string, as Debezium writes it with Jackson.
+                let mut doc = Vec::with_capacity(16 * pairs.len() + 2);
+                write_map(&mut doc, pairs);
+                write_str(out, std::str::from_utf8(&doc).unwrap_or("{}"));
             }
             (
                 Kind::Interval,
@@ -1538,6 +1783,101 @@ fn write_natural(out: &mut Vec<u8>, value: &Value) {
             days,
             micros,
         } => write_int(out, micro_duration(*months, *days, *micros)),
+        Value::TimeTz {
+            micros,
+            offset_secs,
+        } => {
+            let utc =
+                (micros - i64::from(*offset_secs) * MICROS_PER_SECOND).rem_euclid(MICROS_PER_DAY);
+            out.push(b'"');
+            write_iso_time(out, utc, 0);
+            out.extend_from_slice(b"Z\"");
+        }
+        Value::Bits(bits) => write_str(out, bits),
+        Value::Point { x, y } => write_point(out, *x, *y),
+        Value::Array(a) => {
+            // Without a column kind: nested lists of natural values.
+            fn level(out: &mut Vec<u8>, a: &PgArray, dim: usize, offset: &mut usize) {
+                out.push(b'[');
+                let len = a.dims.get(dim).map_or(0, |d| d.len as usize);
+                for i in 0..len {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    if dim + 1 < a.dims.len() {
+                        level(out, a, dim + 1, offset);
+                    } else {
+                        write_natural(out, a.elements.get(*offset).unwrap_or(&Value::Null));
+                        *offset += 1;
+                    }
+                }
+                out.push(b']');
+            }
+            level(out, a, 0, &mut 0);
+        }
+        Value::Composite(values) => {
+            out.push(b'[');
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_natural(out, v);
+            }
+            out.push(b']');
+        }
+        Value::Map(pairs) => write_map(out, pairs),
+    }
+}
+
+/// `{"k":"v","n":null}`: an hstore as a JSON object.
+fn write_map(out: &mut Vec<u8>, pairs: &[(String, Option<String>)]) {
+    out.push(b'{');
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        match v {
+            Some(v) => write_str(out, v),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.push(b'}');
+}
+
+/// Debezium's `Point` struct: `{"x":..,"y":..,"wkb":<base64 WKB>,"srid":null}`, the WKB a
+/// little-endian OGC point (byte order 1, type 1, x, y), as `Point.createValue` builds it.
+fn write_point(out: &mut Vec<u8>, x: f64, y: f64) {
+    out.extend_from_slice(b"{\"x\":");
+    write_f64(out, x);
+    out.extend_from_slice(b",\"y\":");
+    write_f64(out, y);
+    out.extend_from_slice(b",\"wkb\":");
+    let mut wkb = [0u8; 21];
+    wkb[0] = 1;
+    wkb[1..5].copy_from_slice(&1u32.to_le_bytes());
+    wkb[5..13].copy_from_slice(&x.to_le_bytes());
+    wkb[13..21].copy_from_slice(&y.to_le_bytes());
+    write_base64(out, &wkb, false);
+    out.extend_from_slice(b",\"srid\":null}");
+}
+
+/// Debezium's `Bits` bytes: the bit string read as a binary number (last bit = bit 0),
+/// little-endian, as `BitSet.toByteArray()` gives it (no trailing zero bytes).
+fn bits_le_bytes(bits: &str, out: &mut Vec<u8>) {
+    out.clear();
+    let b = bits.as_bytes();
+    let n = b.len();
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'1' {
+            let k = n - 1 - i;
+            let byte = k / 8;
+            if out.len() <= byte {
+                out.resize(byte + 1, 0);
+            }
+            out[byte] |= 1 << (k % 8);
+        }
     }
 }
 
@@ -1557,6 +1897,8 @@ mod tests {
             type_name: String::new(),
             type_modifier,
             key,
+            primary_key: key,
+            type_desc: None,
         }
     }
 
@@ -2042,7 +2384,7 @@ mod tests {
         );
         assert_eq!(
             one_schema(opts(), 1007, -1),
-            json!({"type": "string", "optional": true, "field": "v"})
+            json!({"type": "array", "items": {"type": "int32", "optional": true}, "optional": true, "field": "v"})
         );
         // Control characters are escaped the way Jackson does.
         let mut out = Vec::new();
@@ -2551,6 +2893,162 @@ mod tests {
             json!({"id": 1, "name": null})
         );
         assert_eq!(key_json(&mut enc, &ev, &[0, 9]), Some(json!({"id": 1})));
+    }
+
+    fn arr(dims: &[(u32, i32)], elements: Vec<Value>) -> Value {
+        Value::Array(Box::new(PgArray {
+            dims: dims
+                .iter()
+                .map(|&(len, lower)| crate::value::ArrayDim { len, lower })
+                .collect(),
+            elements,
+        }))
+    }
+
+    #[test]
+    fn arrays_nest_by_dimension() {
+        let v = arr(
+            &[(2, 1), (2, 0)],
+            vec![
+                Value::Int32(1),
+                Value::Null,
+                Value::Int32(3),
+                Value::Int32(4),
+            ],
+        );
+        assert_eq!(one_default(1007, -1, v), json!([[1, null], [3, 4]]));
+        assert_eq!(one_default(1007, -1, arr(&[], vec![])), json!([]));
+        // Elements take the element type's shape: numeric(5,2)[] as Decimal bytes.
+        let n = arr(&[(1, 1)], vec![Value::Numeric("1.00".into())]);
+        assert_eq!(one_default(1231, numeric_typmod(5, 2), n), json!(["ZA=="]));
+        assert_eq!(
+            one_schema(opts(), 1231, numeric_typmod(5, 2))["items"],
+            json!({"type": "bytes", "optional": true, "name": "org.apache.kafka.connect.data.Decimal", "version": 1, "parameters": {"scale": "2", "connect.decimal.precision": "5"}})
+        );
+    }
+
+    #[test]
+    fn money_bits_timetz_point() {
+        assert_eq!(
+            one_default(MONEY, -1, Value::Numeric("-1234.5".into())),
+            json!("/h3G")
+        );
+        assert_eq!(
+            one_schema(opts(), MONEY, -1),
+            json!({"type": "bytes", "optional": true, "name": "org.apache.kafka.connect.data.Decimal", "version": 1, "parameters": {"scale": "2"}, "field": "v"})
+        );
+        let s = JsonOptions {
+            decimal_handling: DecimalHandlingMode::String,
+            ..opts()
+        };
+        assert_eq!(
+            one(s, MONEY, -1, Value::Numeric("12.30".into())),
+            json!("12.30")
+        );
+        // bit(1) is a boolean; longer bit strings are little-endian bytes (b'101' = 5).
+        assert_eq!(one_default(BIT, 1, Value::Bits("1".into())), json!(true));
+        assert_eq!(
+            one_default(BIT, 3, Value::Bits("101".into())),
+            json!("BQ==")
+        );
+        assert_eq!(
+            one_default(VARBIT, -1, Value::Bits("100000000".into())),
+            json!("AAE=")
+        );
+        assert_eq!(
+            one_schema(opts(), BIT, 3),
+            json!({"type": "bytes", "optional": true, "name": "io.debezium.data.Bits", "version": 1, "parameters": {"length": "3"}, "field": "v"})
+        );
+        assert_eq!(
+            one_default(
+                TIMETZ,
+                -1,
+                Value::TimeTz {
+                    micros: 3_600_000_000 + 500_000,
+                    offset_secs: 2 * 3600
+                }
+            ),
+            json!("23:00:00.5Z")
+        );
+        let p = one_default(POINT, -1, Value::Point { x: 1.0, y: -2.5 });
+        assert_eq!(p["x"], json!(1.0));
+        assert_eq!(p["y"], json!(-2.5));
+        assert_eq!(p["srid"], J::Null);
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(p["wkb"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            21
+        );
+        assert_eq!(
+            one_schema(opts(), POINT, -1)["name"],
+            "io.debezium.data.geometry.Point"
+        );
+    }
+
+    #[test]
+    fn described_types() {
+        let with = |desc: TypeDesc, v: Value, o: JsonOptions| {
+            let mut c = col("v", 99_999, -1, false);
+            c.type_desc = Some(Arc::new(desc));
+            let t = table(vec![c]);
+            let mut enc = JsonEncoder::new(o);
+            value_json(&mut enc, &event(Op::Create, &t, None, Some(row(vec![v]))))
+        };
+        let e = TypeDesc::Enum {
+            labels: vec!["sad".into(), "ok".into()],
+        };
+        let j = with(
+            e.clone(),
+            Value::Text("ok".into()),
+            JsonOptions {
+                schemas_enable: true,
+                ..opts()
+            },
+        );
+        assert_eq!(j["payload"]["after"]["v"], "ok");
+        assert_eq!(
+            j["schema"]["fields"][1]["fields"][0],
+            json!({"type": "string", "optional": true, "name": "io.debezium.data.Enum", "version": 1, "parameters": {"allowed": "sad,ok"}, "field": "v"})
+        );
+        let comp = TypeDesc::Composite {
+            name: "pair".into(),
+            fields: vec![
+                (
+                    "a".into(),
+                    TypeDesc::Builtin {
+                        oid: INT4,
+                        type_modifier: -1,
+                    },
+                ),
+                ("b".into(), TypeDesc::Array(Box::new(e))),
+            ],
+        };
+        let v = Value::Composite(vec![
+            Value::Int32(7),
+            arr(&[(1, 1)], vec![Value::Text("sad".into())]),
+        ]);
+        assert_eq!(
+            with(comp, v, opts())["after"]["v"],
+            json!({"a": 7, "b": ["sad"]})
+        );
+        let h = Value::Map(vec![("k".into(), Some("v".into())), ("n".into(), None)]);
+        assert_eq!(
+            with(TypeDesc::Hstore, h.clone(), opts())["after"]["v"],
+            json!("{\"k\":\"v\",\"n\":null}")
+        );
+        let m = JsonOptions {
+            hstore_handling: HstoreHandlingMode::Map,
+            schemas_enable: true,
+            ..opts()
+        };
+        let j = with(TypeDesc::Hstore, h, m);
+        assert_eq!(j["payload"]["after"]["v"], json!({"k": "v", "n": null}));
+        assert_eq!(
+            j["schema"]["fields"][1]["fields"][0],
+            json!({"type": "map", "keys": {"type": "string", "optional": false}, "values": {"type": "string", "optional": true}, "optional": true, "field": "v"})
+        );
     }
 
     #[test]
