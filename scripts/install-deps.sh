@@ -2,9 +2,13 @@
 # Installs what walrus's tests and demo need, and only what is missing: running it again is a
 # no-op. CI runs it (through scripts/test.sh) on machines that may have no PostgreSQL at all.
 #
-#   scripts/install-deps.sh                  PostgreSQL server, cargo-nextest, rustfmt, clippy
-#   scripts/install-deps.sh --postgres-only  just the PostgreSQL server (what the demo needs)
-#   scripts/install-deps.sh --with-broker    also the Kafka test broker (or WALRUS_INSTALL_BROKER=1)
+#   scripts/install-deps.sh                  PostgreSQL server, build packages for librdkafka
+#                                            (OpenSSL headers), cargo-nextest, rustfmt, clippy,
+#                                            and the Kafka test broker (Tansu)
+#   scripts/install-deps.sh --postgres-only  the PostgreSQL server and build packages (what the
+#                                            demo needs)
+#   scripts/install-deps.sh --no-broker      everything but the Kafka test broker
+#                                            (or WALRUS_INSTALL_BROKER=0)
 #   scripts/install-deps.sh --print-pg-bindir
 #                                            print the server bindir and exit (non-zero if none)
 #
@@ -14,14 +18,15 @@
 set -euo pipefail
 
 postgres_only=0
-with_broker="${WALRUS_INSTALL_BROKER:-0}"
+with_broker="${WALRUS_INSTALL_BROKER:-1}"
 for arg in "$@"; do
     case "$arg" in
         --postgres-only) postgres_only=1 ;;
         --with-broker) with_broker=1 ;;
+        --no-broker) with_broker=0 ;;
         --print-pg-bindir) print_bindir=1 ;;
         -h | --help)
-            sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -135,10 +140,32 @@ install_rust_components() {
     rustup component add "${missing[@]}"
 }
 
+# What building the Kafka sink needs beyond Rust: rdkafka builds its bundled librdkafka with
+# its own ./configure (a C compiler and make) and links the system OpenSSL for TLS and SASL
+# SCRAM (libssl-dev, found through pkg-config). zlib and zstd are built from source when
+# their headers are missing.
+install_build_packages() {
+    local missing=()
+    command -v cc >/dev/null 2>&1 || missing+=(gcc)
+    command -v c++ >/dev/null 2>&1 || missing+=(g++)
+    command -v make >/dev/null 2>&1 || missing+=(make)
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    if ! { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; } &&
+        [ ! -f /usr/include/openssl/ssl.h ]; then
+        missing+=(libssl-dev)
+    fi
+    if [ "${#missing[@]}" = 0 ]; then
+        log "C compiler, make, pkg-config and OpenSSL headers present; nothing to install"
+        return 0
+    fi
+    log "installing build packages for librdkafka: ${missing[*]}"
+    apt_install "${missing[@]}"
+}
+
 # The Kafka test broker for the Kafka sink's integration tests: Tansu, a Kafka-compatible
 # broker that builds from crates.io (no JVM, no download from elsewhere). Building it takes
-# about ten minutes on two cores, so it runs only when asked for (--with-broker or
-# WALRUS_INSTALL_BROKER=1) until there are Kafka tests that need it.
+# about ten minutes on two cores; the test suite needs it (tests/e2e/kafka.rs,
+# connectors/kafka/tests), so it is installed unless --no-broker is given.
 install_test_broker() {
     if command -v tansu >/dev/null 2>&1; then
         log "tansu present ($(command -v tansu)); nothing to install"
@@ -149,6 +176,8 @@ install_test_broker() {
 }
 
 install_postgres
+# Building walrus at all (the demo too) needs them.
+install_build_packages
 if [ "$postgres_only" = 1 ]; then
     exit 0
 fi
@@ -157,5 +186,5 @@ install_rust_components
 if [ "$with_broker" = 1 ]; then
     install_test_broker
 else
-    log "Kafka test broker not requested (--with-broker or WALRUS_INSTALL_BROKER=1); skipped"
+    log "Kafka test broker skipped (--no-broker or WALRUS_INSTALL_BROKER=0); the Kafka tests will fail without it"
 fi
