@@ -6,6 +6,7 @@ mod common;
 mod check;
 mod crash;
 mod events;
+mod identity;
 mod idle;
 mod kafka;
 mod large_transaction;

@@ -349,3 +349,148 @@ impl Converter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::Arc as StdArc;
+
+    use crate::pgoutput::{Column as RelColumn, ReplicaIdentity as RelIdentity};
+
+    fn relation(identity: RelIdentity, key_flags: [u8; 3]) -> PgOutputMessage {
+        PgOutputMessage::Relation(StdArc::new(Relation {
+            xid: None,
+            rel_id: 7,
+            namespace: "public".into(),
+            name: "t".into(),
+            replica_identity: identity,
+            columns: ["id", "u", "v"]
+                .iter()
+                .zip(key_flags)
+                .map(|(n, flags)| RelColumn {
+                    flags,
+                    name: (*n).into(),
+                    type_oid: 23,
+                    type_modifier: -1,
+                })
+                .collect(),
+        }))
+    }
+
+    fn tuple(vals: [Option<&'static str>; 3]) -> TupleData {
+        TupleData {
+            columns: vals
+                .iter()
+                .map(|v| match v {
+                    Some(s) => ColumnData::Text(Bytes::from_static(s.as_bytes())),
+                    None => ColumnData::Null,
+                })
+                .collect(),
+        }
+    }
+
+    fn converter(identity: RelIdentity, flags: [u8; 3], pk: &[&str]) -> Converter {
+        let mut c = Converter::new();
+        c.catalog.primary_keys.insert(
+            7,
+            crate::catalog::PrimaryKey {
+                columns: pk.iter().map(|s| s.to_string()).collect(),
+                relation_columns: None,
+            },
+        );
+        c.observe(&relation(identity, flags));
+        c
+    }
+
+    #[test]
+    fn full_identity_keys_on_the_primary_key_only() {
+        let c = converter(RelIdentity::Full, [1, 1, 1], &["id"]);
+        let t = &c.table(7).unwrap().table;
+        assert_eq!(t.primary_key_indexes().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(t.key_indexes().count(), 3);
+        // Unchanged key under FULL: an ordinary update with the whole before image.
+        let m = Update {
+            xid: None,
+            rel_id: 7,
+            old: Some(OldTuple::Full(tuple([Some("1"), Some("2"), Some("3")]))),
+            new: tuple([Some("1"), Some("2"), Some("4")]),
+        };
+        match c.update(&m, SourcePosition::default()).unwrap() {
+            UpdateOutcome::Update(ev) => assert_eq!(ev.before.unwrap().values[2], Value::Int32(3)),
+            other => panic!("{other:?}"),
+        }
+        // Changed key: delete of the old row, create of the new.
+        let m = Update {
+            new: tuple([Some("9"), Some("2"), Some("4")]),
+            ..m
+        };
+        match c.update(&m, SourcePosition::default()).unwrap() {
+            UpdateOutcome::KeyChange { delete, create } => {
+                assert_eq!(delete.op, Op::Delete);
+                assert_eq!(delete.before.unwrap().values[0], Value::Int32(1));
+                assert_eq!(create.op, Op::Create);
+                assert_eq!(create.after.unwrap().values[0], Value::Int32(9));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn key_changes_need_the_old_key_in_the_wal() {
+        // USING INDEX on (u): the old tuple lacks id, so a change of id cannot be seen.
+        let c = converter(RelIdentity::Index, [0, 1, 0], &["id"]);
+        let m = Update {
+            xid: None,
+            rel_id: 7,
+            old: Some(OldTuple::Key(tuple([None, Some("2"), None]))),
+            new: tuple([Some("5"), Some("3"), Some("4")]),
+        };
+        assert!(matches!(
+            c.update(&m, SourcePosition::default()).unwrap(),
+            UpdateOutcome::Update(_)
+        ));
+        // DEFAULT: the old key is sent when it changes.
+        let c = converter(RelIdentity::Default, [1, 0, 0], &["id"]);
+        let m = Update {
+            xid: None,
+            rel_id: 7,
+            old: Some(OldTuple::Key(tuple([Some("1"), None, None]))),
+            new: tuple([Some("2"), Some("3"), Some("4")]),
+        };
+        assert!(matches!(
+            c.update(&m, SourcePosition::default()).unwrap(),
+            UpdateOutcome::KeyChange { .. }
+        ));
+        // No primary key: never a key change, and no key.
+        let c = converter(RelIdentity::Full, [1, 1, 1], &[]);
+        assert_eq!(c.table(7).unwrap().table.primary_key_indexes().count(), 0);
+        let m = Update {
+            xid: None,
+            rel_id: 7,
+            old: Some(OldTuple::Full(tuple([Some("1"), Some("2"), Some("3")]))),
+            new: tuple([Some("2"), Some("3"), Some("4")]),
+        };
+        assert!(matches!(
+            c.update(&m, SourcePosition::default()).unwrap(),
+            UpdateOutcome::Update(_)
+        ));
+    }
+
+    #[test]
+    fn without_the_catalog_default_identity_is_the_key() {
+        let mut c = Converter::new();
+        c.observe(&relation(RelIdentity::Default, [1, 0, 0]));
+        assert_eq!(
+            c.table(7)
+                .unwrap()
+                .table
+                .primary_key_indexes()
+                .collect::<Vec<_>>(),
+            vec![0]
+        );
+        let mut c = Converter::new();
+        c.observe(&relation(RelIdentity::Full, [1, 1, 1]));
+        assert_eq!(c.table(7).unwrap().table.primary_key_indexes().count(), 0);
+    }
+}

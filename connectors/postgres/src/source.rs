@@ -932,3 +932,41 @@ fn now_us() -> i64 {
         1
     }
 
+
+#[cfg(test)]
+mod key_change_tests {
+    use super::*;
+
+    fn record(key: &'static str, value: Option<&'static str>) -> Record {
+        Record {
+            topic: Arc::from("t"),
+            key: Some(Bytes::from_static(key.as_bytes())),
+            value: value.map(|v| Bytes::from_static(v.as_bytes())),
+            headers: Vec::new(),
+            timestamp_ms: 0,
+        }
+    }
+
+    #[test]
+    fn key_change_records_carry_debezium_headers() {
+        let mut records = vec![
+            record(r#"{"id":1}"#, Some("delete")),
+            record(r#"{"id":1}"#, None),
+            record(r#"{"id":2}"#, Some("create")),
+        ];
+        mark_key_change(&mut records);
+        let header = |r: &Record| -> Vec<(String, String)> {
+            r.headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
+                .collect()
+        };
+        let new_key = vec![("__debezium.newkey".to_string(), r#"{"id":2}"#.to_string())];
+        assert_eq!(header(&records[0]), new_key);
+        assert_eq!(header(&records[1]), new_key);
+        assert_eq!(
+            header(&records[2]),
+            vec![("__debezium.oldkey".to_string(), r#"{"id":1}"#.to_string())]
+        );
+    }
+}
