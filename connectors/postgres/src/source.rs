@@ -47,6 +47,20 @@ use crate::error::PgError;
 use crate::pgoutput::{Decoder, PgOutputMessage, PG_EPOCH_OFFSET_MICROS};
 use crate::setup;
 
+/// Pause after the replication worker's queue ran dry while events were flowing, so the
+/// next wakeup finds many events queued (tokio's timer rounds it up to about 1 ms).
+const COALESCE_WAIT: Duration = Duration::from_micros(500);
+
+/// Polls a future once: its output if ready now, `None` if it would wait.
+fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// How long shutdown waits for the final status update to reach PostgreSQL.
 const FINAL_ACK_WAIT: Duration = Duration::from_secs(5);
 
@@ -104,25 +118,6 @@ pub async fn run<S: Sink>(
     let mut catalog = crate::catalog::CatalogCache::default();
     catalog.prefetch(&sql, &config.source.publication).await?;
     let start = slot.confirmed_flush_lsn;
-    let span = tracing::info_span!("replication", slot = %slot.name, publication = %config.source.publication);
-    let result = async move {
-        tracing::info!(resume_lsn = %start, server = %params.display(), "starting replication");
-        let status_interval = Duration::from_millis(config.source.status_interval_ms);
-        let repl = params
-            .replication_config(
-                &slot.name,
-                &config.source.publication,
-                start,
-                status_interval,
-                config.source.replication_buffer_events,
-            )
-            .with_binary(config.source.binary);
-        let mut handle = SinkHandle::spawn(
-            sink,
-            delivered.clone(),
-            PipelineOptions {
-                max_in_flight_bytes: config.pipeline.max_in_flight_bytes,
-                flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
     let router = config.router().map_err(|e| PgError::Config {
         key: "routes",
         message: e.to_string(),
@@ -149,6 +144,25 @@ pub async fn run<S: Sink>(
             .instrument(tracing::info_span!("outbox_housekeeping", slot = %slot.name)),
         )
     });
+    let span = tracing::info_span!("replication", slot = %slot.name, publication = %config.source.publication);
+    let result = async move {
+        tracing::info!(resume_lsn = %start, server = %params.display(), "starting replication");
+        let status_interval = Duration::from_millis(config.source.status_interval_ms);
+        let repl = params
+            .replication_config(
+                &slot.name,
+                &config.source.publication,
+                start,
+                status_interval,
+                config.source.replication_buffer_events,
+            )
+            .with_binary(config.source.binary);
+        let mut handle = SinkHandle::spawn(
+            sink,
+            delivered.clone(),
+            PipelineOptions {
+                max_in_flight_bytes: config.pipeline.max_in_flight_bytes,
+                flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
             },
         );
         // The snapshot's records are numbered before the first streamed one, so no commit
@@ -214,6 +228,11 @@ pub async fn run<S: Sink>(
             received: start,
             status_published: None,
             heartbeat_topic: Arc::from(config.heartbeat.topic_for(&config.topic_prefix)),
+            router,
+            route_error: None,
+            projected_encoder: None,
+            outbox_deletes,
+            outbox_update_warned: false,
         };
         session.stream(&mut shutdown).await
     }
@@ -241,11 +260,6 @@ struct Session<'a> {
     encoder: JsonEncoder,
     batch: Batch,
     batch_deadline: Option<Instant>,
-            router,
-            route_error: None,
-            projected_encoder: None,
-            outbox_deletes,
-            outbox_update_warned: false,
     txn: Option<Txn>,
     last_commit_lsn: Option<Lsn>,
     reported: Lsn,
@@ -261,6 +275,17 @@ struct Session<'a> {
     status_published: Option<Instant>,
     /// Topic of heartbeat events (`[heartbeat].emit_events`).
     heartbeat_topic: Arc<str>,
+    /// Topics, keys, column filters, headers, outbox routing.
+    router: Router,
+    /// A routing error from `emit`; ends the session after the current message.
+    route_error: Option<PgError>,
+    /// Encoder for column-filtered tables (its schema cache is keyed by relation id, so the
+    /// projected table versions get their own).
+    projected_encoder: Option<JsonEncoder>,
+    /// Rows of keep-rows outbox tables to delete once delivered.
+    outbox_deletes: Option<crate::outbox::DeleteQueue>,
+    /// Whether an ignored outbox update was logged this session.
+    outbox_update_warned: bool,
 }
 
 /// How often the source publishes its progress to the shared status.
@@ -278,70 +303,115 @@ impl Session<'_> {
     ) -> Result<SessionSummary, PgError> {
         let mut ticker = tokio::time::interval(self.linger);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_tick = Instant::now();
+        // `drain`: take events the replication worker already queued without parking;
+        // `worked`: something arrived since the last coalescing pause. Parking and waking
+        // per event (a futex and a context switch each time the worker hands one over) cost
+        // more than decoding it; pausing briefly once the queue runs dry lets one wakeup
+        // carry hundreds of events, at the price of at most COALESCE_WAIT of latency.
+        let mut drain = false;
+        let mut worked = false;
         let result: Result<(), PgError> = loop {
             if *shutdown.borrow() {
                 break Ok(());
             }
-            tokio::select! {
-    /// Topics, keys, column filters, headers, outbox routing.
-    router: Router,
-    /// A routing error from `emit`; ends the session after the current message.
-    route_error: Option<PgError>,
-    /// Encoder for column-filtered tables (its schema cache is keyed by relation id, so the
-    /// projected table versions get their own).
-    projected_encoder: Option<JsonEncoder>,
-    /// Rows of keep-rows outbox tables to delete once delivered.
-    outbox_deletes: Option<crate::outbox::DeleteQueue>,
-    /// Whether an ignored outbox update was logged this session.
-    outbox_update_warned: bool,
-                biased;
-                changed = shutdown.changed() => {
-                    // A dropped sender means nobody can ask for a stop any more: stop now.
-                    if changed.is_err() {
-                        break Ok(());
+            let ready = if drain {
+                poll_once(tokio::task::unconstrained(self.client.recv()))
+            } else {
+                None
+            };
+            let ev = match ready {
+                Some(ev) => ev,
+                None if drain && worked => {
+                    worked = false;
+                    tokio::time::sleep(COALESCE_WAIT).await;
+                    continue;
+                }
+                None => {
+                    drain = false;
+                    tokio::select! {
+                        biased;
+                        changed = shutdown.changed() => {
+                            // A dropped sender means nobody can ask for a stop any more.
+                            if changed.is_err() {
+                                break Ok(());
+                            }
+                            continue;
+                        }
+                        _ = ticker.tick() => {
+                            last_tick = Instant::now();
+                            match self.on_tick(&mut ticker, shutdown).await {
+                                Ok(Flow::Continue) => continue,
+                                Ok(Flow::Stop) => break Ok(()),
+                                Err(e) => break Err(e),
+                            }
+                        }
+                        ev = self.client.recv() => ev,
                     }
                 }
-                _ = ticker.tick() => {
-                    self.report_progress();
-                    if self.handle.is_stopped() {
-                        break Err(PgError::Protocol { lsn: self.reported, message: "sink stopped".into() });
-                    }
-                    if self.batch_deadline.is_some_and(|d| Instant::now() >= d) {
-                        match self.hand_over(&mut ticker, shutdown).await {
-                            Ok(Flow::Continue) => {}
-                            Ok(Flow::Stop) => break Ok(()),
-                            Err(e) => break Err(e),
-                        }
-                    }
+            };
+            drain = true;
+            worked = true;
+            let flow = match ev {
+                Ok(Some(ev)) => match self.prepare(&ev).await {
+                    Ok(()) => self.handle_event(ev),
+                    Err(e) => Err(e),
+                },
+                Ok(None) => {
+                    break Err(PgError::Protocol {
+                        lsn: self.reported,
+                        message: "the server ended the replication stream".into(),
+                    })
                 }
-                ev = self.client.recv() => {
-                    let flow = match ev {
-                        Ok(Some(ev)) => match self.prepare(&ev).await {
-                            Ok(()) => self.handle_event(ev),
-                            Err(e) => Err(e),
-                        },
-                        Ok(None) => break Err(PgError::Protocol {
-                            lsn: self.reported,
-                            message: "the server ended the replication stream".into(),
-                        }),
-                        Err(e) => break Err(PgError::Replication(e)),
-                    };
-                    if let Err(e) = flow {
-                        break Err(e);
-                    }
-                    if self.batch.len() >= self.config.pipeline.batch_max_records
-                        || self.batch.bytes >= self.batch_byte_limit
-                    {
-                        match self.hand_over(&mut ticker, shutdown).await {
-                            Ok(Flow::Continue) => {}
-                            Ok(Flow::Stop) => break Ok(()),
-                            Err(e) => break Err(e),
-                        }
-                    }
+                Err(e) => break Err(PgError::Replication(e)),
+            };
+            if let Err(e) = flow {
+                break Err(e);
+            }
+            if let Some(e) = self.route_error.take() {
+                break Err(e);
+            }
+            if self.batch.len() >= self.config.pipeline.batch_max_records
+                || self.batch.bytes >= self.batch_byte_limit
+            {
+                match self.hand_over(&mut ticker, shutdown).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+            // While events keep coming the ticker arm above is not reached; keep its work
+            // (progress reports, lingering batches) on schedule here.
+            if last_tick.elapsed() >= self.linger {
+                last_tick = Instant::now();
+                match self.on_tick(&mut ticker, shutdown).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => break Ok(()),
+                    Err(e) => break Err(e),
                 }
             }
         };
         self.finish(result).await
+    }
+
+    /// Periodic work: confirm what was delivered, notice a dead sink, and hand over a batch
+    /// whose linger time is up.
+    async fn on_tick(
+        &mut self,
+        ticker: &mut tokio::time::Interval,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Flow, PgError> {
+        self.report_progress();
+        if self.handle.is_stopped() {
+            return Err(PgError::Protocol {
+                lsn: self.reported,
+                message: "sink stopped".into(),
+            });
+        }
+        if self.batch_deadline.is_some_and(|d| Instant::now() >= d) {
+            return self.hand_over(ticker, shutdown).await;
+        }
+        Ok(Flow::Continue)
     }
 
     /// Hands the current batch to the sink, waiting for budget while keeping progress
@@ -397,12 +467,8 @@ impl Session<'_> {
         self.status_published = Some(Instant::now());
         let delivered = self.delivered.get();
         let caught_up = self.tracker.caught_up(delivered);
-        let (received, reported, events, sent) = (
-            self.received,
-            self.reported,
-            self.events,
-            self.handle.sent(),
-        );
+        let (received, reported, events, sent) =
+            (self.received, self.reported, self.events, self.handle.sent());
         let commit_us = self.tracker.delivered_commit_time_us();
         Status::global().update_progress(|p| {
             p.received_lsn = Some(status::lsn_text(received));
@@ -669,7 +735,9 @@ impl Session<'_> {
                     self.tracker.produced_records(n);
                 }
             }
-            PgOutputMessage::Message(m) if m.prefix == self.config.heartbeat.prefix => {
+            PgOutputMessage::Message(m)
+                if m.prefix == self.config.heartbeat.prefix =>
+            {
                 let transactional = m.flags & 1 != 0;
                 self.handle_heartbeat(transactional, m.lsn, &m.content);
             }
@@ -731,6 +799,14 @@ impl Session<'_> {
                 }
             },
         };
+        if route.skips(ev.op) {
+            return 0;
+        }
+        let timestamp_ms = ev.source.commit_time_us / 1000;
+        if let Some(outbox) = &route.outbox {
+            return self.emit_outbox(ev, outbox, timestamp_ms);
+        }
+        let key_columns = key_override.unwrap_or(&route.key_columns);
         let mut key_buf = Vec::with_capacity(64);
         let key = if ev.op == Op::Truncate {
             None
@@ -773,88 +849,6 @@ impl Session<'_> {
         n
     }
 
-    /// Stops cleanly: hands over what was read, lets the sink deliver it, confirms it, and
-    /// waits until PostgreSQL was told before closing the connection.
-    async fn finish(mut self, result: Result<(), PgError>) -> Result<SessionSummary, PgError> {
-        if result.is_ok() && !self.batch.is_empty() {
-            // Records of a transaction cut short are delivered but not confirmed; the next
-            // session gets the transaction again.
-            if let Ok(Ok(r)) = tokio::time::timeout(
-                Duration::from_secs(5),
-                self.handle.reserve(self.batch.bytes),
-            )
-            .await
-            {
-                let _ = self.handle.send(std::mem::take(&mut self.batch), r);
-            }
-        }
-        let sink_result = self.handle.finish().await;
-        self.report_progress();
-        self.publish_status(true);
-        let confirmed = self.tracker.confirmed();
-        if self.reported > Lsn::ZERO {
-            let deadline = Instant::now() + FINAL_ACK_WAIT;
-            let metrics = self.client.metrics();
-            while metrics.last_applied_lsn().0 < self.reported.0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.shutdown()).await;
-        let summary = SessionSummary {
-            confirmed,
-            events: self.events,
-            delivered: self.delivered.get(),
-        };
-        tracing::info!(confirmed = %summary.confirmed, events = summary.events, "replication session ended");
-        match (sink_result, result) {
-            (Err(sink), _) => Err(PgError::Sink(sink)),
-            (Ok(()), Err(e)) => Err(e),
-            (Ok(()), Ok(())) => Ok(summary),
-        }
-    }
-}
-
-/// Debezium's headers on a primary-key change: the delete (and its tombstone) carry the new
-/// key as `__debezium.newkey`, the create carries the old key as `__debezium.oldkey`, each
-/// encoded as the record's own key is. `records` are the delete, its tombstone if any, then
-/// the create.
-pub fn mark_key_change(records: &mut [Record]) {
-    let Some((create, deletes)) = records.split_last_mut() else {
-        return;
-    };
-    let old_key = deletes.first().and_then(|d| d.key.clone());
-    if let Some(new_key) = create.key.clone() {
-        for d in deletes.iter_mut() {
-            d.headers
-                .push((Arc::from(PK_UPDATE_NEWKEY_HEADER), new_key.clone()));
-        }
-    }
-    if let Some(old_key) = old_key {
-        create
-            .headers
-            .push((Arc::from(PK_UPDATE_OLDKEY_HEADER), old_key));
-    }
-}
-
-/// Header of the delete half of a primary-key change: the new key.
-pub const PK_UPDATE_NEWKEY_HEADER: &str = "__debezium.newkey";
-/// Header of the create half of a primary-key change: the old key.
-pub const PK_UPDATE_OLDKEY_HEADER: &str = "__debezium.oldkey";
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-        if route.skips(ev.op) {
-            return 0;
-        }
-        let timestamp_ms = ev.source.commit_time_us / 1000;
-        if let Some(outbox) = &route.outbox {
-            return self.emit_outbox(ev, outbox, timestamp_ms);
-        }
-        let key_columns = key_override.unwrap_or(&route.key_columns);
     /// A logical message (`pg_logical_emit_message`): Debezium's message topic and shapes,
     /// with the stable event id and the op as headers.
     fn emit_message(&mut self, ev: &ChangeEvent) -> u64 {
@@ -932,6 +926,79 @@ fn now_us() -> i64 {
         1
     }
 
+    /// Stops cleanly: hands over what was read, lets the sink deliver it, confirms it, and
+    /// waits until PostgreSQL was told before closing the connection.
+    async fn finish(mut self, result: Result<(), PgError>) -> Result<SessionSummary, PgError> {
+        if result.is_ok() && !self.batch.is_empty() {
+            // Records of a transaction cut short are delivered but not confirmed; the next
+            // session gets the transaction again.
+            if let Ok(Ok(r)) = tokio::time::timeout(
+                Duration::from_secs(5),
+                self.handle.reserve(self.batch.bytes),
+            )
+            .await
+            {
+                let _ = self.handle.send(std::mem::take(&mut self.batch), r);
+            }
+        }
+        let sink_result = self.handle.finish().await;
+        self.report_progress();
+        self.publish_status(true);
+        let confirmed = self.tracker.confirmed();
+        if self.reported > Lsn::ZERO {
+            let deadline = Instant::now() + FINAL_ACK_WAIT;
+            let metrics = self.client.metrics();
+            while metrics.last_applied_lsn().0 < self.reported.0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.shutdown()).await;
+        let summary = SessionSummary {
+            confirmed,
+            events: self.events,
+            delivered: self.delivered.get(),
+        };
+        tracing::info!(confirmed = %summary.confirmed, events = summary.events, "replication session ended");
+        match (sink_result, result) {
+            (Err(sink), _) => Err(PgError::Sink(sink)),
+            (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(())) => Ok(summary),
+        }
+    }
+}
+
+/// Debezium's headers on a primary-key change: the delete (and its tombstone) carry the new
+/// key as `__debezium.newkey`, the create carries the old key as `__debezium.oldkey`, each
+/// encoded as the record's own key is. `records` are the delete, its tombstone if any, then
+/// the create.
+fn mark_key_change(records: &mut [Record]) {
+    let Some((create, deletes)) = records.split_last_mut() else {
+        return;
+    };
+    let old_key = deletes.first().and_then(|d| d.key.clone());
+    if let Some(new_key) = create.key.clone() {
+        for d in deletes.iter_mut() {
+            d.headers.push((Arc::from(PK_UPDATE_NEWKEY_HEADER), new_key.clone()));
+        }
+    }
+    if let Some(old_key) = old_key {
+        create
+            .headers
+            .push((Arc::from(PK_UPDATE_OLDKEY_HEADER), old_key));
+    }
+}
+
+/// Header of the delete half of a primary-key change: the new key.
+pub const PK_UPDATE_NEWKEY_HEADER: &str = "__debezium.newkey";
+/// Header of the create half of a primary-key change: the old key.
+pub const PK_UPDATE_OLDKEY_HEADER: &str = "__debezium.oldkey";
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
 
 #[cfg(test)]
 mod key_change_tests {

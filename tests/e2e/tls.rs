@@ -1,0 +1,124 @@
+//! TLS to PostgreSQL: `require` encrypts both the SQL and the replication connection,
+//! `verify-full` accepts a server whose certificate chains to the configured CA and names
+//! the host, and refuses one signed by another CA.
+
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+
+use crate::common::*;
+
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
+    let cert = params.signed_by(&key, &ca).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// Writes the server's certificate and key into its data directory (owned by the server's
+/// user, as PostgreSQL requires for the key) and turns TLS on.
+async fn enable_tls(env: &Env, pki: &Pki) {
+    let data = env.cluster.data_dir();
+    let meta = std::fs::metadata(data).unwrap();
+    for (name, body, mode) in [("server.crt", &pki.cert_pem, 0o644), ("server.key", &pki.key_pem, 0o600)] {
+        let path = data.join(name);
+        std::fs::write(&path, body).unwrap();
+        std::os::unix::fs::chown(&path, Some(meta.uid()), Some(meta.gid())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let c = env.cluster.connect("postgres").await.unwrap();
+    c.batch_execute("ALTER SYSTEM SET ssl = on; SELECT pg_reload_conf();").await.unwrap();
+    // The reload is asynchronous: wait until new connections see it.
+    for _ in 0..50 {
+        let c = env.cluster.connect("postgres").await.unwrap();
+        let on: String = c.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+        if on == "on" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("ssl did not turn on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_require_and_verify_full() {
+    let env = Env::new().await;
+    let pki = pki();
+    enable_tls(&env, &pki).await;
+    let c = env.sql().await;
+    c.batch_execute("CREATE TABLE secret (id int PRIMARY KEY)").await.unwrap();
+
+    // require: everything walrus opens is encrypted.
+    let cfg = env.write_config(&env.config(r#"["public.secret"]"#, "sslmode = \"require\""));
+    let mut walrus = Walrus::start(&cfg);
+    wait_until(Duration::from_secs(30), "replication start", || walrus.log().contains("starting replication")).await;
+    c.batch_execute("INSERT INTO secret VALUES (1)").await.unwrap();
+    wait_for_events(&env.out_path(), 1, Duration::from_secs(30), |e| e["value"]["op"] == "c").await;
+    let plain: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+              WHERE a.application_name = 'walrus' AND NOT s.ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let encrypted: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+              WHERE a.application_name = 'walrus' AND s.ssl AND a.backend_type = 'walsender'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(plain, 0, "every walrus connection must use TLS");
+    assert_eq!(encrypted, 1, "the replication connection must use TLS");
+    walrus.interrupt();
+    assert!(walrus.wait(Duration::from_secs(30)).success());
+
+    // verify-full with the right CA.
+    let ca = env.dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let extra = format!("sslmode = \"verify-full\"\nsslrootcert = \"{}\"", ca.display());
+    let cfg = env.write_config(&env.config(r#"["public.secret"]"#, &extra));
+    let mut walrus = Walrus::start(&cfg);
+    wait_until(Duration::from_secs(30), "replication start", || walrus.log().contains("starting replication")).await;
+    c.batch_execute("INSERT INTO secret VALUES (2)").await.unwrap();
+    wait_for_events(&env.out_path(), 2, Duration::from_secs(30), |e| e["value"]["op"] == "c").await;
+    walrus.interrupt();
+    assert!(walrus.wait(Duration::from_secs(30)).success());
+
+    // verify-full with a CA that did not sign the server's certificate: refused.
+    let other = env.dir.path().join("other-ca.pem");
+    std::fs::write(&other, self::pki().ca_pem).unwrap();
+    let extra = format!("sslmode = \"verify-full\"\nsslrootcert = \"{}\"", other.display());
+    let cfg = env.write_config(&env.config(r#"["public.secret"]"#, &extra));
+    let out = Command::new(env!("CARGO_BIN_EXE_walrus"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("FAIL connection"), "{stdout}");
+}
