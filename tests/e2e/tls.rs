@@ -24,7 +24,9 @@ fn pki() -> Pki {
     let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     params
         .subject_alt_names
-        .push(SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
+        .push(SanType::IpAddress(std::net::IpAddr::V4(
+            std::net::Ipv4Addr::LOCALHOST,
+        )));
     let cert = params.signed_by(&key, &ca).unwrap();
     Pki {
         ca_pem: ca.pem(),
@@ -38,7 +40,10 @@ fn pki() -> Pki {
 async fn enable_tls(env: &Env, pki: &Pki) {
     let data = env.cluster.data_dir();
     let meta = std::fs::metadata(data).unwrap();
-    for (name, body, mode) in [("server.crt", &pki.cert_pem, 0o644), ("server.key", &pki.key_pem, 0o600)] {
+    for (name, body, mode) in [
+        ("server.crt", &pki.cert_pem, 0o644),
+        ("server.key", &pki.key_pem, 0o600),
+    ] {
         let path = data.join(name);
         std::fs::write(&path, body).unwrap();
         std::os::unix::fs::chown(&path, Some(meta.uid()), Some(meta.gid())).unwrap();
@@ -46,7 +51,10 @@ async fn enable_tls(env: &Env, pki: &Pki) {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let c = env.cluster.connect("postgres").await.unwrap();
-    c.batch_execute("ALTER SYSTEM SET ssl = on; SELECT pg_reload_conf();").await.unwrap();
+    // Separate calls: a multi-statement string is one transaction, and ALTER SYSTEM refuses
+    // to run in one.
+    c.batch_execute("ALTER SYSTEM SET ssl = on").await.unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     // The reload is asynchronous: wait until new connections see it.
     for _ in 0..50 {
         let c = env.cluster.connect("postgres").await.unwrap();
@@ -65,14 +73,24 @@ async fn tls_require_and_verify_full() {
     let pki = pki();
     enable_tls(&env, &pki).await;
     let c = env.sql().await;
-    c.batch_execute("CREATE TABLE secret (id int PRIMARY KEY)").await.unwrap();
+    c.batch_execute("CREATE TABLE secret (id int PRIMARY KEY)")
+        .await
+        .unwrap();
 
     // require: everything walrus opens is encrypted.
     let cfg = env.write_config(&env.config(r#"["public.secret"]"#, "sslmode = \"require\""));
     let mut walrus = Walrus::start(&cfg);
-    wait_until(Duration::from_secs(30), "replication start", || walrus.log().contains("starting replication")).await;
-    c.batch_execute("INSERT INTO secret VALUES (1)").await.unwrap();
-    wait_for_events(&env.out_path(), 1, Duration::from_secs(30), |e| e["value"]["op"] == "c").await;
+    wait_until(Duration::from_secs(30), "replication start", || {
+        walrus.log().contains("starting replication")
+    })
+    .await;
+    c.batch_execute("INSERT INTO secret VALUES (1)")
+        .await
+        .unwrap();
+    wait_for_events(&env.out_path(), 1, Duration::from_secs(30), |e| {
+        e["value"]["op"] == "c"
+    })
+    .await;
     let plain: i64 = c
         .query_one(
             "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
@@ -96,23 +114,38 @@ async fn tls_require_and_verify_full() {
     walrus.interrupt();
     assert!(walrus.wait(Duration::from_secs(30)).success());
 
-    // verify-full with the right CA.
+    // verify-full with the right CA, by the name on the certificate.
     let ca = env.dir.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
-    let extra = format!("sslmode = \"verify-full\"\nsslrootcert = \"{}\"", ca.display());
-    let cfg = env.write_config(&env.config(r#"["public.secret"]"#, &extra));
+    let extra = format!(
+        "sslmode = \"verify-full\"\nsslrootcert = \"{}\"",
+        ca.display()
+    );
+    let by_name = |text: String| text.replace("@127.0.0.1:", "@localhost:");
+    let cfg = env.write_config(&by_name(env.config(r#"["public.secret"]"#, &extra)));
     let mut walrus = Walrus::start(&cfg);
-    wait_until(Duration::from_secs(30), "replication start", || walrus.log().contains("starting replication")).await;
-    c.batch_execute("INSERT INTO secret VALUES (2)").await.unwrap();
-    wait_for_events(&env.out_path(), 2, Duration::from_secs(30), |e| e["value"]["op"] == "c").await;
+    wait_until(Duration::from_secs(30), "replication start", || {
+        walrus.log().contains("starting replication")
+    })
+    .await;
+    c.batch_execute("INSERT INTO secret VALUES (2)")
+        .await
+        .unwrap();
+    wait_for_events(&env.out_path(), 2, Duration::from_secs(30), |e| {
+        e["value"]["op"] == "c"
+    })
+    .await;
     walrus.interrupt();
     assert!(walrus.wait(Duration::from_secs(30)).success());
 
     // verify-full with a CA that did not sign the server's certificate: refused.
     let other = env.dir.path().join("other-ca.pem");
     std::fs::write(&other, self::pki().ca_pem).unwrap();
-    let extra = format!("sslmode = \"verify-full\"\nsslrootcert = \"{}\"", other.display());
-    let cfg = env.write_config(&env.config(r#"["public.secret"]"#, &extra));
+    let extra = format!(
+        "sslmode = \"verify-full\"\nsslrootcert = \"{}\"",
+        other.display()
+    );
+    let cfg = env.write_config(&by_name(env.config(r#"["public.secret"]"#, &extra)));
     let out = Command::new(env!("CARGO_BIN_EXE_walrus"))
         .args(["check", "--config"])
         .arg(&cfg)
@@ -121,4 +154,16 @@ async fn tls_require_and_verify_full() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("FAIL connection"), "{stdout}");
+    // `walrus run` stops with the TLS error instead of retrying forever.
+    let mut walrus = Walrus::start(&cfg);
+    let status = walrus.wait(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(walrus.log().contains("sslrootcert"), "{}", walrus.log());
+
+    // verify-full by IP address: a configuration error that names the key.
+    let cfg = env.write_config(&env.config(r#"["public.secret"]"#, &extra));
+    let mut walrus = Walrus::start(&cfg);
+    let status = walrus.wait(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(walrus.log().contains("source.sslmode"), "{}", walrus.log());
 }

@@ -95,6 +95,18 @@ impl ConnParams {
             tokio_postgres::config::SslMode::Require => SslMode::Require,
             _ => SslMode::Prefer,
         };
+        let sslmode = cfg.sslmode.unwrap_or(url_mode);
+        // The replication transport checks a verify-full certificate against a DNS name
+        // only; refuse up front rather than fail every connection attempt.
+        if sslmode == SslMode::VerifyFull && host.parse::<std::net::IpAddr>().is_ok() {
+            return Err(PgError::Config {
+                key: "source.sslmode",
+                message: format!(
+                    "verify-full needs the server's DNS name in source.url, not the IP address {host}; \
+                     use the name on its certificate, or sslmode = \"verify-ca\""
+                ),
+            });
+        }
         Ok(ConnParams {
             host,
             unix_socket,
@@ -102,7 +114,7 @@ impl ConnParams {
             user,
             password,
             dbname,
-            sslmode: cfg.sslmode.unwrap_or(url_mode),
+            sslmode,
             sslrootcert: cfg.sslrootcert.clone(),
             application_name: cfg.application_name.clone(),
         })

@@ -135,6 +135,8 @@ impl PgError {
 fn sqlstate_kind(e: &tokio_postgres::Error) -> ErrorKind {
     use tokio_postgres::error::SqlState;
     match e.code() {
+        // The driver has no public error kind; its TLS failures say so.
+        None if e.to_string().contains("TLS") => ErrorKind::SourceTls,
         None => ErrorKind::SourceConnection,
         Some(c)
             if *c == SqlState::INVALID_PASSWORD
@@ -173,6 +175,9 @@ impl Classify for PgError {
                 let text = e.to_string();
                 if e.is_auth() {
                     ErrorKind::SourceAuth
+                } else if e.is_tls() {
+                    // Certificates and TLS settings do not fix themselves.
+                    ErrorKind::SourceTls
                 } else if text.contains("is active for PID") {
                     ErrorKind::SlotInUse
                 } else if text.contains("publication") && text.contains("does not exist") {

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     SourceConnection,
     /// PostgreSQL refused the credentials.
     SourceAuth,
+    /// TLS to PostgreSQL failed: the server's certificate, the CA, or the TLS settings.
+    SourceTls,
     /// The role lacks a privilege (REPLICATION, SELECT, ownership for publications).
     SourcePermission,
     /// The server is not set up for logical replication (`wal_level`, slot/sender limits).
@@ -58,8 +60,8 @@ impl ErrorKind {
             // A stale walsender holding the slot goes away once PostgreSQL notices its
             // client is gone; a second walrus on the same slot keeps this retrying loudly.
             SourceConnection | SinkTransient | SlotInUse => ErrorClass::Retryable,
-            Config | SlotUnavailable | SourceAuth | SourcePermission | SourceSetup | SlotLost
-            | Publication | Decode | SinkRejected | Internal => ErrorClass::Fatal,
+            Config | SlotUnavailable | SourceAuth | SourceTls | SourcePermission | SourceSetup
+            | SlotLost | Publication | Decode | SinkRejected | Internal => ErrorClass::Fatal,
         }
     }
 
@@ -72,6 +74,9 @@ impl ErrorKind {
                 "walrus retries by itself; check that PostgreSQL is up and reachable at [source].url"
             }
             SourceAuth => "check the user and password in [source].url (or [source].password_file)",
+            SourceTls => {
+                "check source.sslmode and source.sslrootcert against the server's certificate (walrus check shows the TLS error)"
+            }
             SourcePermission => {
                 "grant the missing privilege shown above (walrus check prints the exact SQL)"
             }
