@@ -240,6 +240,19 @@ fn kafka_err(context: &str, e: KafkaError) -> SinkError {
     }
 }
 
+/// librdkafka refused its configuration: an unknown or invalid property. Retrying cannot
+/// help.
+fn config_err(e: KafkaError) -> SinkError {
+    SinkError::Rejected {
+        sink: NAME,
+        topic: String::new(),
+        message: format!(
+            "the producer configuration is invalid: {e}; fix the [sink] keys or [sink.properties] (librdkafka's CONFIGURATION.md lists every property)"
+        ),
+        retryable: false,
+    }
+}
+
 impl KafkaSink {
     /// Creates the producer and the admin client; connects lazily.
     pub fn new(config: &KafkaSinkConfig, delivered: Delivered) -> Result<KafkaSink, SinkError> {
@@ -251,10 +264,9 @@ impl KafkaSink {
             .create_with_context(Context {
                 shared: shared.clone(),
             })
-            .map_err(|e| kafka_err("creating the producer", e))?;
-        let admin: AdminClient<DefaultClientContext> = client_config(config)
-            .create()
-            .map_err(|e| kafka_err("creating the admin client", e))?;
+            .map_err(config_err)?;
+        let admin: AdminClient<DefaultClientContext> =
+            client_config(config).create().map_err(config_err)?;
         Ok(KafkaSink {
             producer,
             admin,

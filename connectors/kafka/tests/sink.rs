@@ -331,3 +331,16 @@ async fn missing_topic_with_creation_off_stops_with_a_fix() {
     );
     assert_eq!(delivered.get(), 0);
 }
+
+#[test]
+fn an_invalid_property_is_a_fatal_config_error() {
+    let mut cfg = KafkaSinkConfig::new("127.0.0.1:1");
+    cfg.properties
+        .insert("no.such.property".into(), PropertyValue::Int(1));
+    let err = match KafkaSink::new(&cfg, Delivered::new()) {
+        Err(e) => e,
+        Ok(_) => panic!("an unknown property must be refused"),
+    };
+    assert_eq!(err.kind().class(), ErrorClass::Fatal);
+    assert!(err.to_string().contains("no.such.property"), "{err}");
+}
