@@ -272,20 +272,36 @@ async fn spawn_observability(
     stop_rx: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     if config.admin.enabled {
-        let server = admin::bind(
+        let bound = admin::bind(
             config.admin.listen,
             config.admin.token.clone(),
             metrics_handle,
             stop_rx.clone(),
         )
-        .await
-        .with_context(|| {
-            format!(
-                "admin server: cannot listen on {} (set [admin] listen, or enabled = false)",
-                config.admin.listen
-            )
-        })?;
-        tokio::spawn(server);
+        .await;
+        match bound {
+            Ok(server) => {
+                tokio::spawn(server);
+            }
+            // The default port taken (say, a second walrus on this machine) must not stop
+            // a pipeline configured with the minimal keys; an address the operator chose
+            // must work or fail loudly.
+            Err(e) if config.admin.listen == walrus_core::config::AdminConfig::default().listen => {
+                tracing::warn!(
+                    listen = %config.admin.listen,
+                    error = %e,
+                    "admin server not started: the default address is taken; set [admin] listen to serve /metrics and /status"
+                );
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "admin server: cannot listen on {} (set [admin] listen, or enabled = false)",
+                        config.admin.listen
+                    )
+                })
+            }
+        }
     }
     if config.watchdog.enabled {
         let (alert_tx, alert_rx) = tokio::sync::mpsc::unbounded_channel();
