@@ -748,12 +748,14 @@ async fn sample_bounds(
         return Ok(Vec::new());
     }
     let pct = (100.0 * (64 * parts) as f64 / blocks as f64).clamp(0.0001, 100.0);
+    // Qualified names: a bare name in ORDER BY would sort by the text output column of
+    // the same name, i.e. lexicographically, and give overlapping ranges.
     let names: Vec<String> = key
         .iter()
-        .map(|&i| quote_ident(&table.columns[i].name))
+        .map(|&i| format!("s.{}", quote_ident(&table.columns[i].name)))
         .collect();
     let sql = format!(
-        "SELECT {} FROM {from} TABLESAMPLE SYSTEM ({pct}) ORDER BY {}",
+        "SELECT {} FROM {from} AS s TABLESAMPLE SYSTEM ({pct}) ORDER BY {}",
         names
             .iter()
             .map(|n| format!("{n}::text"))
@@ -1290,6 +1292,10 @@ struct Coordinator {
     first_overall: bool,
     tables_left: usize,
     progress_interval: Duration,
+    /// `[snapshot] max_rows_per_second`, 0 for none, and the rows handed over so far.
+    max_rows_per_second: u64,
+    rows_sent: u64,
+    started: Instant,
     last_log: Instant,
     last_save: Instant,
     dirty: bool,
@@ -1321,6 +1327,9 @@ impl Coordinator {
             pending: VecDeque::new(),
             tables_left,
             progress_interval: Duration::from_millis(config.snapshot.progress_interval_ms),
+            max_rows_per_second: config.snapshot.max_rows_per_second,
+            rows_sent: 0,
+            started: Instant::now(),
             last_log: Instant::now(),
             last_save: Instant::now(),
             dirty: false,
@@ -1381,6 +1390,7 @@ impl Coordinator {
                 }
                 piece = rx.recv() => {
                     let Some(piece) = piece else { return Ok(true) };
+                    self.rows_sent += piece.rows;
                     let batch = self.accept(piece, handle.sent());
                     if let Some((batch, completions)) = batch {
                         let reservation = tokio::select! {
@@ -1392,6 +1402,13 @@ impl Coordinator {
                         for mut c in completions {
                             c.seq = seq;
                             self.pending.push_back(c);
+                        }
+                    }
+                    if let Some(wait) = self.throttle() {
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.changed() => { stop.store(true, Ordering::SeqCst); return Ok(false) }
+                            _ = tokio::time::sleep(wait) => {}
                         }
                     }
                 }
@@ -1413,6 +1430,7 @@ impl Coordinator {
         let mut out: Vec<Record> = Vec::with_capacity(piece.records.len() + 1);
         let mut completions = Vec::new();
         let mut records = piece.records;
+        let mut held_rows = 0;
         if let Some(newest) = records.pop() {
             if let Some((mut held, held_completions)) = t.held.take() {
                 if t.first_pending {
@@ -1438,7 +1456,16 @@ impl Coordinator {
                 set_snapshot_marker(&mut records[0], marker);
             }
             out.extend(records);
-            t.held = Some((newest, Vec::new()));
+            // The held record's row counts as delivered with it.
+            let row = Completion {
+                seq: 0,
+                table: piece.table,
+                unit: piece.unit,
+                rows: 1,
+                end: None,
+            };
+            t.held = Some((newest, vec![row]));
+            held_rows = 1;
         }
         if let Some(end) = piece.chunk_end {
             let completion = Completion {
@@ -1480,13 +1507,13 @@ impl Coordinator {
                 }
             }
         }
-        // Rows are counted as delivered with the chunk that carries them.
-        if piece.rows > 0 {
+        // Rows are counted as delivered with the batch that carries them.
+        if piece.rows > held_rows {
             completions.push(Completion {
                 seq: 0,
                 table: piece.table,
                 unit: piece.unit,
-                rows: piece.rows,
+                rows: piece.rows - held_rows,
                 end: None,
             });
         }
@@ -1505,6 +1532,15 @@ impl Coordinator {
             return None;
         }
         Some((batch, completions))
+    }
+
+    /// How long to pause to stay under `max_rows_per_second`.
+    fn throttle(&self) -> Option<Duration> {
+        if self.max_rows_per_second == 0 {
+            return None;
+        }
+        let due = Duration::from_secs_f64(self.rows_sent as f64 / self.max_rows_per_second as f64);
+        due.checked_sub(self.started.elapsed())
     }
 
     fn tick(&mut self) {

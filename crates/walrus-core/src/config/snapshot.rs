@@ -69,6 +69,9 @@ pub struct SnapshotConfig {
     /// Time between two progress log lines, in milliseconds.
     #[serde(default = "default_progress_interval_ms")]
     pub progress_interval_ms: u64,
+    /// Most rows read per second over all workers, to spare a busy primary; 0: no limit.
+    #[serde(default)]
+    pub max_rows_per_second: u64,
     /// Directory of the config file, for relative paths (set by `Config::load`).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -82,6 +85,7 @@ impl Default for SnapshotConfig {
             chunk_size: DEFAULT_SNAPSHOT_CHUNK_SIZE,
             state_file: None,
             progress_interval_ms: DEFAULT_SNAPSHOT_PROGRESS_INTERVAL_MS,
+            max_rows_per_second: 0,
             base_dir: None,
         }
     }
