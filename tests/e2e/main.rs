@@ -5,6 +5,7 @@ mod common;
 
 mod check;
 mod crash;
+mod dual_write;
 mod events;
 mod idle;
 mod identity;
