@@ -451,3 +451,47 @@ async fn no_data_mode_streams_only() {
     w2.interrupt();
     assert!(w2.wait(Duration::from_secs(30)).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_mode_reads_again_over_the_existing_slot() {
+    let env = Env::new().await;
+    let c = env.sql().await;
+    fill(&c, 5_000).await;
+    let cfg = env.write_config(&config(&env, ""));
+    let mut first = Walrus::start(&cfg);
+    wait_until(Duration::from_secs(60), "snapshot complete", || {
+        first.log().contains("snapshot complete")
+    })
+    .await;
+    first.interrupt();
+    assert!(first.wait(Duration::from_secs(30)).success());
+    let reads_before = reads(&read_events(&env.out_path())).len();
+    assert_eq!(reads_before, 5_000 + 8_000 + 6_000);
+
+    // Changes while walrus is down, then a start with mode = always: the changes are
+    // streamed from the slot and every row is read again.
+    c.batch_execute(
+        "UPDATE a SET v = 'down' WHERE id <= 100; DELETE FROM a WHERE id > 4900;
+         INSERT INTO a VALUES (9001, 'new', 1)",
+    )
+    .await
+    .unwrap();
+    let cfg = env.write_config(&config(&env, "mode = \"always\""));
+    let mut again = Walrus::start(&cfg);
+    wait_until(Duration::from_secs(60), "second snapshot complete", || {
+        again.log().contains("snapshot complete")
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = workload(env.sql().await, 5_000, stop.clone());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop_and_compare(&env, &stop, load, false).await;
+    let reads_after = reads(&read_events(&env.out_path())).len() - reads_before;
+    assert_eq!(
+        reads_after,
+        4_900 + 1 + 8_000 + 6_000,
+        "every row read again"
+    );
+    again.interrupt();
+    assert!(again.wait(Duration::from_secs(30)).success());
+}
