@@ -77,7 +77,8 @@ enum Cmd {
         /// Which service's topic to consume.
         #[arg(long, value_enum, default_value = "outbox")]
         mode: ModeArg,
-        /// Partitions of the topic (all are read from the beginning).
+        /// Partitions of the topic (all are read from the beginning; the topics are created
+        /// with 3 when missing).
         #[arg(long, default_value_t = 3)]
         partitions: i32,
     },
@@ -210,11 +211,14 @@ async fn place(
 ) -> Result<()> {
     let mode = match mode {
         ModeArg::Outbox => Mode::Outbox,
-        ModeArg::Naive => Mode::naive(
+        ModeArg::Naive => {
+            scenario::create_topics(brokers).await?;
+            Mode::naive(
             brokers,
             NAIVE_TOPIC,
             Duration::from_secs_f64(publish_timeout),
-        )?,
+        )?
+        }
     };
     let service = Arc::new(OrderService::new(connect(db).await?, mode));
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
@@ -254,6 +258,7 @@ async fn place(
 
 async fn fulfill(db: &str, brokers: &str, mode: ModeArg, partitions: i32) -> Result<()> {
     let db = connect(db).await?;
+    scenario::create_topics(brokers).await?;
     let stats = fulfillment::SharedStats::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let consumer = {

@@ -31,7 +31,7 @@ use crate::fulfillment::{self, SharedStats};
 use crate::service::{Mode, OrderService, NAIVE_TOPIC, OUTBOX_TOPIC, SCHEMA};
 
 /// Partitions of both topics.
-const PARTITIONS: i32 = 3;
+pub const PARTITIONS: i32 = 3;
 
 /// The scenario's knobs.
 #[derive(Clone, Debug)]
@@ -218,7 +218,8 @@ fields = [{{ column = "type", placement = "header", name = "eventType" }}]
     )
 }
 
-async fn create_topics(brokers: &str) -> Result<()> {
+/// Creates the two topics (3 partitions each) unless they exist.
+pub async fn create_topics(brokers: &str) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
