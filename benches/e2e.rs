@@ -59,12 +59,17 @@ const WORKLOADS: &[Workload] = &[
         name: "w3",
         description: "one 1M-row transaction",
         rows: 1_000_000,
-        sql: |rows| format!("INSERT INTO bench SELECT g, md5(g::text), g % 1000, now() FROM generate_series(1, {rows}) g"),
+        sql: |rows| {
+            format!("INSERT INTO bench SELECT g, md5(g::text), g % 1000, now() FROM generate_series(1, {rows}) g")
+        },
     },
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!(
         "| workload | rows | pg_recvlogical rows/s | walrus→file rows/s | ratio | walrus CPU-s | rows per walrus CPU-s | walrus peak RSS MiB |"
@@ -103,8 +108,26 @@ async fn run(w: &Workload) {
     // The ceiling: pg_recvlogical drains the same WAL into /dev/null.
     let started = Instant::now();
     let status = Command::new(cluster.bin("pg_recvlogical"))
-        .args(["-h", cluster.host(), "-p", &cluster.port().to_string(), "-U", "postgres", "-d", db])
-        .args(["--slot", "ceiling", "--start", "--no-loop", "-f", "/dev/null", "--endpos", &end])
+        .args([
+            "-h",
+            cluster.host(),
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ])
+        .args([
+            "--slot",
+            "ceiling",
+            "--start",
+            "--no-loop",
+            "-f",
+            "/dev/null",
+            "--endpos",
+            &end,
+        ])
         .args(["-o", "proto_version=1", "-o", "publication_names=bench_pub"])
         .status()
         .expect("run pg_recvlogical");
@@ -137,7 +160,17 @@ async fn run(w: &Workload) {
     // works on virtual machines without hardware counters) for a profile per workload.
     let perf = std::env::var_os("WALRUS_BENCH_PERF_DIR").map(|dir| {
         Command::new("perf")
-            .args(["record", "-e", "cpu-clock", "-F", "499", "-g", "-p", &pid.to_string(), "-o"])
+            .args([
+                "record",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "499",
+                "-g",
+                "-p",
+                &pid.to_string(),
+                "-o",
+            ])
             .arg(Path::new(&dir).join(format!("{}.perf.data", w.name)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -158,18 +191,29 @@ async fn run(w: &Workload) {
         if confirmed.map(|s| parse_lsn(&s)).unwrap_or(0) >= end_lsn {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(900), "walrus did not finish");
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "walrus did not finish"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let walrus = started.elapsed();
     if let Some(mut perf) = perf {
-        let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
         let _ = perf.wait();
     }
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     let lines = count_lines(&out);
-    assert!(lines >= w.rows, "{} rows expected in the file, found {lines}", w.rows);
+    assert!(
+        lines >= w.rows,
+        "{} rows expected in the file, found {lines}",
+        w.rows
+    );
 
     let ceiling_rate = w.rows as f64 / ceiling.as_secs_f64();
     let walrus_rate = w.rows as f64 / walrus.as_secs_f64();

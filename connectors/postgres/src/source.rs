@@ -467,8 +467,12 @@ impl Session<'_> {
         self.status_published = Some(Instant::now());
         let delivered = self.delivered.get();
         let caught_up = self.tracker.caught_up(delivered);
-        let (received, reported, events, sent) =
-            (self.received, self.reported, self.events, self.handle.sent());
+        let (received, reported, events, sent) = (
+            self.received,
+            self.reported,
+            self.events,
+            self.handle.sent(),
+        );
         let commit_us = self.tracker.delivered_commit_time_us();
         Status::global().update_progress(|p| {
             p.received_lsn = Some(status::lsn_text(received));
@@ -978,7 +982,8 @@ fn mark_key_change(records: &mut [Record]) {
     let old_key = deletes.first().and_then(|d| d.key.clone());
     if let Some(new_key) = create.key.clone() {
         for d in deletes.iter_mut() {
-            d.headers.push((Arc::from(PK_UPDATE_NEWKEY_HEADER), new_key.clone()));
+            d.headers
+                .push((Arc::from(PK_UPDATE_NEWKEY_HEADER), new_key.clone()));
         }
     }
     if let Some(old_key) = old_key {

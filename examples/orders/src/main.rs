@@ -214,10 +214,10 @@ async fn place(
         ModeArg::Naive => {
             scenario::create_topics(brokers).await?;
             Mode::naive(
-            brokers,
-            NAIVE_TOPIC,
-            Duration::from_secs_f64(publish_timeout),
-        )?
+                brokers,
+                NAIVE_TOPIC,
+                Duration::from_secs_f64(publish_timeout),
+            )?
         }
     };
     let service = Arc::new(OrderService::new(connect(db).await?, mode));

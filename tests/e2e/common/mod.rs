@@ -172,7 +172,11 @@ impl Drop for Walrus {
     fn drop(&mut self) {
         // A failing test shows what walrus said.
         if std::thread::panicking() {
-            eprintln!("---- walrus log ({}) ----\n{}", self.stderr.display(), self.log());
+            eprintln!(
+                "---- walrus log ({}) ----\n{}",
+                self.stderr.display(),
+                self.log()
+            );
         }
         if self.is_running() {
             self.kill9();
