@@ -293,12 +293,14 @@ async fn spawn_observability(
                     "admin server not started: the default address is taken; set [admin] listen to serve /metrics and /status"
                 );
             }
-            Err(e) => return Err(e).with_context(|| {
-                format!(
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
                     "admin server: cannot listen on {} (set [admin] listen, or enabled = false)",
                     config.admin.listen
                 )
-            }),
+                })
+            }
         }
     }
     if config.watchdog.enabled {
