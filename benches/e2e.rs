@@ -13,10 +13,10 @@
 //! It prints rows/s for both, their ratio, walrus's CPU-seconds (user + system, all threads)
 //! and peak RSS. The machine is shared and noisy, so compare ratios, not absolute numbers.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use walrus_testkit::process::{count_lines, cpu_seconds, peak_rss_kib, Profiler};
 use walrus_testkit::PgCluster;
 
 struct Workload {
@@ -156,33 +156,14 @@ async fn run(w: &Workload) {
         .spawn()
         .expect("spawn walrus");
     let pid = child.id();
-    // With WALRUS_BENCH_PERF_DIR set, sample walrus's stacks with perf (software clock, which
-    // works on virtual machines without hardware counters) for a profile per workload.
-    let perf = std::env::var_os("WALRUS_BENCH_PERF_DIR").map(|dir| {
-        Command::new("perf")
-            .args([
-                "record",
-                "-e",
-                "cpu-clock",
-                "-F",
-                "499",
-                "-g",
-                "-p",
-                &pid.to_string(),
-                "-o",
-            ])
-            .arg(Path::new(&dir).join(format!("{}.perf.data", w.name)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn perf")
-    });
+    // With WALRUS_BENCH_PERF_DIR set, a perf profile of walrus per run.
+    let perf = Profiler::from_env(pid, w.name, 499);
     let end_lsn = parse_lsn(&end);
     let mut peak_kib = 0;
     let mut cpu = 0.0;
     loop {
-        peak_kib = peak_kib.max(read_status(pid, "VmHWM:").unwrap_or(0));
-        cpu = read_cpu_seconds(pid).unwrap_or(cpu);
+        peak_kib = peak_kib.max(peak_rss_kib(pid).unwrap_or(0));
+        cpu = cpu_seconds(pid).unwrap_or(cpu);
         let confirmed: Option<String> = c
             .query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'walrus'", &[])
             .await
@@ -198,11 +179,8 @@ async fn run(w: &Workload) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let walrus = started.elapsed();
-    if let Some(mut perf) = perf {
-        let _ = Command::new("kill")
-            .args(["-INT", &perf.id().to_string()])
-            .status();
-        let _ = perf.wait();
+    if let Some(perf) = perf {
+        perf.stop();
     }
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -234,40 +212,4 @@ async fn run(w: &Workload) {
 fn parse_lsn(s: &str) -> u64 {
     let (hi, lo) = s.split_once('/').expect("lsn");
     (u64::from_str_radix(hi, 16).expect("hex") << 32) | u64::from_str_radix(lo, 16).expect("hex")
-}
-
-fn read_status(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-/// utime + stime of the whole process (all threads), in seconds.
-fn read_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
-fn count_lines(path: &Path) -> u64 {
-    use std::io::Read;
-    let mut f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(_) => return 0,
-    };
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) | Err(_) => return n,
-            Ok(k) => n += buf[..k].iter().filter(|b| **b == b'\n').count() as u64,
-        }
-    }
 }

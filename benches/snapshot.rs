@@ -16,6 +16,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use walrus_testkit::process::{count_lines, cpu_seconds, peak_rss_kib, Profiler};
 use walrus_testkit::PgCluster;
 
 struct Args {
@@ -134,31 +135,13 @@ async fn run(a: Args) {
         .spawn()
         .expect("spawn walrus");
     let pid = child.id();
-    // With WALRUS_BENCH_PERF_DIR set, sample walrus's stacks with perf (software clock).
-    let perf = std::env::var_os("WALRUS_BENCH_PERF_DIR").map(|dir| {
-        Command::new("perf")
-            .args([
-                "record",
-                "-e",
-                "cpu-clock",
-                "-F",
-                "999",
-                "-g",
-                "-p",
-                &pid.to_string(),
-                "-o",
-            ])
-            .arg(std::path::Path::new(&dir).join("snapshot.perf.data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn perf")
-    });
+    // With WALRUS_BENCH_PERF_DIR set, a perf profile of walrus per run.
+    let perf = Profiler::from_env(pid, "snapshot", 999);
     let mut peak_kib = 0;
     let mut cpu = 0.0;
     let status = loop {
-        peak_kib = peak_kib.max(read_status(pid, "VmHWM:").unwrap_or(0));
-        cpu = read_cpu_seconds(pid).unwrap_or(cpu);
+        peak_kib = peak_kib.max(peak_rss_kib(pid).unwrap_or(0));
+        cpu = cpu_seconds(pid).unwrap_or(cpu);
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
@@ -169,16 +152,13 @@ async fn run(a: Args) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let walrus = started.elapsed();
-    if let Some(mut perf) = perf {
-        let _ = Command::new("kill")
-            .args(["-INT", &perf.id().to_string()])
-            .status();
-        let _ = perf.wait();
+    if let Some(perf) = perf {
+        perf.stop();
     }
     assert!(status.success(), "walrus failed");
     let mut bytes_per_row = String::from("-");
     if out != "/dev/null" {
-        let lines = count_lines(&out);
+        let lines = count_lines(std::path::Path::new(&out));
         assert_eq!(lines, a.rows, "rows in the file");
         let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
         bytes_per_row = format!("{}", bytes / a.rows.max(1));
@@ -205,37 +185,4 @@ async fn run(a: Args) {
         cpu,
         peak_kib / 1024
     );
-}
-
-fn count_lines(path: &str) -> u64 {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).expect("output");
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf).expect("read");
-        if k == 0 {
-            return n;
-        }
-        n += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64;
-    }
-}
-
-fn read_status(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-/// utime + stime of the whole process (all threads), in seconds.
-fn read_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
 }

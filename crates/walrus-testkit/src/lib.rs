@@ -63,6 +63,7 @@ mod binaries;
 mod broker;
 mod cluster;
 mod privileges;
+pub mod process;
 mod template;
 
 pub use binaries::find_bindir;

@@ -155,12 +155,7 @@ impl Walrus {
 
     /// Peak resident set size so far, in KiB (VmHWM).
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
+        walrus_testkit::process::peak_rss_kib(self.child.id())
     }
 
     pub fn is_running(&mut self) -> bool {
