@@ -313,7 +313,10 @@ interval_ms = 500
         lag >= critical as f64,
         "lag metric {lag} should pass {critical}"
     );
-    // The sink really holds: nothing is confirmed while it does, and the lag stays.
+    // The sink really holds: nothing is confirmed while it does, and the lag stays. The
+    // pipe's own buffer takes the first few records after the pause, and their confirmation
+    // reaches PostgreSQL up to a status interval later: let that settle first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let held_at = env.confirmed_flush_lsn().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
