@@ -21,13 +21,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::common::*;
 
 /// A webhook receiver: every JSON body POSTed to it, in order.
-struct Webhook {
+pub(crate) struct Webhook {
     addr: SocketAddr,
     got: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Webhook {
-    async fn start() -> Webhook {
+    pub(crate) async fn start() -> Webhook {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -76,11 +76,11 @@ impl Webhook {
         Webhook { addr, got }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
     }
 
-    fn alerts(&self) -> Vec<Value> {
+    pub(crate) fn alerts(&self) -> Vec<Value> {
         self.got.lock().unwrap().clone()
     }
 
@@ -100,7 +100,7 @@ impl Webhook {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -161,7 +161,7 @@ async fn metric(port: u16, name: &str, label: &str) -> Option<f64> {
         .map(|(_, _, v)| v)
 }
 
-async fn wait_ready(port: u16, walrus: &Walrus) {
+pub(crate) async fn wait_ready(port: u16, walrus: &Walrus) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some((200, _)) = get(port, "/readyz").await {
@@ -179,13 +179,13 @@ async fn wait_ready(port: u16, walrus: &Walrus) {
 /// A FIFO reader that can be paused: while paused it reads nothing, so once the pipe's
 /// buffer is full the file sink's writes block — a sink that delivers nothing, with no
 /// test hook in walrus.
-struct FifoReader {
-    paused: Arc<AtomicBool>,
+pub(crate) struct FifoReader {
+    pub(crate) paused: Arc<AtomicBool>,
     lines: Arc<AtomicU64>,
 }
 
 impl FifoReader {
-    fn start(path: &Path) -> FifoReader {
+    pub(crate) fn start(path: &Path) -> FifoReader {
         let status = std::process::Command::new("mkfifo")
             .arg(path)
             .status()
