@@ -20,7 +20,7 @@ use walrus_core::sink::Delivered;
 use walrus_core::status::{PipelineState, Status as Shared};
 use walrus_core::telemetry;
 use walrus_postgres::check::{self, Status};
-use walrus_stdout::LinesSink;
+use walrus_stdout::{LinesSink, NullSink};
 
 mod admin;
 mod alerts;
@@ -183,7 +183,11 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     loop {
         let started = Instant::now();
         status.set_state(PipelineState::Starting);
-        let delivered = Delivered::new();
+        let delivered = if config.admin.commit_latency {
+            Delivered::with_commit_latency()
+        } else {
+            Delivered::new()
+        };
         let result = match &config.sink {
             SinkConfig::Stdout(_) => {
                 let sink = LinesSink::stdout(delivered.clone());
@@ -195,6 +199,10 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => Err(e.into()),
             },
+            SinkConfig::Null(_) => {
+                let sink = NullSink::new(delivered.clone());
+                walrus_postgres::source::run(&config, sink, delivered, stop_rx.clone()).await
+            }
             SinkConfig::Kafka(k) => match walrus_kafka::KafkaSink::new(k, delivered.clone()) {
                 Ok(sink) => {
                     walrus_postgres::source::run(&config, sink, delivered, stop_rx.clone()).await
@@ -249,7 +257,17 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
 
 /// Installs the Prometheus recorder behind `/metrics` (no HTTP listener of its own).
 fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    // The latency histogram gets buckets (a cumulative Prometheus histogram over the whole
+    // run); other histograms stay rolling summaries.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                telemetry::COMMIT_TO_DELIVERY_SECONDS.to_string(),
+            ),
+            telemetry::COMMIT_TO_DELIVERY_BUCKETS,
+        )
+        .context("histogram buckets")?
+        .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
     let upkeep = handle.clone();

@@ -9,6 +9,11 @@
 //! (or the disk) has it. A line is never split across a crash boundary in a way that loses
 //! data: a crash may leave a partial last line, which the next session's re-delivery follows
 //! with a full copy (readers skip a line that does not parse).
+//!
+//! The [`NullSink`] (`type = "null"`) lives here too: it drops records, for benchmarks.
+
+mod null;
+pub use null::NullSink;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -241,7 +241,7 @@ pub struct SourceConfig {
     pub publish_via_partition_root: bool,
 }
 
-/// Where events go: `type = "stdout" | "file" | "kafka"`.
+/// Where events go: `type = "stdout" | "file" | "kafka" | "null"`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SinkConfig {
@@ -251,6 +251,8 @@ pub enum SinkConfig {
     File(FileSinkConfig),
     /// Apache Kafka (or any broker speaking its protocol).
     Kafka(Box<KafkaSinkConfig>),
+    /// Nowhere: events are encoded and dropped, and count as delivered (benchmarks).
+    Null(NullSinkConfig),
 }
 
 impl SinkConfig {
@@ -260,6 +262,7 @@ impl SinkConfig {
             SinkConfig::Stdout(_) => "stdout",
             SinkConfig::File(_) => "file",
             SinkConfig::Kafka(_) => "kafka",
+            SinkConfig::Null(_) => "null",
         }
     }
 }
@@ -268,6 +271,11 @@ impl SinkConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutSinkConfig {}
+
+/// `[sink] type = "null"`: encode, drop, confirm. Loses every change; for benchmarks.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NullSinkConfig {}
 
 /// `[sink] type = "file"`.
 #[derive(Clone, Debug, Deserialize)]

@@ -149,6 +149,12 @@ impl SinkHandle {
     /// Hands a batch to the sink task; never waits. Returns the sequence number of the
     /// batch's last record (records are numbered from 1 per session).
     pub fn send(&mut self, batch: Batch, reservation: Reservation) -> Result<u64, SinkStopped> {
+        if self.delivered.measures_commit_latency() {
+            self.delivered.note_commit_times(
+                self.next_seq + 1,
+                batch.records.iter().map(|r| r.timestamp_ms),
+            );
+        }
         self.next_seq += batch.len() as u64;
         let permits = reservation.permit.num_permits() as u32;
         metrics::gauge!(telemetry::SINK_IN_FLIGHT_BYTES).increment(permits as f64);

@@ -19,9 +19,10 @@
 //! A sink that re-delivers after a crash (at-least-once) is correct: PostgreSQL resends
 //! everything after the confirmed LSN.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -70,8 +71,19 @@ pub enum FlushReason {
 ///
 /// The value is a count of records from the start of the session; see the module docs for
 /// the contract. Cloning shares the counter.
+///
+/// A counter made with [`Delivered::with_commit_latency`] also measures, at the moment a
+/// sink reports a delivery (for Kafka: in the delivery-report callback), how long after
+/// their commit the records became delivered, into
+/// [`crate::telemetry::COMMIT_TO_DELIVERY_SECONDS`].
 #[derive(Clone, Debug, Default)]
-pub struct Delivered(Arc<AtomicU64>);
+pub struct Delivered(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    count: AtomicU64,
+    latency: Option<CommitLatency>,
+}
 
 impl Delivered {
     /// A counter at zero.
@@ -79,16 +91,95 @@ impl Delivered {
         Self::default()
     }
 
+    /// A counter at zero that also records commit-to-delivery latency. It costs a lock
+    /// per batch handed over and per delivery report plus a queue entry per commit time, so
+    /// it is opt-in (`[admin] commit_latency`).
+    pub fn with_commit_latency() -> Self {
+        Delivered(Arc::new(Shared {
+            count: AtomicU64::new(0),
+            latency: Some(CommitLatency::default()),
+        }))
+    }
+
+    /// True when this counter records commit-to-delivery latency.
+    pub fn measures_commit_latency(&self) -> bool {
+        self.0.latency.is_some()
+    }
+
+    /// Notes the commit times (ms since the Unix epoch) of the records numbered `first_seq`,
+    /// `first_seq + 1`, ... Call in order and before the records reach the sink; a no-op
+    /// unless the counter measures latency.
+    pub fn note_commit_times(&self, first_seq: u64, times_ms: impl Iterator<Item = i64>) {
+        if let Some(latency) = &self.0.latency {
+            latency.note(first_seq, times_ms);
+        }
+    }
+
     /// Records delivered contiguously so far.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        self.0.count.load(Ordering::Acquire)
     }
 
     /// Advances the counter to `count`; a smaller value is ignored, so the counter never
     /// moves backwards even if a sink reports an old position.
     pub fn advance_to(&self, count: u64) {
-        self.0.fetch_max(count, Ordering::AcqRel);
+        let before = self.0.count.fetch_max(count, Ordering::AcqRel);
+        if count > before {
+            if let Some(latency) = &self.0.latency {
+                latency.delivered(count);
+            }
+        }
     }
+}
+
+/// Commit times of records not yet delivered, one entry per run of records sharing a
+/// commit time (a transaction, at millisecond resolution): (sequence number of the run's
+/// last record, commit time in ms).
+#[derive(Debug, Default)]
+struct CommitLatency {
+    pending: Mutex<VecDeque<(u64, i64)>>,
+}
+
+impl CommitLatency {
+    fn note(&self, first_seq: u64, times_ms: impl Iterator<Item = i64>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for (seq, ms) in (first_seq..).zip(times_ms) {
+            match pending.back_mut() {
+                Some(last) if last.1 == ms => last.0 = seq,
+                _ => pending.push_back((seq, ms)),
+            }
+        }
+    }
+
+    /// Records 1..=count are delivered: every run they complete is measured now.
+    fn delivered(&self, count: u64) {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(&(seq, ms)) = pending.front() {
+            if seq > count {
+                break;
+            }
+            pending.pop_front();
+            // Commit times have millisecond resolution, so this reads up to 1 ms high; a
+            // negative value (clock step) counts as zero.
+            let seconds = (now_us - ms * 1000).max(0) as f64 / 1e6;
+            metrics::histogram!(crate::telemetry::COMMIT_TO_DELIVERY_SECONDS).record(seconds);
+        }
+    }
+}
+
+/// The end of a unit of source work (a transaction, a non-transactional message, a batch
+/// of snapshot rows) inside the records of one [`Sink::send_units`] call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitEnd {
+    /// How many of the call's records come before the end (0: the unit ended before the
+    /// first record of the call).
+    pub records: usize,
+    /// The position a restart may skip through once the unit is delivered: a transaction's
+    /// commit end LSN, a message's LSN; `None` for snapshot rows, which have none.
+    pub lsn: Option<Lsn>,
 }
 
 /// A destination for encoded records. See the module docs for the durability contract.
@@ -104,4 +195,45 @@ pub trait Sink: Send + 'static {
     /// counter. With [`FlushReason::Shutdown`] it returns only once every record sent is
     /// delivered, or with an error.
     fn flush(&mut self, reason: FlushReason) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_runs_complete_only_when_their_last_record_is_delivered() {
+        let d = Delivered::with_commit_latency();
+        assert!(d.measures_commit_latency());
+        // Records 1-3 committed at 10 ms, 4-5 at 20 ms, 6 at 10 ms again (a new run).
+        d.note_commit_times(1, [10, 10, 10, 20, 20].into_iter());
+        d.note_commit_times(6, [10].into_iter());
+        let pending = |d: &Delivered| {
+            d.0.latency
+                .as_ref()
+                .unwrap()
+                .pending
+                .lock()
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(pending(&d), VecDeque::from([(3, 10), (5, 20), (6, 10)]));
+        d.advance_to(2);
+        assert_eq!(pending(&d).len(), 3);
+        d.advance_to(4);
+        assert_eq!(pending(&d), VecDeque::from([(5, 20), (6, 10)]));
+        d.advance_to(1); // backwards: ignored
+        assert_eq!(d.get(), 4);
+        d.advance_to(6);
+        assert!(pending(&d).is_empty());
+    }
+
+    #[test]
+    fn plain_counter_ignores_commit_times() {
+        let d = Delivered::new();
+        assert!(!d.measures_commit_latency());
+        d.note_commit_times(1, [1, 2].into_iter());
+        d.advance_to(2);
+        assert_eq!(d.get(), 2);
+    }
 }

@@ -184,6 +184,11 @@ pub struct AdminConfig {
     /// When set, every endpoint but `/healthz` wants `Authorization: Bearer <token>`.
     #[serde(default)]
     pub token: Option<Secret>,
+    /// Record `walrus_commit_to_delivery_seconds`, a histogram of the time from each
+    /// transaction's commit to the sink's delivery report of its last record. Off by
+    /// default: it adds a lock per batch and per delivery report.
+    #[serde(default)]
+    pub commit_latency: bool,
 }
 
 impl Default for AdminConfig {
@@ -192,6 +197,7 @@ impl Default for AdminConfig {
             enabled: true,
             listen: default_admin_listen(),
             token: None,
+            commit_latency: false,
         }
     }
 }
