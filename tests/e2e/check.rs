@@ -78,3 +78,65 @@ async fn bad_config_names_the_key() {
     assert!(!out.status.success());
     assert!(stderr.contains("slott"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_about_replica_identity_nothing() {
+    let env = Env::new().await;
+    env.sql()
+        .await
+        .batch_execute(
+            "CREATE TABLE quiet (id int PRIMARY KEY, v text);
+             ALTER TABLE quiet REPLICA IDENTITY NOTHING;
+             CREATE TABLE keyed (id int PRIMARY KEY)",
+        )
+        .await
+        .unwrap();
+    let cfg = env.write_config(&env.config(r#"["public.quiet", "public.keyed"]"#, ""));
+    let out = Command::new(env!("CARGO_BIN_EXE_walrus"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // A warning, not a failure: inserts still flow.
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("table public.quiet"))
+        .unwrap_or_else(|| panic!("no line for public.quiet:\n{stdout}"));
+    assert!(line.starts_with("WARN"), "{stdout}");
+    assert!(line.contains("REPLICA IDENTITY NOTHING"), "{stdout}");
+    assert!(line.contains("no before image"), "{stdout}");
+    assert!(
+        stdout.contains(r#"fix: ALTER TABLE "public"."quiet" REPLICA IDENTITY DEFAULT"#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok   table public.keyed"), "{stdout}");
+
+    // The JSON form says the same.
+    let out = Command::new(env!("CARGO_BIN_EXE_walrus"))
+        .args(["check", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let quiet = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "table public.quiet")
+        .unwrap_or_else(|| panic!("{results}"));
+    assert_eq!(quiet["status"], "warn", "{quiet}");
+    let keyed = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "table public.keyed")
+        .unwrap_or_else(|| panic!("{results}"));
+    assert_eq!(keyed["status"], "ok", "{keyed}");
+}

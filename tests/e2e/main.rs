@@ -12,6 +12,7 @@ mod idle;
 mod kafka;
 mod large_transaction;
 mod restart;
+mod schema_evolution;
 mod slot_lost;
 mod snapshot;
 mod tls;
