@@ -200,7 +200,9 @@ pub mod kafka_codes {
     pub const ISR_INSUFF: i32 = -183;
     pub const NODE_UPDATE: i32 = -182;
     pub const SSL: i32 = -181;
+    pub const UNSUPPORTED_FEATURE: i32 = -165;
     pub const AUTHENTICATION: i32 = -169;
+    pub const FENCED: i32 = -144;
     pub const TIMED_OUT_QUEUE: i32 = -166;
     pub const RETRY: i32 = -153;
     pub const PURGE_QUEUE: i32 = -152;
@@ -277,7 +279,12 @@ impl BrokerErrorClass {
             | ILLEGAL_SASL_STATE
             | SSL
             | FATAL
-            | PRODUCER_FENCED => BrokerErrorClass::Fatal,
+            | PRODUCER_FENCED
+            | FENCED
+            | INVALID_PRODUCER_EPOCH
+            // librdkafka calls a broker without transactions "retriable"; it never
+            // gains them by retrying.
+            | UNSUPPORTED_FEATURE => BrokerErrorClass::Fatal,
             _ => BrokerErrorClass::Retryable,
         }
     }
@@ -310,6 +317,12 @@ impl BrokerErrorClass {
                 "check [sink] sasl_mechanism, sasl_username and sasl_password against the broker's listener"
             }
             SSL => "check [sink] security_protocol and the ssl_* certificate paths",
+            PRODUCER_FENCED | FENCED | INVALID_PRODUCER_EPOCH => {
+                "another producer with the same transactional id took over (fenced this one): run one walrus per [sink] transactional_id (it defaults to walrus-<slot>), and stop the other instance or give each its own slot"
+            }
+            UNSUPPORTED_FEATURE => {
+                "the broker lacks a feature walrus needs; [sink] exactly_once = true needs Kafka transactions (Apache Kafka 0.11 or later, or a compatible broker that implements them): set exactly_once = false or use such a broker"
+            }
             POLICY_VIOLATION | INVALID_RECORD | INVALID_TIMESTAMP | TOPIC_EXCEPTION => {
                 "the broker refused the record (topic policy, name or timestamp rules); fix the topic's configuration or route the table elsewhere, or set [sink] dead_letter_topic"
             }
@@ -387,6 +400,9 @@ mod tests {
             TOPIC_AUTHORIZATION_FAILED,
             SASL_AUTHENTICATION_FAILED,
             FATAL,
+            PRODUCER_FENCED,
+            FENCED,
+            UNSUPPORTED_FEATURE,
         ] {
             assert_eq!(
                 BrokerErrorClass::of(code),
@@ -396,6 +412,8 @@ mod tests {
         }
         assert!(BrokerErrorClass::fix(MSG_SIZE_TOO_LARGE).contains("max.message.bytes"));
         assert!(BrokerErrorClass::fix(UNKNOWN_TOPIC_OR_PART).contains("topic_creation"));
+        assert!(BrokerErrorClass::fix(FENCED).contains("transactional_id"));
+        assert!(BrokerErrorClass::fix(UNSUPPORTED_FEATURE).contains("exactly_once"));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`format`]: Debezium's JSON envelope.
 //! - [`sink`]: the sink trait and its durability contract, and the encoded [`sink::Record`].
 //! - [`ack`]: from sink deliveries to the LSN that may be confirmed to PostgreSQL.
+//! - [`resume`]: dropping what an exactly-once sink already committed, after a restart.
 //! - [`pipeline`]: the sink task, the in-flight byte budget and delivery progress.
 //! - [`router`]: topics, keys, column filters, headers and the outbox event router.
 //! - [`config`]: the TOML configuration, its defaults and validation.
@@ -29,6 +30,7 @@ pub mod event;
 pub mod format;
 pub mod lsn;
 pub mod pipeline;
+pub mod resume;
 pub mod router;
 pub mod sink;
 pub mod status;

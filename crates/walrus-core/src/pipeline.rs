@@ -22,7 +22,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::error::SinkError;
-use crate::sink::{Delivered, FlushReason, Record, Sink};
+use crate::lsn::Lsn;
+use crate::sink::{Delivered, FlushReason, Record, Sink, UnitEnd};
 use crate::telemetry;
 
 /// Default bound on encoded bytes handed to the sink and not yet delivered.
@@ -55,6 +56,9 @@ pub struct Batch {
     pub records: Vec<Record>,
     /// Sum of [`Record::size`].
     pub bytes: usize,
+    /// Where units of source work end among the records, in order (for sinks that commit
+    /// atomically, [`Sink::send_units`]).
+    pub ends: Vec<UnitEnd>,
 }
 
 impl Batch {
@@ -62,6 +66,16 @@ impl Batch {
     pub fn push(&mut self, record: Record) {
         self.bytes += record.size();
         self.records.push(record);
+    }
+
+    /// A unit of source work ends after the records pushed so far: a transaction's commit
+    /// (its end LSN), a non-transactional message (its LSN), or a batch of snapshot rows
+    /// (`None`).
+    pub fn end_unit(&mut self, lsn: Option<Lsn>) {
+        self.ends.push(UnitEnd {
+            records: self.records.len(),
+            lsn,
+        });
     }
 
     /// True when the batch has no records.
@@ -226,7 +240,13 @@ async fn run_sink<S: Sink>(
                     }
                     unflushed = false;
                     last_flush = Instant::now();
-                    release(&mut in_flight, &delivered, &budget, &mut reported);
+                    release(
+                        &mut in_flight,
+                        &delivered,
+                        sink.settled(),
+                        &budget,
+                        &mut reported,
+                    );
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
@@ -240,7 +260,7 @@ async fn run_sink<S: Sink>(
                     if let Err(e) = sink.flush(FlushReason::Interval).await {
                         break Err(e);
                     }
-                    release(&mut in_flight, &delivered, &budget, &mut reported);
+                    release(&mut in_flight, &delivered, sink.settled(), &budget, &mut reported);
                     continue;
                 }
             }
@@ -248,7 +268,7 @@ async fn run_sink<S: Sink>(
         match next {
             Some((batch, info)) => {
                 in_flight.push_back(info);
-                if let Err(e) = sink.send(batch.records).await {
+                if let Err(e) = sink.send_units(batch.records, batch.ends).await {
                     break Err(e);
                 }
                 unflushed = true;
@@ -258,11 +278,23 @@ async fn run_sink<S: Sink>(
                     }
                     last_flush = Instant::now();
                 }
-                release(&mut in_flight, &delivered, &budget, &mut reported);
+                release(
+                    &mut in_flight,
+                    &delivered,
+                    sink.settled(),
+                    &budget,
+                    &mut reported,
+                );
             }
             None => {
                 let r = sink.flush(FlushReason::Shutdown).await;
-                release(&mut in_flight, &delivered, &budget, &mut reported);
+                release(
+                    &mut in_flight,
+                    &delivered,
+                    sink.settled(),
+                    &budget,
+                    &mut reported,
+                );
                 break r;
             }
         }
@@ -274,17 +306,20 @@ async fn run_sink<S: Sink>(
     result
 }
 
-/// Returns the budget of delivered batches.
+/// Returns the budget of settled batches (delivered, or handed on by a sink that reports
+/// [`Sink::settled`]).
 fn release(
     in_flight: &mut VecDeque<InFlight>,
     delivered: &Delivered,
+    settled: Option<u64>,
     budget: &Semaphore,
     reported: &mut u64,
 ) {
     let done = delivered.get();
+    let settled = settled.map_or(done, |s| s.max(done));
     let mut freed = 0usize;
     while let Some(front) = in_flight.front() {
-        if front.last_seq > done {
+        if front.last_seq > settled {
             break;
         }
         freed += front.permits as usize;

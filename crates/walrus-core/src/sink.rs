@@ -18,6 +18,14 @@
 //!
 //! A sink that re-delivers after a crash (at-least-once) is correct: PostgreSQL resends
 //! everything after the confirmed LSN.
+//!
+//! A sink that commits atomically (Kafka transactions, `[sink] exactly_once`) also needs
+//! to know where units of source work end: [`Sink::send_units`] passes [`UnitEnd`]s with
+//! the records, and such a sink counts records delivered only once the commit that holds
+//! them succeeded, always at a unit's end. It keeps the position of its last commit at the
+//! destination, in the same atomic commit, and reports it through
+//! [`Sink::resume_position`] when a session starts; the source then drops units at or
+//! before it, which PostgreSQL resends when its `confirmed_flush_lsn` lags behind.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -27,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::error::SinkError;
+use crate::lsn::Lsn;
 
 /// One encoded event, routed to its topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,6 +204,34 @@ pub trait Sink: Send + 'static {
     /// counter. With [`FlushReason::Shutdown`] it returns only once every record sent is
     /// delivered, or with an error.
     fn flush(&mut self, reason: FlushReason) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// [`Self::send`], told where units of source work end among `records` (in order).
+    /// Sinks that commit atomically commit only at such an end; others ignore them.
+    fn send_units(
+        &mut self,
+        records: Vec<Record>,
+        ends: Vec<UnitEnd>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = ends;
+        self.send(records)
+    }
+
+    /// Called once when a session starts, before any record: the position through which
+    /// the destination already holds every unit of work, committed in the same atomic
+    /// commit as the records (see the module docs). The source drops units that end at or
+    /// before it. `None` (the default) for sinks that keep no position.
+    fn resume_position(&mut self) -> impl Future<Output = Result<Option<Lsn>, SinkError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Records (counted like [`Delivered`]) that no longer occupy memory in the sink,
+    /// delivered or not; the pipeline returns their in-flight budget. `None` (the default)
+    /// means the delivered count. A sink that holds delivery until a commit (which must wait
+    /// for the end of a source transaction, whatever its size) reports here what it has
+    /// handed on, so a transaction larger than the budget cannot stall the pipeline.
+    fn settled(&self) -> Option<u64> {
+        None
+    }
 }
 
 #[cfg(test)]

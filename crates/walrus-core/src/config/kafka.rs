@@ -5,6 +5,10 @@
 //! through retries) — and rejects `[sink.properties]` that would undo it. Everything else
 //! librdkafka knows can be passed through `[sink.properties]`, which win over the named
 //! keys below.
+//!
+//! `exactly_once = true` switches the producer to Kafka transactions (see the Kafka sink's
+//! docs and docs/kafka.md): `transactional.id` then comes from `transactional_id` (by
+//! default `walrus-<slot>`), never from `[sink.properties]`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,6 +31,17 @@ pub const DEFAULT_TOPIC_PARTITIONS: i32 = -1;
 /// Default replication factor of topics walrus creates (-1: the broker's
 /// `default.replication.factor`).
 pub const DEFAULT_TOPIC_REPLICATION_FACTOR: i32 = -1;
+/// Default topic that holds the exactly-once mode's committed positions (like Kafka
+/// Connect's `offset.storage.topic`): one compacted partition, keyed by transactional id.
+pub const DEFAULT_KAFKA_OFFSETS_TOPIC: &str = "walrus.offsets";
+/// Default longest time a Kafka transaction of the exactly-once mode stays open while
+/// source transactions keep coming: it commits at the first source-transaction boundary
+/// after this (Kafka Streams' `commit.interval.ms` under exactly-once is 100 ms too).
+/// Shorter means lower latency for `read_committed` consumers and more commits (each
+/// costs the broker transaction markers in every partition written).
+pub const DEFAULT_KAFKA_TRANSACTION_INTERVAL_MS: u64 = 100;
+/// Prefix of the default `transactional_id`, followed by the slot name.
+pub const DEFAULT_TRANSACTIONAL_ID_PREFIX: &str = "walrus-";
 /// Most requests in flight per broker connection that keeps per-partition order with the
 /// idempotent producer.
 pub const MAX_IN_FLIGHT_IDEMPOTENT: u32 = 5;
@@ -201,6 +216,27 @@ pub struct KafkaSinkConfig {
     /// Creation of missing topics.
     #[serde(default)]
     pub topic_creation: TopicCreationConfig,
+    /// Exactly-once delivery: records go out in Kafka transactions, each committed at a
+    /// source-transaction boundary together with the position it reached (in
+    /// `offsets_topic`), so a restart after a crash skips what was committed and
+    /// `read_committed` consumers see every change once. Needs a broker with transactions.
+    #[serde(default)]
+    pub exactly_once: bool,
+    /// `transactional.id` of the exactly-once mode; default `walrus-<slot>`. Another
+    /// producer with the same id fences this one, so give each walrus its own.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+    /// Topic holding the exactly-once mode's committed positions.
+    #[serde(default = "default_offsets_topic")]
+    pub offsets_topic: String,
+    /// Longest time a Kafka transaction stays open while changes keep coming, in
+    /// milliseconds (exactly-once mode); it commits at the next source-transaction end.
+    #[serde(default = "default_transaction_interval_ms")]
+    pub transaction_interval_ms: u64,
+    /// The replication slot, for the exactly-once mode's offset records; set by
+    /// [`Self::for_slot`], not read from the file.
+    #[serde(skip)]
+    pub slot: String,
     /// Any librdkafka producer property, passed through; wins over the keys above.
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyValue>,
@@ -224,6 +260,19 @@ fn default_linger_ms() -> u64 {
 fn default_shutdown_timeout_ms() -> u64 {
     DEFAULT_KAFKA_SHUTDOWN_TIMEOUT_MS
 }
+fn default_offsets_topic() -> String {
+    DEFAULT_KAFKA_OFFSETS_TOPIC.into()
+}
+fn default_transaction_interval_ms() -> u64 {
+    DEFAULT_KAFKA_TRANSACTION_INTERVAL_MS
+}
+
+fn valid_topic_name(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 249
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
 
 impl KafkaSinkConfig {
     /// A config with defaults for everything but the brokers.
@@ -244,8 +293,23 @@ impl KafkaSinkConfig {
             dead_letter_topic: None,
             shutdown_timeout_ms: DEFAULT_KAFKA_SHUTDOWN_TIMEOUT_MS,
             topic_creation: TopicCreationConfig::default(),
+            exactly_once: false,
+            transactional_id: None,
+            offsets_topic: default_offsets_topic(),
+            transaction_interval_ms: DEFAULT_KAFKA_TRANSACTION_INTERVAL_MS,
+            slot: String::new(),
             properties: BTreeMap::new(),
         }
+    }
+
+    /// This config for the replication slot `slot`: `transactional_id` defaulted to
+    /// `walrus-<slot>`, and `slot` set.
+    pub fn for_slot(&self, slot: &str) -> KafkaSinkConfig {
+        let mut c = self.clone();
+        c.slot = slot.to_string();
+        c.transactional_id
+            .get_or_insert_with(|| format!("{DEFAULT_TRANSACTIONAL_ID_PREFIX}{slot}"));
+        c
     }
 
     /// Checks what the types cannot; errors name the key under `sink.`.
@@ -278,17 +342,49 @@ impl KafkaSinkConfig {
             ));
         }
         if let Some(t) = &self.dead_letter_topic {
-            if t.is_empty()
-                || t.len() > 249
-                || !t
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            {
+            if !valid_topic_name(t) {
                 return Err(bad(
                     "dead_letter_topic",
                     format!("{t:?} is not a valid topic name (letters, digits, '.', '_', '-')"),
                 ));
             }
+        }
+        if !valid_topic_name(&self.offsets_topic) {
+            return Err(bad(
+                "offsets_topic",
+                format!(
+                    "{:?} is not a valid topic name (letters, digits, '.', '_', '-')",
+                    self.offsets_topic
+                ),
+            ));
+        }
+        if !self.exactly_once {
+            if self.transactional_id.is_some() {
+                return Err(bad(
+                    "transactional_id",
+                    "only used with exactly_once = true; set that too, or remove this key".into(),
+                ));
+            }
+            if self.offsets_topic != DEFAULT_KAFKA_OFFSETS_TOPIC {
+                return Err(bad(
+                    "offsets_topic",
+                    "only used with exactly_once = true; set that too, or remove this key".into(),
+                ));
+            }
+        }
+        if let Some(id) = &self.transactional_id {
+            if id.trim().is_empty() {
+                return Err(bad("transactional_id", "must not be empty".into()));
+            }
+        }
+        if self.transaction_interval_ms == 0 {
+            return Err(bad("transaction_interval_ms", "must be at least 1".into()));
+        }
+        if self.exactly_once && self.dead_letter_topic.as_deref() == Some(&self.offsets_topic) {
+            return Err(bad(
+                "offsets_topic",
+                "must differ from dead_letter_topic".into(),
+            ));
         }
         let tc = &self.topic_creation;
         if tc.partitions == 0 || tc.partitions < -1 {
@@ -323,7 +419,9 @@ impl KafkaSinkConfig {
                 "bootstrap.servers" | "metadata.broker.list" => {
                     Some("set [sink] brokers instead")
                 }
-                "transactional.id" => Some("transactions are not supported by this sink"),
+                "transactional.id" => Some(
+                    "set [sink] exactly_once = true (and transactional_id, which defaults to walrus-<slot>) instead",
+                ),
                 _ => None,
             };
             if let Some(why) = broken {
@@ -397,5 +495,48 @@ brokers = "127.0.0.1:9092"
             .to_string();
         assert!(err.contains("sink.sasl_username"), "{err}");
         assert!(parse("brokers = \"h:1\"\nlingr_ms = 3").is_err());
+    }
+
+    #[test]
+    fn exactly_once_keys() {
+        let c = parse("brokers = \"h:1\"").unwrap();
+        assert!(!c.exactly_once);
+        assert_eq!(c.offsets_topic, DEFAULT_KAFKA_OFFSETS_TOPIC);
+        assert_eq!(
+            c.transaction_interval_ms,
+            DEFAULT_KAFKA_TRANSACTION_INTERVAL_MS
+        );
+        assert_eq!(
+            c.for_slot("orders").transactional_id.as_deref(),
+            Some("walrus-orders")
+        );
+        let c = parse(
+            "brokers = \"h:1\"\nexactly_once = true\ntransactional_id = \"cdc-1\"\noffsets_topic = \"cdc.offsets\"",
+        )
+        .unwrap();
+        assert_eq!(
+            c.for_slot("orders").transactional_id.as_deref(),
+            Some("cdc-1")
+        );
+        // transactional.id through the properties: pointed at the option.
+        let err = parse("brokers = \"h:1\"\n[properties]\n\"transactional.id\" = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sink.properties.\"transactional.id\"") && err.contains("exactly_once"),
+            "{err}"
+        );
+        let err = parse("brokers = \"h:1\"\ntransactional_id = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sink.transactional_id"), "{err}");
+        let err = parse("brokers = \"h:1\"\nexactly_once = true\noffsets_topic = \"a b\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sink.offsets_topic"), "{err}");
+        let err = parse("brokers = \"h:1\"\nexactly_once = true\ntransaction_interval_ms = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sink.transaction_interval_ms"), "{err}");
     }
 }
