@@ -28,6 +28,21 @@
 //!   the slot; records the broker rejects for good go to the dead-letter topic when one is
 //!   configured (with the error in headers) or stop walrus with a message naming the topic,
 //!   the table and the fix.
+//!
+//! # Exactly-once mode
+//!
+//! With `[sink] exactly_once = true` the producer is transactional (module
+//! [`transactions`]): records go out inside Kafka transactions that begin at the first
+//! record and commit only where a source transaction ends, at most every
+//! `transaction_interval_ms`; each commit also writes the commit end LSN of its last source
+//! transaction to the offsets topic, so the position and the records become visible to
+//! `read_committed` consumers together or not at all. Delivery reports then only free the
+//! in-flight budget ([`Sink::settled`]); records count as delivered — and may confirm WAL
+//! to PostgreSQL — once their transaction committed. On start the sink fences any earlier
+//! producer with its transactional id (aborting what it left open), reads its last
+//! committed position, and the source drops what PostgreSQL resends up to it.
+
+mod transactions;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +59,8 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use walrus_core::ack::DeliveryWindow;
 use walrus_core::config::KafkaSinkConfig;
 use walrus_core::error::{kafka_codes, BrokerErrorClass, SinkError};
-use walrus_core::sink::{Delivered, FlushReason, Record, Sink};
+use walrus_core::sink::{Delivered, FlushReason, Record, Sink, UnitEnd};
+use walrus_core::Lsn;
 
 /// The sink's name in logs, metrics and errors.
 const NAME: &str = "kafka";
@@ -80,6 +96,11 @@ struct Failure {
 struct Shared {
     window: Mutex<DeliveryWindow>,
     delivered: Delivered,
+    /// Exactly-once mode: delivery reports advance `acked`, not `delivered` (records count
+    /// as delivered only once their transaction committed).
+    transactional: bool,
+    /// Records acknowledged by the broker as a contiguous prefix (exactly-once mode).
+    acked: std::sync::atomic::AtomicU64,
     failures: Mutex<Vec<Failure>>,
     has_failures: AtomicBool,
     fatal: Mutex<Option<String>>,
@@ -125,11 +146,17 @@ impl ProducerContext for Context {
     fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
         let seq = seq as u64;
         match result {
+            // The offsets record of a transaction: it commits with the transaction.
+            Ok(_) if seq == transactions::OFFSET_RECORD_SEQ => {}
             Ok(_) => {
                 let mut w = self.shared.window.lock().unwrap_or_else(|p| p.into_inner());
                 let done = w.complete(seq);
                 drop(w);
-                self.shared.delivered.advance_to(done);
+                if self.shared.transactional {
+                    self.shared.acked.fetch_max(done, Ordering::AcqRel);
+                } else {
+                    self.shared.delivered.advance_to(done);
+                }
             }
             Err((error, msg)) => {
                 let failure = Failure {
@@ -206,6 +233,13 @@ fn producer_config(cfg: &KafkaSinkConfig) -> ClientConfig {
         // The pipeline's byte budget bounds memory; let librdkafka's queue hold what fits
         // in it rather than stall on a message count.
         .set("queue.buffering.max.messages", "1000000");
+    if cfg.exactly_once {
+        let id = cfg
+            .transactional_id
+            .clone()
+            .unwrap_or_else(|| cfg.for_slot(&cfg.slot).transactional_id.unwrap_or_default());
+        c.set("transactional.id", id);
+    }
     for (k, v) in &cfg.properties {
         c.set(k, v.to_string());
     }
@@ -222,6 +256,8 @@ pub struct KafkaSink {
     sent: u64,
     /// Topics known to exist (created or checked).
     topics: HashSet<String>,
+    /// The exactly-once mode's transaction state.
+    txn: Option<transactions::TxnState>,
 }
 
 fn kafka_err(context: &str, e: KafkaError) -> SinkError {
@@ -258,6 +294,7 @@ impl KafkaSink {
     pub fn new(config: &KafkaSinkConfig, delivered: Delivered) -> Result<KafkaSink, SinkError> {
         let shared = Arc::new(Shared {
             delivered,
+            transactional: config.exactly_once,
             ..Shared::default()
         });
         let producer: ThreadedProducer<Context> = producer_config(config)
@@ -274,6 +311,9 @@ impl KafkaSink {
             config: config.clone(),
             sent: 0,
             topics: HashSet::new(),
+            txn: config
+                .exactly_once
+                .then(|| transactions::TxnState::new(config)),
         })
     }
 
@@ -559,6 +599,9 @@ impl KafkaSink {
                         ),
                     });
                 }
+                BrokerErrorClass::Rejected | BrokerErrorClass::Fatal if self.txn.is_some() => {
+                    return Err(transactions::rejected_in_transaction(f));
+                }
                 BrokerErrorClass::Rejected | BrokerErrorClass::Fatal => self.reject(f).await?,
             }
         }
@@ -628,15 +671,53 @@ impl Sink for KafkaSink {
     }
 
     async fn send(&mut self, records: Vec<Record>) -> Result<(), SinkError> {
+        self.send_units(records, Vec::new()).await
+    }
+
+    async fn send_units(
+        &mut self,
+        records: Vec<Record>,
+        ends: Vec<UnitEnd>,
+    ) -> Result<(), SinkError> {
         self.check_failures().await?;
-        for r in records {
+        if self.txn.is_none() {
+            for r in records {
+                self.send_one(r).await?;
+            }
+            return Ok(());
+        }
+        let mut ends = ends.into_iter().peekable();
+        for (i, r) in records.into_iter().enumerate() {
+            while let Some(e) = ends.next_if(|e| e.records <= i) {
+                self.unit_end(e.lsn).await?;
+            }
+            self.begin_if_needed()?;
             self.send_one(r).await?;
+        }
+        for e in ends {
+            self.unit_end(e.lsn).await?;
         }
         Ok(())
     }
 
+    async fn resume_position(&mut self) -> Result<Option<Lsn>, SinkError> {
+        if self.txn.is_none() {
+            return Ok(None);
+        }
+        self.start_transactions().await
+    }
+
+    fn settled(&self) -> Option<u64> {
+        self.txn
+            .is_some()
+            .then(|| self.shared.acked.load(Ordering::Acquire))
+    }
+
     async fn flush(&mut self, reason: FlushReason) -> Result<(), SinkError> {
         self.check_failures().await?;
+        if self.txn.is_some() {
+            return self.flush_transaction(reason).await;
+        }
         if reason != FlushReason::Shutdown {
             // Delivery reports arrive on librdkafka's polling thread; nothing to wait for.
             return Ok(());
@@ -664,6 +745,10 @@ impl Sink for KafkaSink {
 
 impl Drop for KafkaSink {
     fn drop(&mut self) {
+        if self.txn.as_ref().is_some_and(|t| t.is_open()) {
+            self.abort_on_drop();
+            return;
+        }
         // Whatever is still queued is not confirmed; PostgreSQL sends it again. Purging
         // lets the polling thread stop at once instead of waiting for a dead broker.
         if self.delivered() < self.sent {

@@ -1,0 +1,244 @@
+//! The exactly-once mode of the Kafka sink against librdkafka's mock cluster, which speaks
+//! the transaction protocol (InitProducerId, AddPartitionsToTxn, EndTxn) but — with the
+//! bundled librdkafka 2.12 — neither hides aborted records from `read_committed` consumers
+//! nor fences an older producer; so these tests check what the sink does (when it commits,
+//! what it counts delivered, what it stores and reads back), and the first one pins the
+//! mock's behaviour down so that a librdkafka that changes it is noticed.
+//!
+//! Against Tansu (no EndTxn) the sink must stop at start with an error naming the key.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::TopicPartitionList;
+use walrus_core::config::{KafkaSinkConfig, PropertyValue, DEFAULT_KAFKA_OFFSETS_TOPIC};
+use walrus_core::error::{Classify, ErrorClass};
+use walrus_core::resume::OffsetRecord;
+use walrus_core::sink::{Delivered, FlushReason, Record, Sink, UnitEnd};
+use walrus_core::Lsn;
+use walrus_kafka::KafkaSink;
+use walrus_testkit::Broker;
+
+/// Every message of partition 0 of `topic` (key, value), read with `isolation`.
+fn read_all(bootstrap: &str, topic: &str, isolation: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "test-reader")
+        .set("isolation.level", isolation)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            )),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => panic!("consume: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+fn record(topic: &str, n: u64) -> Record {
+    Record {
+        topic: Arc::from(topic),
+        key: Some(Bytes::from(format!("{{\"id\":{n}}}"))),
+        value: Some(Bytes::from(format!("{{\"n\":{n}}}"))),
+        headers: vec![],
+        timestamp_ms: 1_700_000_000_000,
+    }
+}
+
+/// A mock cluster with a one-partition data topic and the offsets topic, and an
+/// exactly-once sink config for it.
+fn mock() -> (
+    MockCluster<'static, DefaultProducerContext>,
+    KafkaSinkConfig,
+) {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 1, 1).unwrap();
+    cluster
+        .create_topic(DEFAULT_KAFKA_OFFSETS_TOPIC, 1, 1)
+        .unwrap();
+    let mut c = KafkaSinkConfig::new(cluster.bootstrap_servers());
+    c.topic_creation.enabled = false;
+    c.exactly_once = true;
+    c.transaction_interval_ms = 200;
+    c.properties
+        .insert("retry.backoff.ms".into(), PropertyValue::Int(10));
+    (cluster, c.for_slot("s1"))
+}
+
+#[test]
+fn mock_cluster_runs_transactions_but_shows_aborted_records() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 1, 1).unwrap();
+    let b = cluster.bootstrap_servers();
+    let producer = || -> ThreadedProducer<DefaultProducerContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("transactional.id", "probe")
+            .create()
+            .unwrap()
+    };
+    let p = producer();
+    let t = Duration::from_secs(20);
+    p.init_transactions(t).unwrap();
+    p.begin_transaction().unwrap();
+    p.send(BaseRecord::<str, str>::to("t").payload("committed"))
+        .unwrap();
+    p.commit_transaction(t).unwrap();
+    p.begin_transaction().unwrap();
+    p.send(BaseRecord::<str, str>::to("t").payload("aborted"))
+        .unwrap();
+    p.flush(t).unwrap();
+    p.abort_transaction(t).unwrap();
+    let values = |iso| -> Vec<String> {
+        read_all(&b, "t", iso)
+            .into_iter()
+            .map(|(_, v)| String::from_utf8(v).unwrap())
+            .collect()
+    };
+    // A real broker would show read_committed only "committed"; the mock shows both.
+    assert_eq!(values("read_committed"), ["committed", "aborted"]);
+    assert_eq!(values("read_uncommitted"), ["committed", "aborted"]);
+    // A second producer with the same id does not fence the first on the mock.
+    let p2 = producer();
+    p2.init_transactions(t).unwrap();
+    p.begin_transaction().unwrap();
+    p.send(BaseRecord::<str, str>::to("t").payload("after"))
+        .unwrap();
+    assert!(p.commit_transaction(t).is_ok(), "the mock does not fence");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_only_at_unit_ends_and_counts_delivered_after_the_commit() {
+    let (cluster, cfg) = mock();
+    let b = cluster.bootstrap_servers();
+    let delivered = Delivered::new();
+    let mut sink = KafkaSink::new(&cfg, delivered.clone()).unwrap();
+    assert_eq!(sink.resume_position().await.unwrap(), None);
+    assert!(sink.transactions_started());
+    // Two source transactions in one call (ending after record 2 and after record 5), then
+    // the start of a third.
+    let records: Vec<Record> = (1..=6).map(|n| record("t", n)).collect();
+    let ends = vec![
+        UnitEnd {
+            records: 2,
+            lsn: Some(Lsn(0x100)),
+        },
+        UnitEnd {
+            records: 5,
+            lsn: Some(Lsn(0x200)),
+        },
+    ];
+    sink.send_units(records, ends).await.unwrap();
+    // The broker acknowledges every record (the in-flight budget is freed) ...
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.settled() != Some(6) {
+        assert!(Instant::now() < deadline, "records acknowledged");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ... but nothing counts delivered: the transaction holds part of a third source
+    // transaction, so it cannot commit until that one ends, however long it waits.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sink.flush(FlushReason::Interval).await.unwrap();
+    assert_eq!(delivered.get(), 0);
+    // The third ends; the interval is long up: the next unit end commits.
+    sink.send_units(
+        vec![record("t", 7)],
+        vec![UnitEnd {
+            records: 1,
+            lsn: Some(Lsn(0x300)),
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(delivered.get(), 7, "committed at the unit end");
+    // Within the interval, a unit end does not commit; a flush after it does.
+    sink.send_units(
+        vec![record("t", 8)],
+        vec![UnitEnd {
+            records: 1,
+            lsn: Some(Lsn(0x400)),
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(delivered.get(), 7);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    sink.flush(FlushReason::Idle).await.unwrap();
+    assert_eq!(delivered.get(), 8);
+    // Stopping inside a source transaction aborts it: not delivered.
+    sink.send_units(vec![record("t", 9)], vec![]).await.unwrap();
+    sink.flush(FlushReason::Shutdown).await.unwrap();
+    assert_eq!(delivered.get(), 8);
+    drop(sink);
+
+    // The offsets topic: the probe commit at start (no position yet), then one record per
+    // commit with the end LSN of its last source transaction.
+    let stored: Vec<OffsetRecord> = read_all(&b, DEFAULT_KAFKA_OFFSETS_TOPIC, "read_committed")
+        .into_iter()
+        .map(|(k, v)| {
+            assert_eq!(k, b"walrus-s1");
+            OffsetRecord::from_json(&v).unwrap()
+        })
+        .collect();
+    let lsns: Vec<Option<Lsn>> = stored.iter().map(|r| r.lsn).collect();
+    assert_eq!(lsns, [None, Some(Lsn(0x300)), Some(Lsn(0x400))]);
+    assert!(stored.iter().all(|r| r.slot == "s1"));
+    // The committed records are there, in order; the aborted record 9 may be too (the
+    // mock shows aborted records), if it left the client before the abort.
+    let data: Vec<String> = read_all(&b, "t", "read_committed")
+        .into_iter()
+        .map(|(_, v)| String::from_utf8(v).unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=8).map(|n| format!("{{\"n\":{n}}}")).collect();
+    assert_eq!(data[..8], expected[..]);
+    assert!(data.len() <= 9);
+
+    // A new sink with the same transactional id reads the position back (and restates it).
+    let delivered = Delivered::new();
+    let mut again = KafkaSink::new(&cfg, delivered.clone()).unwrap();
+    assert_eq!(again.resume_position().await.unwrap(), Some(Lsn(0x400)));
+    drop(again);
+    // Another transactional id has no position of its own.
+    let mut other_cfg = cfg.clone();
+    other_cfg.transactional_id = Some("other".into());
+    let mut other = KafkaSink::new(&other_cfg, Delivered::new()).unwrap();
+    assert_eq!(other.resume_position().await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_without_transactions_stops_the_sink_at_start_naming_the_key() {
+    let broker = Broker::start().expect("start tansu");
+    let mut cfg = KafkaSinkConfig::new(broker.bootstrap());
+    cfg.exactly_once = true;
+    cfg.topic_creation.partitions = 1;
+    cfg.topic_creation.replication_factor = 1;
+    let cfg = cfg.for_slot("s1");
+    let mut sink = KafkaSink::new(&cfg, Delivered::new()).unwrap();
+    let err = sink.resume_position().await.unwrap_err();
+    assert_eq!(err.kind().class(), ErrorClass::Fatal, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("exactly_once") && text.contains("transactions"),
+        "{text}"
+    );
+}
