@@ -1,6 +1,8 @@
-//! `max_slot_wal_keep_size` set low: the watchdog warns while the slot is still usable,
-//! and once PostgreSQL invalidates the slot walrus stops with a message that says so and
-//! how to recover, instead of retrying or silently starting over.
+//! `max_slot_wal_keep_size` set low: the watchdog warns while the slot is still usable;
+//! with the sink still held walrus lets go of the replication connection once the slot is
+//! past the limit (so PostgreSQL's checkpoint is not blocked), and once PostgreSQL
+//! invalidates the slot walrus stops with a message that says so and how to recover,
+//! instead of retrying or silently starting over.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -21,7 +23,9 @@ async fn step<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 async fn wal_keep_warns_before_the_slot_is_lost_then_walrus_stops_with_the_fix() {
     let cluster = PgCluster::builder()
         .setting("max_slot_wal_keep_size", "64MB")
-        .setting("max_wal_size", "32MB")
+        // Checkpoints (which invalidate the slot) only when the test asks for them.
+        .setting("max_wal_size", "4GB")
+        .setting("checkpoint_timeout", "1h")
         .setting("min_wal_size", "32MB")
         .setting("wal_keep_size", "0")
         .start()
@@ -44,6 +48,9 @@ async fn wal_keep_warns_before_the_slot_is_lost_then_walrus_stops_with_the_fix()
         .replace("127.0.0.1:0", &format!("127.0.0.1:{admin}"))
         + &format!(
             r#"
+[pipeline]
+# Small, so the held sink stops walrus reading the replication connection early.
+max_in_flight_bytes = 1048576
 [watchdog]
 interval_ms = 200
 lag_warning_bytes = 10000000000
@@ -95,23 +102,38 @@ webhook_url = "{url}"
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    // Nobody fixes it: walrus goes away (a PostgreSQL walsender whose client stopped reading
-    // cannot be terminated cleanly, so the slot is invalidated while inactive), WAL keeps
-    // growing, and a checkpoint invalidates the slot.
-    walrus.kill9();
+    // Nobody fixes the sink and WAL keeps growing past the limit. Once the slot is
+    // `unreserved`, walrus closes its replication connection by itself, so the checkpoint
+    // that invalidates the slot is not left waiting on a walsender whose client does not
+    // read (each CHECKPOINT must finish within the step's 30 s).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while step("slot state", wal_status()).await != "unreserved" {
+        assert!(Instant::now() < deadline, "the slot never passed the limit");
+        step("insert", sql.batch_execute(insert)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !walrus.log().contains("closed the replication connection") {
+        assert!(
+            Instant::now() < deadline,
+            "walrus kept the replication connection of a slot past the limit while its sink was held:\n{}",
+            walrus.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(90);
     while step("slot state", wal_status()).await != "lost" {
         assert!(Instant::now() < deadline, "the slot was never invalidated");
-        step("insert", sql.batch_execute(insert)).await.unwrap();
         step("checkpoint", sql.batch_execute("CHECKPOINT"))
             .await
             .unwrap();
+        step("insert", sql.batch_execute(insert)).await.unwrap();
     }
 
-    // Started again, walrus refuses the lost slot with the recovery spelled out.
+    // The sink comes back: walrus finishes the session, reconnects, and refuses the lost
+    // slot with the recovery spelled out instead of retrying or silently starting over.
     reader.paused.store(false, Ordering::SeqCst);
-    let mut walrus = Walrus::start(&cfg);
-    let status = walrus.wait(Duration::from_secs(60));
+    let status = walrus.wait(Duration::from_secs(90));
     assert!(!status.success(), "walrus must stop on a lost slot");
     let log = walrus.log();
     assert!(log.contains("invalidated"), "{log}");
@@ -120,4 +142,10 @@ webhook_url = "{url}"
         "the recovery must be spelled out:\n{log}"
     );
     assert!(log.contains("re-snapshot"), "{log}");
+
+    // Started again, it refuses at once.
+    let mut walrus = Walrus::start(&cfg);
+    let status = walrus.wait(Duration::from_secs(60));
+    assert!(!status.success(), "walrus must stop on a lost slot");
+    assert!(walrus.log().contains("pg_drop_replication_slot"));
 }

@@ -51,6 +51,17 @@ pub enum PgError {
         /// Where walrus would have resumed.
         confirmed: Lsn,
     },
+    /// walrus let go of the replication connection because the sink held delivery while
+    /// the slot's WAL passed `max_slot_wal_keep_size` (see `ErrorKind::SlotReleased`).
+    #[error("replication slot {slot:?} is {wal_status} (past max_slot_wal_keep_size) while the sink holds delivery at {confirmed}; closed the replication connection so PostgreSQL's checkpoint is not blocked")]
+    SlotReleased {
+        /// Slot name.
+        slot: String,
+        /// `wal_status` as the watchdog saw it.
+        wal_status: String,
+        /// The last confirmed position.
+        confirmed: Lsn,
+    },
     /// The slot is in use by another connection.
     #[error("replication slot {slot:?} is active for PID {pid}")]
     SlotInUse {
@@ -202,6 +213,7 @@ impl Classify for PgError {
                 ErrorKind::SlotUnavailable
             }
             PgError::SlotLost { .. } => ErrorKind::SlotLost,
+            PgError::SlotReleased { .. } => ErrorKind::SlotReleased,
             PgError::SlotInUse { .. } => ErrorKind::SlotInUse,
             PgError::Publication { .. } => ErrorKind::Publication,
             PgError::Setup(_) => ErrorKind::SourceSetup,

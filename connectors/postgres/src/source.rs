@@ -37,6 +37,7 @@ use walrus_core::format::json::JsonEncoder;
 use walrus_core::pipeline::{Batch, PipelineOptions, SinkHandle};
 use walrus_core::router::{OutboxRoute, Router, TableRoute};
 use walrus_core::sink::{Delivered, Record, Sink};
+use walrus_core::error::Classify;
 use walrus_core::status::{self, PipelineState, Status};
 use walrus_core::telemetry;
 use walrus_core::Lsn;
@@ -431,7 +432,10 @@ impl Session<'_> {
                 biased;
                 r = self.handle.reserve(bytes) => break r,
                 _ = shutdown.changed() => return Ok(Flow::Stop),
-                _ = ticker.tick() => self.report_progress(),
+                _ = ticker.tick() => {
+                    self.report_progress();
+                    self.release_if_slot_at_risk()?;
+                }
             }
         };
         let sent = reservation.and_then(|r| self.handle.send(std::mem::take(&mut self.batch), r));
@@ -443,6 +447,31 @@ impl Session<'_> {
                 lsn: self.reported,
                 message: "sink stopped".into(),
             }),
+        }
+    }
+
+    /// While the sink holds delivery walrus stops reading the replication connection. Once
+    /// the slot is past `max_slot_wal_keep_size` (`wal_status` `unreserved`, or already
+    /// `lost`), the next checkpoint invalidates it by terminating its walsender and waiting
+    /// for that to exit, which a walsender whose client does not read cannot do: the
+    /// checkpoint, and with it WAL recycling for the whole server, would wait on walrus.
+    /// The operator chose the limit to protect the server, so walrus steps aside: it ends
+    /// the session (retryable), which closes the connection; reconnecting afterwards either
+    /// finds the slot healthy again or refuses it as lost with the recovery spelled out.
+    fn release_if_slot_at_risk(&self) -> Result<(), PgError> {
+        match Status::global().own_slot_wal_status().as_deref() {
+            Some(st @ ("unreserved" | "lost")) => {
+                let e = PgError::SlotReleased {
+                    slot: self.config.source.slot.clone(),
+                    wal_status: st.to_string(),
+                    confirmed: self.reported,
+                };
+                // Logged now: the session ends only once the held sink gives back what it
+                // was handed, which may take a while.
+                tracing::error!(hint = e.kind().hint(), "{e}");
+                Err(e)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -933,6 +962,10 @@ impl Session<'_> {
     /// Stops cleanly: hands over what was read, lets the sink deliver it, confirms it, and
     /// waits until PostgreSQL was told before closing the connection.
     async fn finish(mut self, result: Result<(), PgError>) -> Result<SessionSummary, PgError> {
+        if let Err(PgError::SlotReleased { .. }) = &result {
+            // Drop the connection now, not after the held sink: that is the point.
+            self.client.abort();
+        }
         if result.is_ok() && !self.batch.is_empty() {
             // Records of a transaction cut short are delivered but not confirmed; the next
             // session gets the transaction again.

@@ -40,6 +40,10 @@ pub enum ErrorKind {
     SlotInUse,
     /// The slot has been invalidated (`wal_status = lost`): WAL walrus needs is gone.
     SlotLost,
+    /// The sink held delivery while the slot's WAL passed `max_slot_wal_keep_size`, so
+    /// walrus closed its replication connection: a walsender whose client does not read
+    /// would block the checkpoint that invalidates the slot.
+    SlotReleased,
     /// The publication is missing or does not cover the configured tables.
     Publication,
     /// A pgoutput message could not be decoded, or referenced an unknown relation.
@@ -59,7 +63,7 @@ impl ErrorKind {
         match self {
             // A stale walsender holding the slot goes away once PostgreSQL notices its
             // client is gone; a second walrus on the same slot keeps this retrying loudly.
-            SourceConnection | SinkTransient | SlotInUse => ErrorClass::Retryable,
+            SourceConnection | SinkTransient | SlotInUse | SlotReleased => ErrorClass::Retryable,
             Config | SlotUnavailable | SourceAuth | SourceTls | SourcePermission | SourceSetup
             | SlotLost | Publication | Decode | SinkRejected | Internal => ErrorClass::Fatal,
         }
@@ -87,6 +91,9 @@ impl ErrorKind {
             }
             SlotLost => {
                 "the slot lost WAL it needed: drop it (SELECT pg_drop_replication_slot('<slot>')), start walrus again and re-snapshot; raise max_slot_wal_keep_size to avoid this"
+            }
+            SlotReleased => {
+                "the sink is not delivering and the slot passed max_slot_wal_keep_size: fix the sink now; walrus reconnects by itself, but the next checkpoint invalidates the slot"
             }
             Publication => "create or alter the publication as shown above, or let walrus create it",
             Decode => "this is a bug or an unsupported server version; report it with the message above",

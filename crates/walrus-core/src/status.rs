@@ -163,6 +163,13 @@ impl Status {
         s
     }
 
+    /// `wal_status` of walrus's own slot at the watchdog's last poll (`None` before the
+    /// first poll, with the watchdog off, or before PostgreSQL 13).
+    pub fn own_slot_wal_status(&self) -> Option<String> {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        g.slots.iter().find(|s| s.walrus)?.wal_status.clone()
+    }
+
     /// Names walrus's slot, database and sink.
     pub fn set_identity(&self, slot: &str, database: &str, sink: &str) {
         self.write(|s| {
