@@ -81,6 +81,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start (or stop, pause, resume) an incremental snapshot: writes a signal row into
+    /// `[snapshot] signal_table`, which a running walrus reads from the stream; the tables
+    /// are re-read in chunks while streaming goes on.
+    Snapshot {
+        /// The TOML config file.
+        #[arg(long, short, env = "WALRUS_CONFIG", default_value = "walrus.toml")]
+        config: PathBuf,
+        /// A table to snapshot (`schema.table`); repeat for several. With --stop: the
+        /// tables to stop (default: all).
+        #[arg(long = "table", value_name = "SCHEMA.TABLE")]
+        tables: Vec<String>,
+        /// Read only the rows matching this SQL condition (Debezium's
+        /// `additional-conditions`), for every --table.
+        #[arg(long, value_name = "SQL")]
+        filter: Option<String>,
+        /// Stop the incremental snapshot (of the --table tables, or all).
+        #[arg(long, conflicts_with_all = ["pause", "resume", "filter"])]
+        stop: bool,
+        /// Pause it: no further chunks are read until --resume.
+        #[arg(long, conflicts_with_all = ["resume", "filter"])]
+        pause: bool,
+        /// Resume a paused incremental snapshot.
+        #[arg(long, conflicts_with = "filter")]
+        resume: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +126,14 @@ fn main() -> ExitCode {
             Command::Run { config } => run(config).await,
             Command::Check { config, json } => check_cmd(config, json).await,
             Command::Status { config, json } => status_cmd::run(&load(&config)?, json).await,
+            Command::Snapshot {
+                config,
+                tables,
+                filter,
+                stop,
+                pause,
+                resume,
+            } => snapshot_cmd(config, tables, filter, stop, pause, resume).await,
         }
     });
     match result {
@@ -110,6 +143,49 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `walrus snapshot`: writes a signal row that the running walrus reads from the stream.
+async fn snapshot_cmd(
+    path: PathBuf,
+    tables: Vec<String>,
+    filter: Option<String>,
+    stop: bool,
+    pause: bool,
+    resume: bool,
+) -> anyhow::Result<ExitCode> {
+    use walrus_postgres::incremental::{send_signal, Command as Signal};
+    let config = load(&path)?;
+    let command = if stop {
+        Signal::Stop { tables }
+    } else if pause {
+        Signal::Pause
+    } else if resume {
+        Signal::Resume
+    } else {
+        Signal::Execute { tables, filter }
+    };
+    let id = match send_signal(&config, &command).await {
+        Ok(id) => id,
+        // A refused table's message names the fix itself.
+        Err(e @ walrus_postgres::PgError::Snapshot { .. }) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => {
+            eprintln!("error: {e}\nhint: {}", e.kind().hint());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let what = match &command {
+        Signal::Execute { tables, .. } => format!("execute-snapshot of {}", tables.join(", ")),
+        Signal::Stop { tables } if tables.is_empty() => "stop-snapshot".to_string(),
+        Signal::Stop { tables } => format!("stop-snapshot of {}", tables.join(", ")),
+        Signal::Pause => "pause-snapshot".to_string(),
+        Signal::Resume => "resume-snapshot".to_string(),
+    };
+    println!("signal {id}: {what} written to the signal table; a running walrus acts on it as it streams");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(format: LogFormat) {

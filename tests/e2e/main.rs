@@ -8,6 +8,7 @@ mod crash;
 mod dual_write;
 mod events;
 mod identity;
+mod incremental;
 mod idle;
 mod kafka;
 mod large_transaction;

@@ -15,6 +15,7 @@
 //! - [`conn`]: connection parameters and TLS.
 //! - [`setup`]: publication and slot creation and validation.
 //! - [`snapshot`]: the consistent, parallel, resumable initial snapshot.
+//! - [`incremental`]: incremental snapshots on demand (signal table, watermarks).
 //! - [`source`]: the replication loop with exact LSN confirmation.
 //! - [`check`]: the preflight behind `walrus check`.
 //! - [`watchdog`]: the slot watchdog on its own SQL connection.
@@ -28,6 +29,7 @@ pub mod conn;
 pub mod convert;
 pub mod error;
 pub mod heartbeat;
+pub mod incremental;
 pub mod outbox;
 pub mod pgoutput;
 pub mod setup;

@@ -577,51 +577,12 @@ async fn plan_tables(
         let reltuples: f64 = r.get(6);
         let blocks = r.get::<_, i64>(7).max(0) as u64;
         let qualified = format!("{schema}.{name}");
-        let pk_names = keys.get(&oid).cloned().unwrap_or_default();
-        let cols = client
-            .query(
-                "SELECT a.attname::text, a.atttypid, a.atttypmod,
-                        format_type(a.atttypid, a.atttypmod), t.typname::text
-                   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-                    AND a.attgenerated = ''
-                  ORDER BY a.attnum",
-                &[&oid],
-            )
-            .await
-            .map_err(|e| PgError::sql("reading columns for the snapshot", e))?;
-        let mut columns = Vec::with_capacity(cols.len());
-        let mut casts = Vec::with_capacity(cols.len());
-        for c in &cols {
-            let col_name: String = c.get(0);
-            let type_oid: u32 = c.get(1);
-            let type_modifier: i32 = c.get(2);
-            casts.push(c.get::<_, String>(3));
-            let typname: String = c.get(4);
-            let type_desc = if type_oid >= catalog::FIRST_NORMAL_OID {
-                Some(Arc::new(
-                    catalog::resolve_type(client, type_oid, type_modifier, 0).await?,
-                ))
-            } else {
-                None
-            };
-            let primary_key = pk_names.contains(&col_name);
-            columns.push(Column {
-                key: match identity {
-                    ReplicaIdentity::Full => true,
-                    ReplicaIdentity::Nothing => false,
-                    _ => primary_key,
-                },
-                primary_key,
-                type_desc,
-                type_name: types::type_name(type_oid)
-                    .map(str::to_string)
-                    .unwrap_or(typname),
-                name: col_name,
-                type_oid,
-                type_modifier,
-            });
+        if config.snapshot.signal_table.as_deref() == Some(qualified.as_str()) {
+            // The signal table carries commands and watermarks, not data.
+            continue;
         }
+        let pk_names = keys.get(&oid).cloned().unwrap_or_default();
+        let (columns, casts) = describe_columns(client, oid, identity, &pk_names).await?;
         let table = Arc::new(Table {
             id: oid,
             schema: schema.clone(),
@@ -732,6 +693,62 @@ async fn plan_tables(
     // Tables no longer published are not read.
     state.tables.retain(|k, _| seen.contains(k));
     Ok(plans)
+}
+
+/// The columns of table `oid` as events describe them (in `attnum` order, without dropped
+/// and generated columns, as pgoutput sends them), with each column's SQL type
+/// (`format_type`) for casting key literals.
+pub(crate) async fn describe_columns(
+    client: &Client,
+    oid: u32,
+    identity: ReplicaIdentity,
+    pk_names: &[String],
+) -> Result<(Vec<Column>, Vec<String>), PgError> {
+    let cols = client
+        .query(
+            "SELECT a.attname::text, a.atttypid, a.atttypmod,
+                    format_type(a.atttypid, a.atttypmod), t.typname::text
+               FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                AND a.attgenerated = ''
+              ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| PgError::sql("reading columns for the snapshot", e))?;
+    let mut columns = Vec::with_capacity(cols.len());
+    let mut casts = Vec::with_capacity(cols.len());
+    for c in &cols {
+        let col_name: String = c.get(0);
+        let type_oid: u32 = c.get(1);
+        let type_modifier: i32 = c.get(2);
+        casts.push(c.get::<_, String>(3));
+        let typname: String = c.get(4);
+        let type_desc = if type_oid >= catalog::FIRST_NORMAL_OID {
+            Some(Arc::new(
+                catalog::resolve_type(client, type_oid, type_modifier, 0).await?,
+            ))
+        } else {
+            None
+        };
+        let primary_key = pk_names.contains(&col_name);
+        columns.push(Column {
+            key: match identity {
+                ReplicaIdentity::Full => true,
+                ReplicaIdentity::Nothing => false,
+                _ => primary_key,
+            },
+            primary_key,
+            type_desc,
+            type_name: types::type_name(type_oid)
+                .map(str::to_string)
+                .unwrap_or(typname),
+            name: col_name,
+            type_oid,
+            type_modifier,
+        });
+    }
+    Ok((columns, casts))
 }
 
 /// Split points of a table's primary key, from a `TABLESAMPLE` of about 64 blocks per
@@ -1189,7 +1206,7 @@ fn chunk_query(
 }
 
 /// Splits a COPY text line at tabs into (start, end) byte ranges.
-fn split_fields(line: &[u8], out: &mut Vec<(usize, usize)>) {
+pub(crate) fn split_fields(line: &[u8], out: &mut Vec<(usize, usize)>) {
     out.clear();
     let mut start = 0;
     while let Some(t) = memchr(b'\t', &line[start..]) {
@@ -1205,7 +1222,7 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 
 /// Undoes COPY's text-format escaping (`\\`, `\n`, `\t`, `\r`, `\b`, `\f`, `\v`, octal and
 /// `\x` hex bytes).
-fn unescape(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub(crate) fn unescape(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     if !raw.contains(&b'\\') {
         return std::borrow::Cow::Borrowed(raw);
     }
@@ -1615,7 +1632,7 @@ impl Coordinator {
 /// Replaces `"snapshot":"true"` in the record's `source` block with another of Debezium's
 /// `SnapshotRecord` values (`first`, `last`, ...). The `source` block is the last object
 /// named `source` in the value (it follows `before` and `after`, which hold user data).
-fn set_snapshot_marker(record: &mut Record, marker: &str) {
+pub(crate) fn set_snapshot_marker(record: &mut Record, marker: &str) {
     let Some(value) = &record.value else { return };
     let bytes: &[u8] = value;
     let Some(src) = rfind(bytes, b"\"source\":{") else {

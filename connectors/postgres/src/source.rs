@@ -99,6 +99,8 @@ pub async fn run<S: Sink>(
     let params = ConnParams::from_config(&config.source)?;
     let sql = params.connect_sql().await?;
     setup::ensure_publication(&sql, config).await?;
+    // Before the slot streams, so its rows (commands, watermarks) are in the stream.
+    let signal_oid = crate::incremental::ensure_signal_table(&sql, config).await?;
     if config.snapshot.mode == walrus_core::config::SnapshotMode::InitialOnly {
         return crate::snapshot::run_initial_only(config, &params, &sql, sink, delivered, shutdown)
             .await;
@@ -203,6 +205,12 @@ pub async fn run<S: Sink>(
             None => ReplicationClient::connect(repl).await?,
         };
         Status::global().set_state(PipelineState::Streaming);
+        let incremental = match signal_oid {
+            Some(oid) => Some(crate::incremental::Incremental::start(
+                config, &params, oid,
+            )?),
+            None => None,
+        };
         let mut tracker = AckTracker::new(start);
         tracker.produced_records(snapshot_records);
         let session = Session {
@@ -234,6 +242,9 @@ pub async fn run<S: Sink>(
             projected_encoder: None,
             outbox_deletes,
             outbox_update_warned: false,
+            signal_oid: signal_oid.unwrap_or(0),
+            window_oid: 0,
+            incremental,
         };
         session.stream(&mut shutdown).await
     }
@@ -287,6 +298,14 @@ struct Session<'a> {
     outbox_deletes: Option<crate::outbox::DeleteQueue>,
     /// Whether an ignored outbox update was logged this session.
     outbox_update_warned: bool,
+    /// Relation id of the signal table (`[snapshot] signal_table`); 0 when none. Its rows
+    /// go to `incremental`, never to the sink.
+    signal_oid: u32,
+    /// Relation id of the table whose incremental snapshot window is open; 0 when none.
+    /// Changes to it are shown to `incremental`; a plain compare keeps the hot path cheap.
+    window_oid: u32,
+    /// Incremental snapshots (`crate::incremental`), when a signal table is configured.
+    incremental: Option<crate::incremental::Incremental>,
 }
 
 /// How often the source publishes its progress to the shared status.
@@ -403,6 +422,10 @@ impl Session<'_> {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Flow, PgError> {
         self.report_progress();
+        if let Some(inc) = &mut self.incremental {
+            inc.on_tick(self.delivered.get());
+            self.window_oid = inc.window_oid();
+        }
         if self.handle.is_stopped() {
             return Err(PgError::Protocol {
                 lsn: self.reported,
@@ -734,17 +757,32 @@ impl Session<'_> {
             PgOutputMessage::Insert(m) => {
                 let source = self.position(lsn);
                 let ev = self.converter.insert(m, source).map_err(convert_err)?;
+                if m.rel_id == self.signal_oid {
+                    self.on_signal(lsn, &ev);
+                    return Ok(());
+                }
+                if m.rel_id == self.window_oid {
+                    self.observe_window(&ev);
+                }
                 let n = self.emit(&ev, None);
                 self.tracker.produced_records(n);
             }
+            PgOutputMessage::Update(m) if m.rel_id == self.signal_oid => {}
             PgOutputMessage::Update(m) => {
                 let source = self.position(lsn);
                 match self.converter.update(m, source).map_err(convert_err)? {
                     UpdateOutcome::Update(ev) => {
+                        if m.rel_id == self.window_oid {
+                            self.observe_window(&ev);
+                        }
                         let n = self.emit(&ev, None);
                         self.tracker.produced_records(n);
                     }
                     UpdateOutcome::KeyChange { delete, mut create } => {
+                        if m.rel_id == self.window_oid {
+                            self.observe_window(&delete);
+                            self.observe_window(&create);
+                        }
                         create.source = self.position(lsn);
                         let first = self.batch.records.len();
                         let n = self.emit(&delete, None);
@@ -754,16 +792,28 @@ impl Session<'_> {
                     }
                 }
             }
+            PgOutputMessage::Delete(m) if m.rel_id == self.signal_oid => {}
             PgOutputMessage::Delete(m) => {
                 let source = self.position(lsn);
                 let ev = self.converter.delete(m, source).map_err(convert_err)?;
+                if m.rel_id == self.window_oid {
+                    self.observe_window(&ev);
+                }
                 let n = self.emit(&ev, None);
                 self.tracker.produced_records(n);
             }
             PgOutputMessage::Truncate(m) => {
                 let source = self.position(lsn);
                 let events = self.converter.truncate(m, &source).map_err(convert_err)?;
+                if self.window_oid != 0 && m.rel_ids.contains(&self.window_oid) {
+                    if let Some(inc) = &mut self.incremental {
+                        inc.observe_truncate();
+                    }
+                }
                 for ev in &events {
+                    if ev.table.as_ref().is_some_and(|t| t.id == self.signal_oid) {
+                        continue;
+                    }
                     let n = self.emit(ev, None);
                     self.tracker.produced_records(n);
                 }
@@ -806,6 +856,39 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A streamed change to the table whose incremental snapshot window is open.
+    fn observe_window(&mut self, ev: &ChangeEvent) {
+        if let Some(inc) = &mut self.incremental {
+            inc.observe(ev);
+        }
+    }
+
+    /// A row inserted into the signal table: a command or a watermark. At the high
+    /// watermark of the open window the chunk's rows are emitted here, as op `r` events of
+    /// the watermark's transaction, so they are confirmed with it (`crate::incremental`).
+    fn on_signal(&mut self, lsn: Lsn, ev: &ChangeEvent) {
+        let Some(inc) = &mut self.incremental else {
+            return;
+        };
+        let converter = &self.converter;
+        let reads = inc.on_signal(ev, self.config, |oid| {
+            converter.table(oid).ok().map(|e| e.table.clone())
+        });
+        for mut read in reads {
+            read.source = self.position(lsn);
+            let first = self.batch.records.len();
+            let n = self.emit(&read, None);
+            for record in &mut self.batch.records[first..] {
+                crate::snapshot::set_snapshot_marker(record, "incremental");
+            }
+            self.tracker.produced_records(n);
+        }
+        if let Some(inc) = &mut self.incremental {
+            inc.after_emit(self.tracker.produced());
+            self.window_oid = inc.window_oid();
+        }
     }
 
     /// Routes and encodes an event (and its tombstone) into the batch; returns the records
@@ -979,6 +1062,9 @@ impl Session<'_> {
             }
         }
         let sink_result = self.handle.finish().await;
+        if let Some(inc) = &mut self.incremental {
+            inc.finish(self.delivered.get());
+        }
         self.report_progress();
         self.publish_status(true);
         let confirmed = self.tracker.confirmed();

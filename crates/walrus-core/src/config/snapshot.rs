@@ -15,6 +15,9 @@ pub const DEFAULT_SNAPSHOT_WORKERS: usize = 2;
 pub const DEFAULT_SNAPSHOT_CHUNK_SIZE: usize = 20_000;
 /// Default time between two progress log lines per table.
 pub const DEFAULT_SNAPSHOT_PROGRESS_INTERVAL_MS: u64 = 10_000;
+/// Default rows per chunk of an incremental snapshot (Debezium's
+/// `incremental.snapshot.chunk.size`): the rows held in memory while a window is open.
+pub const DEFAULT_INCREMENTAL_CHUNK_SIZE: usize = 1024;
 
 /// When walrus snapshots the tables (Debezium's `snapshot.mode` names).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -72,6 +75,15 @@ pub struct SnapshotConfig {
     /// Most rows read per second over all workers, to spare a busy primary; 0: no limit.
     #[serde(default)]
     pub max_rows_per_second: u64,
+    /// The signal table (`schema.table`, Debezium's `signal.data.collection`) through which
+    /// incremental snapshots are started, stopped, paused and resumed, and where their
+    /// watermarks are written. walrus creates it (`id text primary key, type text, data
+    /// text`) and adds it to the publication. Unset: no incremental snapshots.
+    #[serde(default)]
+    pub signal_table: Option<String>,
+    /// Rows per chunk of an incremental snapshot (one `SELECT` between two watermarks).
+    #[serde(default = "default_incremental_chunk_size")]
+    pub incremental_chunk_size: usize,
     /// Directory of the config file, for relative paths (set by `Config::load`).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -86,6 +98,8 @@ impl Default for SnapshotConfig {
             state_file: None,
             progress_interval_ms: DEFAULT_SNAPSHOT_PROGRESS_INTERVAL_MS,
             max_rows_per_second: 0,
+            signal_table: None,
+            incremental_chunk_size: DEFAULT_INCREMENTAL_CHUNK_SIZE,
             base_dir: None,
         }
     }
@@ -100,6 +114,28 @@ impl SnapshotConfig {
             Some(p) => base.join(p),
             None => base.join(format!("walrus-snapshot-{slot}.json")),
         }
+    }
+
+    /// Where incremental snapshot progress is kept: `<state_file stem>.incremental.json`
+    /// beside `state_file` when that is set, else `walrus-incremental-<slot>.json` next to
+    /// the config file.
+    pub fn incremental_state_path(&self, slot: &str) -> PathBuf {
+        let initial = self.state_path(slot);
+        match &self.state_file {
+            Some(_) => {
+                let stem = initial
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "walrus-snapshot".into());
+                initial.with_file_name(format!("{stem}.incremental.json"))
+            }
+            None => initial.with_file_name(format!("walrus-incremental-{slot}.json")),
+        }
+    }
+
+    /// The signal table as (schema, table), when configured.
+    pub fn signal_table_parts(&self) -> Option<(&str, &str)> {
+        self.signal_table.as_deref().and_then(|t| t.split_once('.'))
     }
 
     /// Remembers the config file's directory for relative paths.
@@ -117,6 +153,9 @@ fn default_chunk_size() -> usize {
 fn default_progress_interval_ms() -> u64 {
     DEFAULT_SNAPSHOT_PROGRESS_INTERVAL_MS
 }
+fn default_incremental_chunk_size() -> usize {
+    DEFAULT_INCREMENTAL_CHUNK_SIZE
+}
 
 /// Checks `[snapshot]`.
 pub(super) fn validate(s: &SnapshotConfig) -> Result<(), ConfigError> {
@@ -132,6 +171,20 @@ pub(super) fn validate(s: &SnapshotConfig) -> Result<(), ConfigError> {
     }
     if s.progress_interval_ms == 0 {
         return Err(bad("snapshot.progress_interval_ms", "must be at least 1"));
+    }
+    if s.incremental_chunk_size == 0 {
+        return Err(bad("snapshot.incremental_chunk_size", "must be at least 1"));
+    }
+    if let Some(t) = &s.signal_table {
+        let ok = t
+            .split_once('.')
+            .is_some_and(|(schema, table)| !schema.is_empty() && !table.is_empty());
+        if !ok {
+            return Err(bad(
+                "snapshot.signal_table",
+                "must be a qualified table name, e.g. \"public.walrus_signal\"",
+            ));
+        }
     }
     Ok(())
 }
@@ -175,5 +228,33 @@ mod tests {
         );
         s.state_file = Some("/var/lib/w.json".into());
         assert_eq!(s.state_path("app"), Path::new("/var/lib/w.json"));
+    }
+
+    #[test]
+    fn incremental_state_sits_beside_the_initial_state() {
+        let mut s = SnapshotConfig::default();
+        s.set_base_dir(Path::new("/etc/walrus/walrus.toml"));
+        assert_eq!(
+            s.incremental_state_path("app"),
+            Path::new("/etc/walrus/walrus-incremental-app.json")
+        );
+        s.state_file = Some("/var/lib/w.json".into());
+        assert_eq!(
+            s.incremental_state_path("app"),
+            Path::new("/var/lib/w.incremental.json")
+        );
+    }
+
+    #[test]
+    fn signal_table_must_be_qualified() {
+        let mut s = SnapshotConfig {
+            signal_table: Some("walrus_signal".into()),
+            ..SnapshotConfig::default()
+        };
+        let err = validate(&s).unwrap_err().to_string();
+        assert!(err.contains("snapshot.signal_table"), "{err}");
+        s.signal_table = Some("public.walrus_signal".into());
+        assert!(validate(&s).is_ok());
+        assert_eq!(s.signal_table_parts(), Some(("public", "walrus_signal")));
     }
 }
