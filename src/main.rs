@@ -279,7 +279,7 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
                 let sink = NullSink::new(delivered.clone());
                 walrus_postgres::source::run(&config, sink, delivered, stop_rx.clone()).await
             }
-            SinkConfig::Kafka(k) => match walrus_kafka::KafkaSink::new(k, delivered.clone()) {
+            SinkConfig::Kafka(k) => match walrus_kafka::KafkaSink::new(&k.for_slot(&config.source.slot), delivered.clone()) {
                 Ok(sink) => {
                     walrus_postgres::source::run(&config, sink, delivered, stop_rx.clone()).await
                 }

@@ -1548,6 +1548,9 @@ impl Coordinator {
             }
             return None;
         }
+        // A batch of rows is a unit an exactly-once sink may commit after (they have no
+        // LSN: a snapshot cut short is taken again, so its rows are at least once).
+        batch.end_unit(None);
         Some((batch, completions))
     }
 

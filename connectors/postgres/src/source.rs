@@ -35,6 +35,7 @@ use walrus_core::config::Config;
 use walrus_core::event::{ChangeEvent, Op, SourcePosition};
 use walrus_core::format::json::JsonEncoder;
 use walrus_core::pipeline::{Batch, PipelineOptions, SinkHandle};
+use walrus_core::resume::ResumeFilter;
 use walrus_core::router::{OutboxRoute, Router, TableRoute};
 use walrus_core::sink::{Delivered, Record, Sink};
 use walrus_core::error::Classify;
@@ -84,6 +85,9 @@ struct Txn {
     commit_time_us: i64,
     next_index: u64,
     origin: Option<String>,
+    /// The sink already committed this transaction (exactly-once resume): its changes are
+    /// dropped.
+    skip: bool,
 }
 
 /// Runs one replication session until `shutdown` turns true (returns `Ok`) or an error.
@@ -92,7 +96,7 @@ struct Txn {
 /// shutdown delivers what it read, confirms it, and closes the connection cleanly.
 pub async fn run<S: Sink>(
     config: &Config,
-    sink: S,
+    mut sink: S,
     delivered: Delivered,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<SessionSummary, PgError> {
@@ -121,6 +125,12 @@ pub async fn run<S: Sink>(
     let mut catalog = crate::catalog::CatalogCache::default();
     catalog.prefetch(&sql, &config.source.publication).await?;
     let start = slot.confirmed_flush_lsn;
+    // An exactly-once sink stores its own committed position (walrus_core::resume); what
+    // PostgreSQL resends up to it is dropped.
+    let resume = ResumeFilter::new(start, sink.resume_position().await?);
+    if let Some(through) = resume.through() {
+        tracing::info!(slot_confirmed = %start, sink_committed = %through, "the sink already committed changes past the slot's confirmed position; dropping them as PostgreSQL resends them");
+    }
     let router = config.router().map_err(|e| PgError::Config {
         key: "routes",
         message: e.to_string(),
@@ -242,6 +252,8 @@ pub async fn run<S: Sink>(
             projected_encoder: None,
             outbox_deletes,
             outbox_update_warned: false,
+            resume,
+            skipped: 0,
             signal_oid: signal_oid.unwrap_or(0),
             window_oid: 0,
             incremental,
@@ -298,6 +310,10 @@ struct Session<'a> {
     outbox_deletes: Option<crate::outbox::DeleteQueue>,
     /// Whether an ignored outbox update was logged this session.
     outbox_update_warned: bool,
+    /// Units of work the sink already committed (exactly-once resume).
+    resume: ResumeFilter,
+    /// Transactions dropped by `resume` this session.
+    skipped: u64,
     /// Relation id of the signal table (`[snapshot] signal_table`); 0 when none. Its rows
     /// go to `incremental`, never to the sink.
     signal_oid: u32,
@@ -570,6 +586,7 @@ impl Session<'_> {
                 Some(us) => self.tracker.standalone_at(lsn, us),
                 None => self.tracker.standalone(lsn),
             }
+            self.batch.end_unit(Some(lsn));
             if self.batch_deadline.is_none() {
                 self.batch_deadline = Some(Instant::now() + self.linger);
             }
@@ -628,6 +645,7 @@ impl Session<'_> {
                     commit_time_us: commit_time_micros.saturating_add(PG_EPOCH_OFFSET_MICROS),
                     next_index: 0,
                     origin: None,
+                    skip: self.resume.skips_transaction(Lsn(final_lsn.0)),
                 });
             }
             ReplicationEvent::Commit {
@@ -640,7 +658,13 @@ impl Session<'_> {
                     commit_time_micros.saturating_add(PG_EPOCH_OFFSET_MICROS),
                 );
                 self.received = self.received.max(Lsn(end_lsn.0));
-                self.txn = None;
+                self.batch.end_unit(Some(Lsn(end_lsn.0)));
+                if self.txn.take().is_some_and(|t| t.skip) {
+                    self.skipped += 1;
+                    if !self.resume.skips_commit_end(Lsn(end_lsn.0 + 1)) {
+                        tracing::info!(transactions = self.skipped, through = %Lsn(end_lsn.0), "dropped the transactions the sink had already committed");
+                    }
+                }
                 self.last_commit_lsn = Some(Lsn(lsn.0));
                 metrics::counter!(telemetry::TRANSACTIONS_TOTAL).increment(1);
                 metrics::gauge!(telemetry::RECEIVED_LSN).set(end_lsn.0 as f64);
@@ -680,6 +704,7 @@ impl Session<'_> {
                 self.tracker.produced_records(n);
                 if !transactional {
                     self.tracker.standalone(Lsn(lsn.0));
+                    self.batch.end_unit(Some(Lsn(lsn.0)));
                     if self.batch_deadline.is_none() {
                         self.batch_deadline = Some(Instant::now() + self.linger);
                     }
@@ -898,6 +923,13 @@ impl Session<'_> {
     /// that does not fit the table) is kept in `route_error`, adds nothing, and ends the
     /// session after the current message, so nothing after it is confirmed.
     fn emit(&mut self, ev: &ChangeEvent, key_override: Option<&[usize]>) -> u64 {
+        let held = match &self.txn {
+            Some(t) => t.skip,
+            None => self.resume.skips_standalone(ev.source.lsn),
+        };
+        if held {
+            return 0;
+        }
         let Some(table) = &ev.table else {
             return self.emit_message(ev);
         };
