@@ -569,12 +569,25 @@ impl KafkaSink {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
         {
+            // librdkafka keeps the error that made the producer fail for good; fencing by
+            // another producer with the same transactional id has a fix of its own.
+            let fix = match self.producer.client().fatal_error() {
+                Some((code, _))
+                    if matches!(
+                        code as i32,
+                        kafka_codes::PRODUCER_FENCED
+                            | kafka_codes::FENCED
+                            | kafka_codes::INVALID_PRODUCER_EPOCH
+                    ) =>
+                {
+                    BrokerErrorClass::fix(code as i32)
+                }
+                _ => "check the broker's logs and walrus's [sink] settings",
+            };
             return Err(SinkError::Rejected {
                 sink: NAME,
                 topic: String::new(),
-                message: format!(
-                    "the producer cannot continue: {f}; check the broker's logs and walrus's [sink] settings"
-                ),
+                message: format!("the producer cannot continue: {f}; {fix}"),
                 retryable: false,
             });
         }
@@ -685,6 +698,11 @@ impl Sink for KafkaSink {
                 self.send_one(r).await?;
             }
             return Ok(());
+        }
+        if !self.transactions_started() {
+            // A session that never asked for the resume position (`mode = "initial_only"`
+            // snapshots): the producer still has to be initialised first.
+            self.start_transactions().await?;
         }
         let mut ends = ends.into_iter().peekable();
         for (i, r) in records.into_iter().enumerate() {

@@ -475,23 +475,24 @@ fn read_offsets(cc: ClientConfig, topic: &str, id: &str) -> Result<Option<Lsn>, 
                 });
             }
             match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => {
-                    if m.key() == Some(id.as_bytes()) {
-                        let value = m.payload().unwrap_or_default();
-                        let record = OffsetRecord::from_json(value).map_err(|e| {
-                            SinkError::Rejected {
-                                sink: NAME,
-                                topic: topic.to_string(),
-                                message: format!(
-                                    "the offsets record at offset {} for {id:?} is not walrus's ({e}); use another [sink] offsets_topic or transactional_id",
-                                    m.offset()
-                                ),
-                                retryable: false,
-                            }
-                        })?;
-                        found = Some(record.lsn);
-                    }
+                // A tombstone (someone deleted the key) means no stored position.
+                Some(Ok(m)) if m.key() == Some(id.as_bytes()) && m.payload().is_none() => {
+                    found = Some(None);
                 }
+                Some(Ok(m)) if m.key() == Some(id.as_bytes()) => {
+                    let value = m.payload().unwrap_or_default();
+                    let record = OffsetRecord::from_json(value).map_err(|e| SinkError::Rejected {
+                        sink: NAME,
+                        topic: topic.to_string(),
+                        message: format!(
+                            "the offsets record at offset {} for {id:?} is not walrus's ({e}); use another [sink] offsets_topic or transactional_id",
+                            m.offset()
+                        ),
+                        retryable: false,
+                    })?;
+                    found = Some(record.lsn);
+                }
+                Some(Ok(_)) => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
                 Some(Err(e)) => return Err(unavailable("fetch", e)),
                 None => {}
