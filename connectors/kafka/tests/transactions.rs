@@ -242,3 +242,44 @@ async fn a_broker_without_transactions_stops_the_sink_at_start_naming_the_key() 
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_refused_before_sending_goes_to_the_dead_letter_topic_inside_the_transaction() {
+    let (cluster, mut cfg) = mock();
+    cluster.create_topic("dlq", 1, 1).unwrap();
+    cfg.dead_letter_topic = Some("dlq".into());
+    // Client-side limit: librdkafka refuses the record before it is sent, which leaves the
+    // transaction intact.
+    cfg.properties
+        .insert("message.max.bytes".into(), PropertyValue::Int(2000));
+    let delivered = Delivered::new();
+    let mut sink = KafkaSink::new(&cfg, delivered.clone()).unwrap();
+    sink.resume_position().await.unwrap();
+    let mut big = record("t", 2);
+    big.value = Some(Bytes::from(format!("\"{}\"", "y".repeat(5000))));
+    sink.send_units(
+        vec![record("t", 1), big, record("t", 3)],
+        vec![UnitEnd {
+            records: 3,
+            lsn: Some(Lsn(0x500)),
+        }],
+    )
+    .await
+    .unwrap();
+    sink.flush(FlushReason::Shutdown).await.unwrap();
+    assert_eq!(
+        delivered.get(),
+        3,
+        "committed, the dead-lettered record too"
+    );
+    let b = cluster.bootstrap_servers();
+    assert_eq!(read_all(&b, "dlq", "read_committed").len(), 1);
+    assert_eq!(read_all(&b, "t", "read_committed").len(), 2);
+    let last = read_all(&b, DEFAULT_KAFKA_OFFSETS_TOPIC, "read_committed")
+        .pop()
+        .unwrap();
+    assert_eq!(
+        OffsetRecord::from_json(&last.1).unwrap().lsn,
+        Some(Lsn(0x500))
+    );
+}
