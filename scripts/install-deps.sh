@@ -9,6 +9,8 @@
 #                                            demo needs)
 #   scripts/install-deps.sh --no-broker      everything but the Kafka test broker
 #                                            (or WALRUS_INSTALL_BROKER=0)
+#   scripts/install-deps.sh --bench          also the wal2json output plugin, for the
+#                                            benchmark's do-it-yourself pipe (benches/e2e)
 #   scripts/install-deps.sh --print-pg-bindir
 #                                            print the server bindir and exit (non-zero if none)
 #
@@ -19,14 +21,16 @@ set -euo pipefail
 
 postgres_only=0
 with_broker="${WALRUS_INSTALL_BROKER:-1}"
+with_bench=0
 for arg in "$@"; do
     case "$arg" in
         --postgres-only) postgres_only=1 ;;
         --with-broker) with_broker=1 ;;
         --no-broker) with_broker=0 ;;
+        --bench) with_bench=1 ;;
         --print-pg-bindir) print_bindir=1 ;;
         -h | --help)
-            sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -175,7 +179,25 @@ install_test_broker() {
     cargo install tansu --locked --features dynostore,libsql
 }
 
+# The wal2json output plugin for the server found, only for benchmarks: the do-it-yourself
+# baseline (`pg_recvlogical -P wal2json | producer`) needs it; walrus itself uses pgoutput.
+install_wal2json() {
+    local bindir major libdir
+    bindir="$(find_pg_bindir)" || return 1
+    libdir="$("$bindir/pg_config" --pkglibdir 2>/dev/null || echo "$bindir/../lib")"
+    if [ -f "$libdir/wal2json.so" ]; then
+        log "wal2json present ($libdir/wal2json.so); nothing to install"
+        return 0
+    fi
+    major="$("$bindir/postgres" --version | sed -E 's/.* ([0-9]+)(\.[0-9]+)*.*/\1/')"
+    log "installing the wal2json output plugin (postgresql-$major-wal2json) for the benchmark"
+    apt_install "postgresql-$major-wal2json"
+}
+
 install_postgres
+if [ "$with_bench" = 1 ]; then
+    install_wal2json
+fi
 # Building walrus at all (the demo too) needs them.
 install_build_packages
 if [ "$postgres_only" = 1 ]; then
