@@ -193,15 +193,15 @@ async fn stop_and_compare(
         rebuilt.sort();
         let expected = table_rows(&c, t).await;
         assert_eq!(rebuilt.len(), expected.len(), "table {t}: row count");
-        let missing: Vec<_> = expected
-            .iter()
-            .filter(|r| !rebuilt.contains(r))
-            .take(5)
-            .collect();
-        assert!(
-            rebuilt == expected,
-            "table {t}: rebuilt state differs from the table, e.g. {missing:?}"
-        );
+        if rebuilt != expected {
+            let have: std::collections::HashSet<&String> = rebuilt.iter().collect();
+            let missing: Vec<_> = expected
+                .iter()
+                .filter(|r| !have.contains(r))
+                .take(5)
+                .collect();
+            panic!("table {t}: rebuilt state differs from the table, e.g. {missing:?}");
+        }
     }
 }
 

@@ -96,26 +96,39 @@ pub async fn ensure_signal_table(client: &Client, config: &Config) -> Result<Opt
         return Ok(None);
     };
     let qualified = format!("{}.{}", quote_ident(schema), quote_ident(table));
-    let create =
-        format!("CREATE TABLE IF NOT EXISTS {qualified} (id text PRIMARY KEY, type text NOT NULL, data text)");
-    client
-        .batch_execute(&create)
-        .await
-        .map_err(|e| PgError::Config {
-            key: "snapshot.signal_table",
-            message: format!(
-                "cannot create the signal table ({e}); create it as its owner: {create}"
-            ),
-        })?;
-    let oid: u32 = client
-        .query_one(
-            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = $1 AND c.relname = $2",
-            &[&schema, &table],
-        )
-        .await
-        .map_err(|e| PgError::sql("looking up the signal table", e))?
-        .get(0);
+    let lookup = || async {
+        client
+            .query_opt(
+                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relname = $2",
+                &[&schema, &table],
+            )
+            .await
+            .map(|r| r.map(|r| r.get::<_, u32>(0)))
+            .map_err(|e| PgError::sql("looking up the signal table", e))
+    };
+    let oid = match lookup().await? {
+        Some(oid) => oid,
+        None => {
+            let create = format!(
+                "CREATE TABLE IF NOT EXISTS {qualified} (id text PRIMARY KEY, type text NOT NULL, data text)"
+            );
+            client
+                .batch_execute(&create)
+                .await
+                .map_err(|e| PgError::Config {
+                    key: "snapshot.signal_table",
+                    message: format!(
+                        "cannot create the signal table ({e}); create it as its owner: {create}"
+                    ),
+                })?;
+            tracing::info!(table = %format!("{schema}.{table}"), "created the signal table");
+            lookup().await?.ok_or_else(|| PgError::Config {
+                key: "snapshot.signal_table",
+                message: format!("{schema}.{table} vanished right after it was created"),
+            })?
+        }
+    };
     let columns: Vec<String> = client
         .query(
             "SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
@@ -1433,6 +1446,163 @@ mod tests {
             key_only: true,
         };
         assert_eq!(row_key(&t, &no_key), None);
+    }
+
+    fn signal_event(id: &str, kind: &str, data: Option<&str>) -> ChangeEvent {
+        let col = |name: &str| Column {
+            name: name.into(),
+            type_oid: 25,
+            type_name: "text".into(),
+            type_modifier: -1,
+            key: name == "id",
+            primary_key: name == "id",
+            type_desc: None,
+        };
+        let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::Text(s.into()));
+        ChangeEvent {
+            op: Op::Create,
+            table: Some(Arc::new(Table {
+                id: 7,
+                schema: "public".into(),
+                name: "walrus_signal".into(),
+                columns: vec![col("id"), col("type"), col("data")],
+                replica_identity: ReplicaIdentity::Default,
+            })),
+            before: None,
+            after: Some(Row {
+                values: vec![text(Some(id)), text(Some(kind)), text(data)],
+                key_only: false,
+            }),
+            source: SourcePosition::default(),
+            message: None,
+        }
+    }
+
+    fn change(op: Op, before: Option<Row>, after: Option<Row>) -> ChangeEvent {
+        ChangeEvent {
+            op,
+            table: Some(table()),
+            before,
+            after,
+            source: SourcePosition::default(),
+            message: None,
+        }
+    }
+
+    /// The session side without a database: the driver's answers are put on the channel
+    /// by hand, the stream's rows are passed to `on_signal` and `observe` in stream order.
+    #[tokio::test]
+    async fn streamed_changes_in_the_window_win_and_progress_waits_for_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inc.json");
+        let (requests, mut request_rx) = mpsc::unbounded_channel();
+        let (result_tx, results) = mpsc::unbounded_channel();
+        let config = Config::parse_with_env(
+            "[source]\nurl = \"postgres://u@h/db\"\ntables = [\"public.*\"]\n[sink]\ntype = \"stdout\"\n",
+            |_| None,
+        )
+        .unwrap();
+        let mut inc = Incremental {
+            signal_oid: 7,
+            chunk_size: 5,
+            state: IncrementalState::default(),
+            path: path.clone(),
+            requests,
+            results,
+            driver: tokio::spawn(async {}),
+            outstanding: None,
+            window: None,
+            retry_at: None,
+            pending_saves: VecDeque::new(),
+            dirty: false,
+            last_save: None,
+        };
+        let no_table = |_: u32| None;
+        let exec = signal_event(
+            "s1",
+            EXECUTE_SNAPSHOT,
+            Some(r#"{"data-collections": ["public.t"], "type": "incremental"}"#),
+        );
+        assert!(inc.on_signal(&exec, &config, no_table).is_empty());
+        inc.after_emit(10);
+        let req = request_rx.try_recv().expect("a chunk is asked for");
+        assert_eq!((req.table.as_str(), req.last.as_ref()), ("public.t", None));
+        // A replayed signal is not acted on again.
+        assert!(inc.on_signal(&exec, &config, no_table).is_empty());
+        assert_eq!(inc.state.tables.len(), 1);
+
+        let open = signal_event(
+            &format!("{}-open", req.window),
+            WINDOW_OPEN,
+            Some(r#"{"table": "public.t", "oid": 42}"#),
+        );
+        assert!(inc.on_signal(&open, &config, no_table).is_empty());
+        assert_eq!(inc.window_oid(), 42);
+        // The driver read rows 1..=5 (with stale values) and sent them before the close.
+        let t = table();
+        let rows: Vec<(String, Row)> = (1..=5)
+            .map(|i| (row_key(&t, &row(i, 0)).unwrap(), row(i, 0)))
+            .collect();
+        result_tx
+            .send(ChunkResult::Rows {
+                window: req.window.clone(),
+                chunk: Chunk {
+                    table: t.clone(),
+                    rows,
+                    last: Some(vec!["5".into()]),
+                    max: vec!["9".into()],
+                    done: false,
+                },
+            })
+            .unwrap();
+        // In the window: an update of 2, a delete of 3, a key change 4 -> 40.
+        inc.observe(&change(Op::Update, None, Some(row(2, 1))));
+        inc.observe(&change(
+            Op::Delete,
+            Some(Row {
+                values: vec![Value::Int32(3), Value::Null],
+                key_only: true,
+            }),
+            None,
+        ));
+        inc.observe(&change(Op::Delete, Some(row(4, 0)), None));
+        inc.observe(&change(Op::Create, None, Some(row(40, 0))));
+        let close = signal_event(&format!("{}-close", req.window), WINDOW_CLOSE, None);
+        let reads = inc.on_signal(&close, &config, no_table);
+        let ids: Vec<&Value> = reads
+            .iter()
+            .map(|e| &e.after.as_ref().unwrap().values[0])
+            .collect();
+        assert_eq!(ids, [&Value::Int32(1), &Value::Int32(5)]);
+        assert!(reads.iter().all(|e| e.op == Op::Read));
+        assert_eq!(inc.window_oid(), 0, "the window is closed");
+        inc.after_emit(12);
+        let next = request_rx.try_recv().expect("the next chunk is asked for");
+        assert_eq!(next.last, Some(vec!["5".to_string()]));
+        assert_eq!(next.max, Some(vec!["9".to_string()]));
+
+        // Progress is written only once the records up to it are delivered.
+        inc.on_tick(11);
+        let saved = IncrementalState::load(&path, "", "").unwrap();
+        assert_eq!(
+            saved.signals_seen,
+            ["s1"],
+            "the signal is durable, the chunk is not"
+        );
+        assert_eq!(saved.tables[0].last, None);
+        inc.finish(12);
+        let saved = IncrementalState::load(&path, "", "").unwrap();
+        assert_eq!(saved.tables[0].last, Some(vec!["5".to_string()]));
+        assert_eq!(saved.tables[0].rows, 2);
+
+        // A watermark of another window (an earlier process) is ignored.
+        let stale = signal_event(
+            "walrus-window-old-open",
+            WINDOW_OPEN,
+            Some(r#"{"oid": 42}"#),
+        );
+        inc.on_signal(&stale, &config, no_table);
+        assert_eq!(inc.window_oid(), 0);
     }
 
     #[test]
