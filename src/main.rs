@@ -191,10 +191,10 @@ async fn snapshot_cmd(
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WALRUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // stdout belongs to the stdout sink; logs go to stderr.
+    // stdout belongs to the stdout sink; logs go to stderr, past any snapshot progress bars.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LogOut);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -279,7 +279,10 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
                 let sink = NullSink::new(delivered.clone());
                 walrus_postgres::source::run(&config, sink, delivered, stop_rx.clone()).await
             }
-            SinkConfig::Kafka(k) => match walrus_kafka::KafkaSink::new(&k.for_slot(&config.source.slot), delivered.clone()) {
+            SinkConfig::Kafka(k) => match walrus_kafka::KafkaSink::new(
+                &k.for_slot(&config.source.slot),
+                delivered.clone(),
+            ) {
                 Ok(sink) => {
                     walrus_postgres::source::run(&config, sink, delivered, stop_rx.clone()).await
                 }
@@ -434,5 +437,20 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// Log output: standard error, with snapshot progress bars hidden while a line is written
+/// (the formatter hands over each event as one buffer).
+struct LogOut;
+
+impl std::io::Write for LogOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        walrus_postgres::progress::write_log(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }

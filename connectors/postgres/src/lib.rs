@@ -32,6 +32,7 @@ pub mod heartbeat;
 pub mod incremental;
 pub mod outbox;
 pub mod pgoutput;
+pub mod progress;
 pub mod setup;
 pub mod snapshot;
 pub mod source;

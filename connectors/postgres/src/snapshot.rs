@@ -1308,12 +1308,12 @@ struct Coordinator {
     pending: VecDeque<Completion>,
     first_overall: bool,
     tables_left: usize,
-    progress_interval: Duration,
+    /// Bars or log lines for people (`crate::progress`).
+    progress: crate::progress::Progress,
     /// `[snapshot] max_rows_per_second`, 0 for none, and the rows handed over so far.
     max_rows_per_second: u64,
     rows_sent: u64,
     started: Instant,
-    last_log: Instant,
     last_save: Instant,
     dirty: bool,
 }
@@ -1338,16 +1338,31 @@ impl Coordinator {
             })
             .collect();
         let tables_left = tables.iter().filter(|t| !t.finished).count();
+        let views: Vec<(String, u64, u64, bool)> = tables
+            .iter()
+            .map(|t| {
+                (
+                    t.qualified.clone(),
+                    t.estimated_rows,
+                    t.rows_before,
+                    t.finished,
+                )
+            })
+            .collect();
+        let progress = crate::progress::Progress::new(
+            &views,
+            crate::progress::wants_bars(config.snapshot.progress),
+            Duration::from_millis(config.snapshot.progress_interval_ms),
+        );
         Coordinator {
             first_overall: state.tables.values().all(|t| t.rows == 0),
             tables,
             pending: VecDeque::new(),
             tables_left,
-            progress_interval: Duration::from_millis(config.snapshot.progress_interval_ms),
+            progress,
             max_rows_per_second: config.snapshot.max_rows_per_second,
             rows_sent: 0,
             started: Instant::now(),
-            last_log: Instant::now(),
             last_save: Instant::now(),
             dirty: false,
         }
@@ -1440,6 +1455,7 @@ impl Coordinator {
         let t = &mut self.tables[piece.table];
         t.started.get_or_insert_with(Instant::now);
         t.sent_rows += piece.rows;
+        self.progress.advance(piece.table, piece.rows);
         if piece.rows > 0 {
             metrics::counter!(telemetry::SNAPSHOT_ROWS_TOTAL, "table" => t.qualified.clone())
                 .increment(piece.rows);
@@ -1501,6 +1517,7 @@ impl Coordinator {
                 t.units_left = t.units_left.saturating_sub(1);
                 if t.units_left == 0 && !t.finished {
                     t.finished = true;
+                    self.progress.finish(piece.table);
                     self.tables_left = self.tables_left.saturating_sub(1);
                     metrics::gauge!(telemetry::SNAPSHOT_TABLES_REMAINING)
                         .set(self.tables_left as f64);
@@ -1564,26 +1581,7 @@ impl Coordinator {
     }
 
     fn tick(&mut self) {
-        if self.last_log.elapsed() >= self.progress_interval {
-            self.last_log = Instant::now();
-            for t in &self.tables {
-                if let (Some(started), false) = (t.started, t.finished) {
-                    let secs = started.elapsed().as_secs_f64().max(0.001);
-                    let rate = t.sent_rows as f64 / secs;
-                    let done = t.sent_rows + t.rows_before;
-                    let left = t.estimated_rows.saturating_sub(done);
-                    let eta = if rate > 0.0 { left as f64 / rate } else { 0.0 };
-                    tracing::info!(
-                        table = %t.qualified,
-                        rows = done,
-                        estimated_rows = t.estimated_rows,
-                        rows_per_sec = rate as u64,
-                        eta_s = eta as u64,
-                        "snapshot progress"
-                    );
-                }
-            }
-        }
+        self.progress.tick();
     }
 
     /// Applies every completion the sink has delivered to the state; saves it at most
@@ -1620,7 +1618,8 @@ impl Coordinator {
         Ok(())
     }
 
-    fn log_progress(&self, state: &State, _final: bool) {
+    fn log_progress(&mut self, state: &State, _final: bool) {
+        self.progress.close();
         let delivered: u64 = state.tables.values().map(|t| t.rows).sum();
         let done = state.tables.values().filter(|t| t.done).count();
         tracing::info!(

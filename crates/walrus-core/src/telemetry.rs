@@ -67,6 +67,9 @@ pub const PIPELINE_STATE: &str = "walrus_pipeline_state";
 pub const SNAPSHOT_ROWS_TOTAL: &str = "walrus_snapshot_rows_total";
 /// Tables the initial snapshot still has to read.
 pub const SNAPSHOT_TABLES_REMAINING: &str = "walrus_snapshot_tables_remaining";
+/// The planner's estimate of a table's rows when its snapshot started, labelled by
+/// `table` (with `walrus_snapshot_rows_total`, the fraction done).
+pub const SNAPSHOT_ESTIMATED_ROWS: &str = "walrus_snapshot_estimated_rows";
 
 /// Every metric name walrus records, for documentation checks and tests.
 pub const ALL: &[&str] = &[
@@ -96,6 +99,7 @@ pub const ALL: &[&str] = &[
     PIPELINE_STATE,
     SNAPSHOT_ROWS_TOTAL,
     SNAPSHOT_TABLES_REMAINING,
+    SNAPSHOT_ESTIMATED_ROWS,
 ];
 
 /// Registers every metric's unit and description. Call once after installing a recorder.
@@ -213,5 +217,10 @@ pub fn describe() {
         SNAPSHOT_TABLES_REMAINING,
         Unit::Count,
         "Tables the initial snapshot still has to read."
+    );
+    describe_gauge!(
+        SNAPSHOT_ESTIMATED_ROWS,
+        Unit::Count,
+        "The planner's row estimate of a table whose snapshot is running."
     );
 }

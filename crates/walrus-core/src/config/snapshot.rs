@@ -51,6 +51,19 @@ impl SnapshotMode {
     }
 }
 
+/// How snapshot progress is shown (`[snapshot] progress`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressMode {
+    /// Bars when standard error is a terminal, log lines otherwise.
+    #[default]
+    Auto,
+    /// Always bars on standard error.
+    Bar,
+    /// Always log lines, every `progress_interval_ms`.
+    Log,
+}
+
 /// `[snapshot]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +82,9 @@ pub struct SnapshotConfig {
     /// config file. A relative path is relative to the config file's directory.
     #[serde(default)]
     pub state_file: Option<PathBuf>,
+    /// Progress bars or log lines (`auto`: bars on a terminal).
+    #[serde(default)]
+    pub progress: ProgressMode,
     /// Time between two progress log lines, in milliseconds.
     #[serde(default = "default_progress_interval_ms")]
     pub progress_interval_ms: u64,
@@ -96,6 +112,7 @@ impl Default for SnapshotConfig {
             workers: DEFAULT_SNAPSHOT_WORKERS,
             chunk_size: DEFAULT_SNAPSHOT_CHUNK_SIZE,
             state_file: None,
+            progress: ProgressMode::default(),
             progress_interval_ms: DEFAULT_SNAPSHOT_PROGRESS_INTERVAL_MS,
             max_rows_per_second: 0,
             signal_table: None,
