@@ -411,6 +411,22 @@ async fn kill9_mid_incremental_snapshot_resumes_and_stays_exact() {
     assert!(again.wait(Duration::from_secs(30)).success());
 }
 
+/// The number of reads of `a` once it stayed the same for a second (the chunk in flight
+/// when a pause or stop arrives completes).
+async fn settled_reads(path: &std::path::Path) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut last = reads(&read_events(path), "app.public.a").len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let now = reads(&read_events(path), "app.public.a").len();
+        if now == last {
+            return now;
+        }
+        assert!(std::time::Instant::now() < deadline, "reads never settled");
+        last = now;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_and_stop_signals() {
     const ROWS_A: i32 = 100_000;
@@ -435,10 +451,9 @@ async fn pause_resume_and_stop_signals() {
         walrus.log().contains("incremental snapshot paused")
     })
     .await;
-    // At most the chunk in flight when the pause arrived is emitted after it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let paused_at = reads(&read_events(&env.out_path()), "app.public.a").len();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The chunk in flight when the pause arrived may still be emitted; then nothing.
+    let paused_at = settled_reads(&env.out_path()).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(
         reads(&read_events(&env.out_path()), "app.public.a").len(),
         paused_at,
@@ -462,15 +477,69 @@ async fn pause_resume_and_stop_signals() {
         walrus.log().contains("incremental snapshot stopped")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let stopped_at = reads(&read_events(&env.out_path()), "app.public.a").len();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopped_at = settled_reads(&env.out_path()).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(
         reads(&read_events(&env.out_path()), "app.public.a").len(),
         stopped_at,
         "no reads after stop"
     );
     assert!(stopped_at < ROWS_A as usize, "stopped before the end");
+    walrus.interrupt();
+    assert!(walrus.wait(Duration::from_secs(30)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_snapshot_skips_the_signal_table() {
+    let env = Env::new().await;
+    let c = env.sql().await;
+    fill(&c, 1_000).await;
+    // A signal table from an earlier run, with an old signal: neither snapshotted nor acted
+    // on (it is not in the stream).
+    c.batch_execute(
+        "CREATE TABLE walrus_signal (id text PRIMARY KEY, type text NOT NULL, data text);
+         INSERT INTO walrus_signal VALUES ('old', 'execute-snapshot', '{\"data-collections\": [\"public.a\"]}')",
+    )
+    .await
+    .unwrap();
+    let text = config(&env, 500)
+        .replace("mode = \"no_data\"", "mode = \"initial\"")
+        .replace(
+            "tables = [\"public.a\", \"public.b\", \"public.nopk\"]",
+            "tables = [\"public.*\"]",
+        );
+    let cfg = env.write_config(&text);
+    let mut walrus = Walrus::start(&cfg);
+    wait_until(Duration::from_secs(60), "snapshot complete", || {
+        walrus.log().contains("snapshot complete")
+    })
+    .await;
+    assert!(walrus_snapshot(&cfg, &["--table", "a"]).status.success());
+    wait_until(Duration::from_secs(60), "incremental snapshot of a", || {
+        table_complete(&walrus.log(), "public.a")
+    })
+    .await;
+    // Written once delivered, which may be after the log line.
+    let events = wait_for_events(&env.out_path(), 1_000, Duration::from_secs(30), |e| {
+        e["value"]["source"]["snapshot"] == "incremental"
+    })
+    .await;
+    assert!(
+        events
+            .iter()
+            .all(|e| !e["topic"].as_str().unwrap_or("").contains("walrus_signal")),
+        "the signal table was snapshotted or streamed"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = read_events(&env.out_path());
+    let incremental = reads(&events, "app.public.a")
+        .iter()
+        .filter(|v| v["source"]["snapshot"] == "incremental")
+        .count();
+    assert_eq!(
+        incremental, 1_000,
+        "read once by the CLI's signal, not by the old row"
+    );
     walrus.interrupt();
     assert!(walrus.wait(Duration::from_secs(30)).success());
 }
