@@ -808,7 +808,7 @@ async fn kafka_exactly_once_kill9_then_restart_skips_what_was_committed() {
         .await
         .unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    // Status updates once a second: PostgreSQL's confirmed_flush_lsn lags well behind what
+    // Status updates every 2 s: PostgreSQL's confirmed_flush_lsn lags well behind what
     // Kafka committed (every 50 ms), so PostgreSQL resends committed transactions after
     // the kill and the restart must drop them.
     let cfg = env.write_config(
@@ -819,7 +819,7 @@ async fn kafka_exactly_once_kill9_then_restart_skips_what_was_committed() {
             "exactly_once = true\ntransaction_interval_ms = 50\n[sink.topic_creation]\nenabled = false\n[sink.properties]\n\"retry.backoff.ms\" = 20\n",
             "",
         )
-        .replace("status_interval_ms = 200", "status_interval_ms = 1000"),
+        .replace("status_interval_ms = 200", "status_interval_ms = 2000"),
     );
     let mut walrus = start(&cfg).await;
     let commits: Arc<Mutex<Vec<(i64, u64)>>> = Arc::default();
@@ -832,6 +832,14 @@ async fn kafka_exactly_once_kill9_then_restart_skips_what_was_committed() {
     while commits.lock().unwrap().len() < 250 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Kill half a second after a status update reached PostgreSQL: several Kafka commits
+    // later, and well before the next update.
+    let before = env.confirmed_flush_lsn().await;
+    wait_until_async(Duration::from_secs(10), "a status update", || async {
+        env.confirmed_flush_lsn().await != before
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     walrus.kill9();
     let confirmed_at_kill = env.confirmed_flush_lsn().await.unwrap();
     let stored_at_kill =

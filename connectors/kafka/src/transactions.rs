@@ -339,6 +339,7 @@ impl KafkaSink {
     /// Waits for every record of the open transaction to be acknowledged, writes the
     /// offsets record, commits, and counts the transaction's records delivered.
     async fn commit(&mut self, lsn: Option<Lsn>) -> Result<(), SinkError> {
+        let started = Instant::now();
         let target = self.sent;
         // Failures surface here rather than as a failed commit, with the record named.
         while self.shared.acked.load(Ordering::Acquire) < target {
@@ -363,6 +364,13 @@ impl KafkaSink {
             let err = txn_err("writing the offsets record", &e);
             self.abort_quietly().await;
             return Err(err);
+        }
+        // rdkafka's commit_transaction flushes first, and with the producer's own polling
+        // thread serving delivery reports its flush sleeps in 100 ms steps while anything
+        // is in flight: wait for the offsets record here, without blocking, instead.
+        while self.producer.in_flight_count() > 0 {
+            self.check_failures().await?;
+            tokio::time::sleep(ACK_POLL).await;
         }
         let mut attempt = 0;
         loop {
@@ -393,11 +401,14 @@ impl KafkaSink {
             }
         }
         let t = self.txn_mut();
+        let open_ms = t.opened.map_or(0, |o| o.elapsed().as_millis() as u64);
         t.opened = None;
         if lsn.is_some() {
             t.committed_lsn = lsn;
         }
+        let records = target - self.shared.delivered.get();
         self.shared.delivered.advance_to(target);
+        tracing::debug!(records, lsn = ?lsn.map(|l| l.to_string()), open_ms, commit_ms = started.elapsed().as_millis() as u64, "kafka transaction committed");
         Ok(())
     }
 
