@@ -543,3 +543,65 @@ async fn initial_snapshot_skips_the_signal_table() {
     walrus.interrupt();
     assert!(walrus.wait(Duration::from_secs(30)).success());
 }
+
+/// Not a timed test: the rate of an incremental snapshot of a 1M-row table with the default
+/// chunk size and a larger one, with nothing else writing. Run with
+/// `cargo nextest run --test e2e --run-ignored only incremental_snapshot_rate --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn incremental_snapshot_rate() {
+    const ROWS: i64 = 1_000_000;
+    for chunk in [1024usize, 8192] {
+        let env = Env::new().await;
+        let c = env.sql().await;
+        c.batch_execute(&format!(
+            "CREATE TABLE a (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL);
+             CREATE TABLE b (k1 text, k2 int, payload text, PRIMARY KEY (k1, k2));
+             CREATE TABLE nopk (x int, y text);
+             INSERT INTO a SELECT g, 'v' || g, g FROM generate_series(1, {ROWS}) g;"
+        ))
+        .await
+        .unwrap();
+        c.batch_execute("VACUUM ANALYZE a").await.unwrap();
+        // Baseline in the same run: the table read by COPY into /dev/null.
+        let copy_started = std::time::Instant::now();
+        let status = Command::new(env.cluster.bin("psql"))
+            .args([
+                "-h",
+                env.cluster.host(),
+                "-p",
+                &env.cluster.port().to_string(),
+            ])
+            .args(["-U", "postgres", "-d", &env.db, "-X", "-q"])
+            .args(["-c", "COPY (SELECT * FROM a) TO STDOUT"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run psql");
+        assert!(status.success(), "psql COPY failed");
+        let copy_secs = copy_started.elapsed().as_secs_f64();
+        let cfg = env.write_config(&config(&env, chunk).replace("fsync = true", "fsync = false"));
+        let mut walrus = Walrus::start(&cfg);
+        wait_until(Duration::from_secs(60), "streaming", || {
+            walrus.log().contains("starting replication")
+        })
+        .await;
+        let started = std::time::Instant::now();
+        assert!(walrus_snapshot(&cfg, &["--table", "public.a"])
+            .status
+            .success());
+        wait_until(Duration::from_secs(600), "snapshot complete", || {
+            table_complete(&walrus.log(), "public.a")
+        })
+        .await;
+        let secs = started.elapsed().as_secs_f64();
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!(
+            "incremental snapshot, chunk {chunk}: {ROWS} rows in {secs:.2} s = {:.0} rows/s; COPY into nothing {copy_secs:.2} s; ratio {:.2} (loadavg {})",
+            ROWS as f64 / secs,
+            copy_secs / secs,
+            load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        );
+        walrus.interrupt();
+        assert!(walrus.wait(Duration::from_secs(60)).success());
+    }
+}
