@@ -399,8 +399,13 @@ fn decode_array(bytes: &[u8], elem: &mut dyn FnMut(&[u8]) -> Option<Value>) -> O
         total = total.checked_mul(len as usize)?;
         dims.push(ArrayDim { len, lower });
     }
-    if ndim == 0 {
+    if ndim == 0 || total == 0 {
+        // A zero-length dimension makes the whole array empty, as `array_recv` reads it
+        // (PostgreSQL sends empty arrays with ndim 0). Keeping the other dimensions would
+        // let a 40-byte value claim `[2^31][0]`, which the JSON writer expands into 2^31
+        // empty lists (found by the value_parse fuzz target).
         total = 0;
+        dims.clear();
     }
     // Each element takes at least its 4-byte length: bound the allocation by the bytes.
     if total > bytes.len() / 4 {
@@ -843,6 +848,27 @@ fn tsvector_text(r: &mut Rd<'_>) -> Option<String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Regression (fuzz target value_parse): `[2^31 - 1][0]` has no elements and must not keep
+    /// dimensions that promise 2^31 - 1 sub-arrays.
+    #[test]
+    fn an_array_with_a_zero_length_dimension_is_empty() {
+        let mut b = Vec::new();
+        for v in [2i32, 0, 23, i32::MAX, 1, 0, 1] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        let Ok(Value::Array(a)) = parse_binary(1007, &b) else {
+            panic!("not an array");
+        };
+        assert!(a.dims.is_empty(), "{:?}", a.dims);
+        assert!(a.elements.is_empty());
+        // The same as PostgreSQL's own empty array.
+        let mut empty = Vec::new();
+        for v in [0i32, 0, 23] {
+            empty.extend_from_slice(&v.to_be_bytes());
+        }
+        assert_eq!(parse_binary(1007, &empty), parse_binary(1007, &b));
+    }
 
     #[test]
     fn floats_render_like_float8out() {
