@@ -146,6 +146,87 @@ pub fn parse_binary_or_hex(
     }
 }
 
+/// Built-in types whose binary (send) format [`parse_binary`] decodes; arrays, ranges and
+/// multiranges of them are covered by [`decodes`].
+const DECODED: &[u32] = &[
+    oid::BIT,
+    oid::BOOL,
+    oid::BOX,
+    oid::BPCHAR,
+    oid::BYTEA,
+    oid::CHAR,
+    oid::CID,
+    oid::CIDR,
+    oid::CIRCLE,
+    oid::DATE,
+    oid::DATERANGE,
+    oid::FLOAT4,
+    oid::FLOAT8,
+    oid::INET,
+    oid::INT2,
+    oid::INT2VECTOR,
+    oid::INT4,
+    oid::INT4RANGE,
+    oid::INT8,
+    oid::INT8RANGE,
+    oid::INTERVAL,
+    oid::JSON,
+    oid::JSONB,
+    oid::JSONPATH,
+    oid::LINE,
+    oid::LSEG,
+    oid::MACADDR,
+    oid::MACADDR8,
+    oid::MONEY,
+    oid::NAME,
+    oid::NUMERIC,
+    oid::NUMRANGE,
+    oid::OID,
+    oid::OIDVECTOR,
+    oid::PATH,
+    oid::PG_LSN,
+    oid::POINT,
+    oid::POLYGON,
+    oid::TEXT,
+    oid::TID,
+    oid::TIME,
+    oid::TIMESTAMP,
+    oid::TIMESTAMPTZ,
+    oid::TIMETZ,
+    oid::TSRANGE,
+    oid::TSTZRANGE,
+    oid::TSVECTOR,
+    oid::UUID,
+    oid::VARBIT,
+    oid::VARCHAR,
+    oid::XID,
+    oid::XID8,
+    oid::XML,
+];
+
+/// Whether [`parse_binary`] decodes this built-in type (so that a reader may ask
+/// PostgreSQL for binary values of it and get the same events as from text).
+pub fn decodes(type_oid: u32) -> bool {
+    DECODED.contains(&type_oid)
+        || builtin_array_element(type_oid).is_some_and(decodes)
+        || builtin_range_subtype(type_oid).is_some_and(decodes)
+        || builtin_multirange_range(type_oid)
+            .and_then(builtin_range_subtype)
+            .is_some_and(decodes)
+}
+
+/// [`decodes`] for a type the catalog described.
+pub fn decodes_desc(desc: &TypeDesc) -> bool {
+    match desc {
+        TypeDesc::Builtin { oid, .. } => decodes(*oid),
+        TypeDesc::Array(elem) => decodes_desc(elem),
+        TypeDesc::Composite { fields, .. } => fields.iter().all(|(_, d)| decodes_desc(d)),
+        TypeDesc::Range { subtype, .. } => decodes_desc(subtype),
+        TypeDesc::Enum { .. } | TypeDesc::Hstore | TypeDesc::Ltree | TypeDesc::Citext => true,
+        TypeDesc::Other { .. } => false,
+    }
+}
+
 fn decode_desc(desc: &TypeDesc, bytes: &[u8], depth: usize) -> Option<Value> {
     if depth > 16 {
         return None;

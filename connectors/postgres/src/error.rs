@@ -18,7 +18,7 @@ pub enum PgError {
         message: String,
     },
     /// Connecting or querying over the ordinary SQL connection failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", describe_sql_error(source))]
     Sql {
         /// What walrus was doing.
         what: String,
@@ -141,6 +141,27 @@ impl PgError {
             source,
         }
     }
+}
+
+/// The driver's error with the server's message, detail and hint when there is one (its
+/// own `Display` says only "db error").
+fn describe_sql_error(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return match std::error::Error::source(e) {
+            Some(inner) => format!("{e}: {inner}"),
+            None => e.to_string(),
+        };
+    };
+    let mut s = format!("{} ({})", db.message(), db.code().code());
+    if let Some(detail) = db.detail() {
+        s.push_str("; detail: ");
+        s.push_str(detail);
+    }
+    if let Some(hint) = db.hint() {
+        s.push_str("; hint: ");
+        s.push_str(hint);
+    }
+    s
 }
 
 fn sqlstate_kind(e: &tokio_postgres::Error) -> ErrorKind {

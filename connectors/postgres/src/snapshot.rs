@@ -30,7 +30,8 @@
 //! (`WHERE (pk) > (last) ORDER BY pk LIMIT chunk_size`), split into key ranges sampled with
 //! `TABLESAMPLE` so that several workers can read one large table; tables without one by
 //! `ctid` block ranges (TID range scans, PostgreSQL 14+). Each chunk is one
-//! `COPY (SELECT ...) TO STDOUT` in text format, parsed by the same text parsers as pgoutput's
+//! `COPY (SELECT ...) TO STDOUT`, in binary format when walrus decodes every column type from
+//! binary (else text), parsed by the same decoders as pgoutput's
 //! values.
 //!
 //! **Resume.** Progress (per key range: the last key of the last chunk the sink *delivered*)
@@ -320,8 +321,12 @@ struct TablePlan {
     qualified: String,
     table: Arc<Table>,
     route: TableRoute,
-    /// `"a", "b"` — the columns in table order.
+    /// `"a", "b"` — the columns in table order; in binary mode followed by the key
+    /// columns as text (the resume position of the chunk).
     select_list: String,
+    /// Read with `COPY ... (FORMAT binary)`: every column's type has a binary format
+    /// walrus decodes into the same values as its text.
+    binary: bool,
     /// `"schema"."table"`.
     from: String,
     kind: KeyKind,
@@ -630,12 +635,30 @@ async fn plan_tables(
             KeyKind::Ctid { .. } => vec!["ctid".into()],
             KeyKind::Whole => Vec::new(),
         };
-        let select_list = table
+        // Binary values cost PostgreSQL less to produce (no text rendering of numbers and
+        // timestamps) and walrus less to parse; text stays for any type walrus does not
+        // decode in binary, so events are the same either way.
+        let binary = config.snapshot.binary_copy
+            && table.columns.iter().all(|c| match &c.type_desc {
+                Some(d) => crate::binary::decodes_desc(d),
+                None => crate::binary::decodes(c.type_oid),
+            });
+        let mut select_list = table
             .columns
             .iter()
             .map(|c| quote_ident(&c.name))
             .collect::<Vec<_>>()
             .join(", ");
+        if let (true, KeyKind::Pk { columns, .. }) = (binary, &kind) {
+            // Aliased: a second output column named like the key would make the chunk's
+            // `ORDER BY` ambiguous.
+            for (n, &i) in columns.iter().enumerate() {
+                select_list.push_str(&format!(
+                    ", {}::text AS walrus_resume_key_{n}",
+                    quote_ident(&table.columns[i].name)
+                ));
+            }
+        }
         let from = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
         // Reuse the table's saved ranges when they still describe the same relation.
         let reusable = state.tables.get(&qualified).is_some_and(|t| {
@@ -680,11 +703,19 @@ async fn plan_tables(
                 },
             );
         }
+        tracing::info!(
+            table = %qualified,
+            chunks_by = kind_name,
+            copy_format = if binary { "binary" } else { "text" },
+            estimated_rows,
+            "table planned"
+        );
         plans.push(TablePlan {
             qualified,
             table,
             route,
             select_list,
+            binary,
             from,
             kind,
             estimated_rows,
@@ -968,6 +999,9 @@ impl Worker {
         unit: usize,
         sql: &str,
     ) -> Result<Option<(u64, Option<Vec<String>>)>, PgError> {
+        if plan.binary {
+            return self.copy_chunk_binary(plan, table_idx, unit, sql).await;
+        }
         let stream = self
             .client
             .copy_out(sql)
@@ -1051,6 +1085,109 @@ impl Worker {
         Ok(Some((rows, key)))
     }
 
+    /// [`Self::copy_chunk`] for `COPY ... (FORMAT binary)`: the same records, with values
+    /// decoded from their binary format and the resume key from the trailing text columns.
+    async fn copy_chunk_binary(
+        &mut self,
+        plan: &TablePlan,
+        table_idx: usize,
+        unit: usize,
+        sql: &str,
+    ) -> Result<Option<(u64, Option<Vec<String>>)>, PgError> {
+        let read_err = |e| PgError::sql(format!("reading {} (COPY)", plan.qualified), e);
+        let stream = self.client.copy_out(sql).await.map_err(read_err)?;
+        let mut stream = std::pin::pin!(stream);
+        let mut records = Vec::with_capacity(BATCH_RECORDS);
+        let (mut rows, mut pending_rows) = (0u64, 0u64);
+        let mut parser = BinaryRows::default();
+        let mut fields: Vec<Option<(usize, usize)>> = Vec::new();
+        let mut last_row: Option<(Bytes, Vec<Option<(usize, usize)>>)> = None;
+        let ncols = plan.table.columns.len();
+        let bad = |message: String| PgError::Snapshot {
+            table: plan.qualified.clone(),
+            message,
+        };
+        while let Some(chunk) = stream.next().await {
+            parser.push(&chunk.map_err(read_err)?);
+            while let Some(row) = parser.next_row(&mut fields).map_err(bad)? {
+                if fields.len() < ncols {
+                    return Err(bad(format!(
+                        "COPY returned {} columns, expected {ncols}",
+                        fields.len()
+                    )));
+                }
+                let mut values = Vec::with_capacity(ncols);
+                for (field, col) in fields.iter().zip(&plan.table.columns) {
+                    let Some((s, e)) = *field else {
+                        values.push(Value::Null);
+                        continue;
+                    };
+                    let (value, err) = crate::binary::parse_binary_or_hex(
+                        col.type_desc.as_deref(),
+                        col.type_oid,
+                        &row[s..e],
+                    );
+                    if let Some(err) = err {
+                        tracing::warn!(table = %plan.qualified, column = %col.name, error = %err, "binary value kept as hex text");
+                    }
+                    values.push(value);
+                }
+                records.push(self.encode_row(plan, values, row.len())?);
+                rows += 1;
+                pending_rows += 1;
+                if records.len() >= BATCH_RECORDS {
+                    let piece = Piece {
+                        table: table_idx,
+                        unit,
+                        records: std::mem::replace(&mut records, Vec::with_capacity(BATCH_RECORDS)),
+                        rows: std::mem::take(&mut pending_rows),
+                        chunk_end: None,
+                    };
+                    if self.tx.send(piece).await.is_err() {
+                        return Ok(None);
+                    }
+                }
+                last_row = Some((row, fields.clone()));
+            }
+        }
+        if !parser.is_finished() {
+            return Err(bad("binary COPY stream ended early".into()));
+        }
+        if !records.is_empty() {
+            let piece = Piece {
+                table: table_idx,
+                unit,
+                records,
+                rows: pending_rows,
+                chunk_end: None,
+            };
+            if self.tx.send(piece).await.is_err() {
+                return Ok(None);
+            }
+        }
+        let key = match (&plan.kind, last_row) {
+            (KeyKind::Pk { columns, .. }, Some((row, fields))) => {
+                let mut key = Vec::with_capacity(columns.len());
+                for field in &fields[ncols..] {
+                    let Some((s, e)) = *field else {
+                        return Err(bad("a primary-key column is NULL".into()));
+                    };
+                    key.push(String::from_utf8_lossy(&row[s..e]).into_owned());
+                }
+                if key.len() != columns.len() {
+                    return Err(bad(format!(
+                        "COPY returned {} key columns, expected {}",
+                        key.len(),
+                        columns.len()
+                    )));
+                }
+                Some(key)
+            }
+            _ => None,
+        };
+        Ok(Some((rows, key)))
+    }
+
     /// Parses one COPY text line into a read event and encodes it.
     fn row_record(
         &mut self,
@@ -1087,6 +1224,17 @@ impl Worker {
             }
             values.push(value);
         }
+        self.encode_row(plan, values, line.len())
+    }
+
+    /// Encodes a row's values as a read event's record. `size_hint`: the row's size as read.
+    fn encode_row(
+        &mut self,
+        plan: &TablePlan,
+        values: Vec<Value>,
+        size_hint: usize,
+    ) -> Result<Record, PgError> {
+        let table = &plan.table;
         let ev = ChangeEvent {
             op: Op::Read,
             table: Some(table.clone()),
@@ -1105,7 +1253,7 @@ impl Worker {
             .encoder
             .encode_key(ev, &plan.route.key_columns, &mut key_buf)
             .then(|| Bytes::from(key_buf));
-        let mut value = Vec::with_capacity(256 + line.len() * 2);
+        let mut value = Vec::with_capacity(256 + size_hint * 2);
         self.encoder.encode_value(ev, &mut value);
         Ok(Record {
             topic: plan.route.topic.clone(),
@@ -1201,8 +1349,106 @@ fn chunk_query(
         }
         KeyKind::Whole => open_end = true,
     }
-    sql.push_str(") TO STDOUT");
+    sql.push_str(if plan.binary {
+        ") TO STDOUT (FORMAT binary)"
+    } else {
+        ") TO STDOUT"
+    });
     (sql, open_end)
+}
+
+/// `COPY ... (FORMAT binary)`'s signature, first in the stream.
+const COPY_BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+/// Cuts a binary COPY stream into rows as its CopyData messages arrive: after the header
+/// (signature, flags, extension), each row is an i16 field count and per field an i32
+/// length (-1 for NULL) and that many bytes; a count of -1 ends the stream. A row split
+/// across messages waits for the rest; lengths are checked against the bytes that
+/// arrived, never used to allocate.
+#[derive(Default)]
+pub(crate) struct BinaryRows {
+    buf: bytes::BytesMut,
+    header_done: bool,
+    ended: bool,
+}
+
+impl BinaryRows {
+    /// Appends the bytes of one CopyData message.
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// True once the end marker arrived and nothing follows it.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.ended && self.buf.is_empty()
+    }
+
+    /// The next complete row, with each field's byte range in it (`None` for NULL) in
+    /// `fields`; `Ok(None)` until more bytes arrive, and after the end.
+    pub(crate) fn next_row(
+        &mut self,
+        fields: &mut Vec<Option<(usize, usize)>>,
+    ) -> Result<Option<Bytes>, String> {
+        let be_i32 =
+            |b: &[u8], at: usize| i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        if !self.header_done {
+            if self.buf.len() < 19 {
+                return Ok(None);
+            }
+            if &self.buf[..11] != COPY_BINARY_SIGNATURE {
+                return Err("not a binary COPY stream (bad signature)".into());
+            }
+            let ext = usize::try_from(be_i32(&self.buf, 15))
+                .map_err(|_| "binary COPY header: negative extension length".to_string())?;
+            if self.buf.len() - 19 < ext {
+                return Ok(None);
+            }
+            let _ = self.buf.split_to(19 + ext);
+            self.header_done = true;
+        }
+        if self.ended {
+            if !self.buf.is_empty() {
+                return Err("binary COPY stream: data after the end marker".into());
+            }
+            return Ok(None);
+        }
+        if self.buf.len() < 2 {
+            return Ok(None);
+        }
+        let count = i16::from_be_bytes([self.buf[0], self.buf[1]]);
+        if count == -1 {
+            let _ = self.buf.split_to(2);
+            self.ended = true;
+            return if self.buf.is_empty() {
+                Ok(None)
+            } else {
+                Err("binary COPY stream: data after the end marker".into())
+            };
+        }
+        let count = usize::try_from(count)
+            .map_err(|_| format!("binary COPY row: bad field count {count}"))?;
+        fields.clear();
+        let mut at = 2;
+        for _ in 0..count {
+            if self.buf.len() < at + 4 {
+                return Ok(None);
+            }
+            let len = be_i32(&self.buf, at);
+            at += 4;
+            if len == -1 {
+                fields.push(None);
+                continue;
+            }
+            let len = usize::try_from(len)
+                .map_err(|_| format!("binary COPY row: bad field length {len}"))?;
+            if self.buf.len() - at < len {
+                return Ok(None);
+            }
+            fields.push(Some((at, at + len)));
+            at += len;
+        }
+        Ok(Some(self.buf.split_to(at).freeze()))
+    }
 }
 
 /// Splits a COPY text line at tabs into (start, end) byte ranges.
@@ -1866,6 +2112,102 @@ mod tests {
         assert_eq!(&*unescape(b"plain"), b"plain");
         assert_eq!(&*unescape(b"a\\tb\\nc\\\\d"), b"a\tb\nc\\d");
         assert_eq!(&*unescape(b"\\101\\x41\\r"), b"AA\r");
+    }
+
+    /// A binary COPY stream: header, the given rows (`None` = NULL field), end marker.
+    fn binary_stream(rows: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
+        let mut out = COPY_BINARY_SIGNATURE.to_vec();
+        out.extend_from_slice(&0i32.to_be_bytes()); // flags
+        out.extend_from_slice(&4i32.to_be_bytes()); // extension length
+        out.extend_from_slice(b"ext!");
+        for row in rows {
+            out.extend_from_slice(&(row.len() as i16).to_be_bytes());
+            for f in row {
+                match f {
+                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(b) => {
+                        out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                        out.extend_from_slice(b);
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    fn collect_rows(stream: &[u8], piece: usize) -> Result<Vec<Vec<Option<Vec<u8>>>>, String> {
+        let mut p = BinaryRows::default();
+        let mut fields = Vec::new();
+        let mut rows = Vec::new();
+        for chunk in stream.chunks(piece) {
+            p.push(chunk);
+            while let Some(row) = p.next_row(&mut fields)? {
+                rows.push(
+                    fields
+                        .iter()
+                        .map(|f| f.map(|(s, e)| row[s..e].to_vec()))
+                        .collect(),
+                );
+            }
+        }
+        if !p.is_finished() {
+            return Err("unfinished".into());
+        }
+        Ok(rows)
+    }
+
+    #[test]
+    fn binary_copy_rows_survive_any_split_into_messages() {
+        let stream = binary_stream(&[
+            vec![Some(&b"\x00\x00\x00\x01"[..]), None, Some(b"")],
+            vec![Some(b"abc"), Some(b"\xff"), None],
+        ]);
+        let want = vec![
+            vec![Some(vec![0, 0, 0, 1]), None, Some(vec![])],
+            vec![Some(b"abc".to_vec()), Some(vec![0xff]), None],
+        ];
+        for piece in [1, 2, 3, 7, 19, 20, stream.len()] {
+            assert_eq!(
+                collect_rows(&stream, piece).unwrap(),
+                want,
+                "split every {piece} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn binary_copy_refuses_damage_without_allocating_from_lengths() {
+        let good = binary_stream(&[vec![Some(&b"abc"[..])]]);
+        // A cut stream never finishes.
+        assert!(collect_rows(&good[..good.len() - 2], 4).is_err());
+        // A bad signature.
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert!(collect_rows(&bad, 64).unwrap_err().contains("signature"));
+        // A huge field length waits for bytes that never come instead of allocating.
+        let mut huge = good.clone();
+        let at = 11 + 4 + 4 + 4 + 2;
+        huge[at..at + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(collect_rows(&huge, 64).is_err());
+        // Negative lengths and counts are errors.
+        let mut neg = good.clone();
+        neg[at..at + 4].copy_from_slice(&(-7i32).to_be_bytes());
+        assert!(collect_rows(&neg, 64).unwrap_err().contains("length"));
+        let mut cnt = good;
+        cnt[at - 2..at].copy_from_slice(&(-3i16).to_be_bytes());
+        assert!(collect_rows(&cnt, 64).unwrap_err().contains("count"));
+    }
+
+    #[test]
+    fn binary_decoding_covers_arrays_and_ranges_of_decoded_types_only() {
+        use crate::types::oid;
+        assert!(crate::binary::decodes(oid::INT4));
+        assert!(crate::binary::decodes(1007)); // int4[]
+        assert!(crate::binary::decodes(oid::INT4RANGE));
+        assert!(crate::binary::decodes(4451)); // int4multirange
+        assert!(!crate::binary::decodes(1033)); // aclitem: no send function
+        assert!(!crate::binary::decodes(1034)); // aclitem[]
     }
 
     #[test]
