@@ -1100,8 +1100,8 @@ impl Worker {
         let mut records = Vec::with_capacity(BATCH_RECORDS);
         let (mut rows, mut pending_rows) = (0u64, 0u64);
         let mut parser = BinaryRows::default();
-        let mut fields: Vec<Option<(usize, usize)>> = Vec::new();
-        let mut last_row: Option<(Bytes, Vec<Option<(usize, usize)>>)> = None;
+        let mut fields: FieldRanges = Vec::new();
+        let mut last_row: Option<(Bytes, FieldRanges)> = None;
         let ncols = plan.table.columns.len();
         let bad = |message: String| PgError::Snapshot {
             table: plan.qualified.clone(),
@@ -1356,6 +1356,9 @@ fn chunk_query(
     });
     (sql, open_end)
 }
+
+/// Byte ranges of a binary COPY row's fields, `None` for NULL.
+type FieldRanges = Vec<Option<(usize, usize)>>;
 
 /// `COPY ... (FORMAT binary)`'s signature, first in the stream.
 const COPY_BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
