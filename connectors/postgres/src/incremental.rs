@@ -494,6 +494,8 @@ struct ChunkRequest {
     last: Option<Vec<String>>,
     max: Option<Vec<String>>,
     chunk_size: usize,
+    /// Describe the table anew (its columns changed since the driver described it).
+    refresh: bool,
 }
 
 /// A chunk read between the watermarks, waiting for the high one.
@@ -562,6 +564,8 @@ pub struct Incremental {
     /// The state changed since the last `after_emit`.
     dirty: bool,
     last_save: Option<Instant>,
+    /// The next request asks the driver to describe the table anew.
+    refresh: bool,
 }
 
 impl Drop for Incremental {
@@ -615,6 +619,7 @@ impl Incremental {
             pending_saves: VecDeque::new(),
             dirty: false,
             last_save: None,
+            refresh: false,
         };
         inc.request_next();
         Ok(inc)
@@ -817,7 +822,15 @@ impl Incremental {
         }
         let table = match current_table(chunk.table.id) {
             Some(t) if same_shape(&t, &chunk.table) => t,
-            _ => chunk.table.clone(),
+            Some(_) => {
+                // The stream describes the table differently (DDL since the driver looked):
+                // the rows do not fit; read the chunk again with a fresh description.
+                tracing::info!(window = %id, "the table's columns changed; reading the chunk again");
+                self.refresh = true;
+                self.request_next();
+                return Vec::new();
+            }
+            None => chunk.table.clone(),
         };
         let read = chunk.rows.len();
         let events: Vec<ChangeEvent> = chunk
@@ -969,6 +982,7 @@ impl Incremental {
             last: p.last.clone(),
             max: p.max.clone(),
             chunk_size: self.chunk_size,
+            refresh: std::mem::take(&mut self.refresh),
         };
         if self.requests.send(request).is_ok() {
             self.outstanding = Some(Outstanding {
@@ -1130,6 +1144,10 @@ async fn drive(
     results: mpsc::UnboundedSender<ChunkResult>,
 ) {
     let mut client: Option<Client> = None;
+    // Table descriptions, reused from chunk to chunk; dropped on any failure and renewed
+    // when the session finds the columns changed.
+    let mut described: std::collections::HashMap<String, Arc<Described>> =
+        std::collections::HashMap::new();
     while let Some(req) = requests.recv().await {
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             client = match connect(&params).await {
@@ -1145,13 +1163,14 @@ async fn drive(
         }
         let Some(c) = &client else { continue };
         let window = req.window.clone();
-        let answer = match read_chunk(c, &signal, &req, &results).await {
+        let answer = match read_chunk(c, &signal, &req, &results, &mut described).await {
             Ok(None) => continue,
             Ok(Some(answer)) => answer,
             Err(ReadError::Refused(message)) => ChunkResult::Refused { window, message },
             Err(ReadError::Failed(e)) => {
                 // A broken transaction or connection: start clean next time.
                 let _ = c.batch_execute("ROLLBACK").await;
+                described.clear();
                 ChunkResult::Failed {
                     window,
                     message: e.to_string(),
@@ -1184,9 +1203,17 @@ async fn read_chunk(
     signal: &str,
     req: &ChunkRequest,
     results: &mpsc::UnboundedSender<ChunkResult>,
+    described: &mut std::collections::HashMap<String, Arc<Described>>,
 ) -> Result<Option<ChunkResult>, ReadError> {
-    let (schema, name) = req.table.split_once('.').unwrap_or(("public", &req.table));
-    let d = describe(client, schema, name).await?;
+    let d = match described.get(&req.table) {
+        Some(d) if !req.refresh => d.clone(),
+        _ => {
+            let (schema, name) = req.table.split_once('.').unwrap_or(("public", &req.table));
+            let d = Arc::new(describe(client, schema, name).await?);
+            described.insert(req.table.clone(), d.clone());
+            d
+        }
+    };
     let filter = req.filter.as_deref().map(|f| format!("({f})"));
     let max = match &req.max {
         Some(m) => m.clone(),
@@ -1232,43 +1259,51 @@ async fn read_chunk(
     let open_id = format!("{}-open", req.window);
     let close_id = format!("{}-close", req.window);
     let data = serde_json::json!({ "table": req.table, "oid": d.table.id }).to_string();
-    let insert = format!("INSERT INTO {signal} (id, type, data) VALUES ($1, $2, $3)");
-    client
-        .execute(&insert, &[&open_id, &WINDOW_OPEN, &data])
+    let insert = |id: &str, kind: &str| {
+        format!(
+            "INSERT INTO {signal} (id, type, data) VALUES ({}, {}, {})",
+            quote_literal(id),
+            quote_literal(kind),
+            quote_literal(&data)
+        )
+    };
+    // One round trip: the low watermark, committed, then a snapshot taken after it. (With
+    // explicit BEGIN/COMMIT a multi-statement query is not one implicit transaction.)
+    let messages = client
+        .simple_query(&format!(
+            "BEGIN; {}; COMMIT; SELECT pg_current_snapshot()::text",
+            insert(&open_id, WINDOW_OPEN)
+        ))
         .await
         .map_err(|e| PgError::sql("writing the low watermark into the signal table", e))?;
-    let after_low: String = client
-        .query_one("SELECT pg_current_snapshot()::text", &[])
-        .await
-        .map_err(|e| PgError::sql("reading the snapshot after the low watermark", e))?
-        .get(0);
+    let after_low = first_value(&messages).ok_or_else(|| {
+        ReadError::Failed(PgError::Protocol {
+            lsn: walrus_core::Lsn::ZERO,
+            message: "pg_current_snapshot() returned no row".into(),
+        })
+    })?;
     let low_at = Instant::now();
     // Wait until every transaction that was running when the low watermark committed is
-    // visible (or aborted) in the chunk's snapshot: see the module docs.
+    // visible (or aborted) in the chunk's snapshot: see the module docs. The transaction
+    // that passes the check reads the chunk.
+    let mut retry = "";
     loop {
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(|e| PgError::sql("starting the chunk's transaction", e))?;
         let past_grace = low_at.elapsed() >= INVISIBLE_GRACE;
-        let blocking: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_snapshot_xip($1::text::pg_snapshot) x
+        let messages = client
+            .simple_query(&format!(
+                "{retry}BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+                 SELECT count(*) FROM pg_snapshot_xip({}::pg_snapshot) x
                   WHERE NOT pg_visible_in_snapshot(x, pg_current_snapshot())
                     AND pg_xact_status(x) IS DISTINCT FROM 'aborted'
-                    AND NOT ($2 AND pg_xact_status(x) IS NOT DISTINCT FROM 'in progress')",
-                &[&after_low, &past_grace],
-            )
+                    AND NOT ({past_grace} AND pg_xact_status(x) IS NOT DISTINCT FROM 'in progress')",
+                quote_literal(&after_low)
+            ))
             .await
-            .map_err(|e| PgError::sql("checking the chunk's snapshot", e))?
-            .get(0);
-        if blocking == 0 {
+            .map_err(|e| PgError::sql("checking the chunk's snapshot", e))?;
+        if first_value(&messages).as_deref() == Some("0") {
             break;
         }
-        client
-            .batch_execute("ROLLBACK")
-            .await
-            .map_err(|e| PgError::sql("retrying the chunk's snapshot", e))?;
+        retry = "ROLLBACK; ";
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let key = d.key_expr();
@@ -1289,10 +1324,6 @@ async fn read_chunk(
     );
     let (rows, last) = copy_rows(client, &d, &req.table, &sql).await?;
     tracing::debug!(%sql, rows = rows.len(), last = ?last, "chunk read");
-    client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|e| PgError::sql("ending the chunk's transaction", e))?;
     let done = rows.len() < req.chunk_size || last.as_ref() == Some(&max);
     let chunk = Chunk {
         table: d.table.clone(),
@@ -1310,16 +1341,26 @@ async fn read_chunk(
     {
         return Ok(None);
     }
+    // One round trip: end the read, write the high watermark, and delete both watermark
+    // rows (they are in the WAL now; the table need not keep them).
     client
-        .execute(&insert, &[&close_id, &WINDOW_CLOSE, &data])
+        .batch_execute(&format!(
+            "COMMIT; BEGIN; {}; COMMIT; DELETE FROM {signal} WHERE id IN ({}, {})",
+            insert(&close_id, WINDOW_CLOSE),
+            quote_literal(&open_id),
+            quote_literal(&close_id)
+        ))
         .await
         .map_err(|e| PgError::sql("writing the high watermark into the signal table", e))?;
-    // Both rows are in the WAL now; the table need not keep them.
-    let delete = format!("DELETE FROM {signal} WHERE id IN ($1, $2)");
-    if let Err(e) = client.execute(&delete, &[&open_id, &close_id]).await {
-        tracing::debug!(error = %e, "cannot delete the watermark rows");
-    }
     Ok(None)
+}
+
+/// The first column of the first row in a simple query's answer.
+fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
 }
 
 /// Runs the chunk's `COPY` and parses its rows; returns them with their comparison keys,
@@ -1516,6 +1557,7 @@ mod tests {
             pending_saves: VecDeque::new(),
             dirty: false,
             last_save: None,
+            refresh: false,
         };
         let no_table = |_: u32| None;
         let exec = signal_event(
