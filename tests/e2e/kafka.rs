@@ -8,7 +8,9 @@
 //!   produce nothing; keep-rows outboxes are emptied once delivered;
 //! - a broker outage (SIGSTOP for 30 s) mid-workload: `confirmed_flush_lsn` does not pass
 //!   what the broker has not acknowledged; after SIGCONT every committed row arrives;
-//! - injected faults on the mock cluster (broker down, produce errors): the same;
+//! - injected faults on the mock cluster (broker down, produce errors): the same, also in
+//!   the exactly-once mode, where timed-out records abort their Kafka transaction and the
+//!   session restarts from the stored position;
 //! - a message over the size limit: walrus stops with an error naming topic, table and fix,
 //!   and the slot does not pass it; with a dead-letter topic, the event lands there;
 //! - kill -9 of walrus mid-workload, then a restart: every committed row arrives;
@@ -529,8 +531,24 @@ async fn kafka_broker_outage_holds_the_slot_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_mock_faults_never_confirm_unacknowledged_events() {
+    mock_faults("", false).await;
+}
+
+/// The same faults in the exactly-once mode, with records timing out while the broker is
+/// down: their transaction aborts, the session restarts from the stored position, and
+/// nothing is confirmed that Kafka did not commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_exactly_once_mock_faults_never_confirm_uncommitted_events() {
+    mock_faults("exactly_once = true\ntransaction_interval_ms = 50\n", true).await;
+}
+
+/// Produce errors for a while, then the broker down, on the mock cluster mid-workload;
+/// `sink_extra` goes into `[sink]`. With `time_out`, records time out (after 2 s) while the
+/// broker is down, so the session fails and restarts.
+async fn mock_faults(sink_extra: &str, time_out: bool) {
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster.create_topic("app.public.items", 3, 1).unwrap();
+    cluster.create_topic("walrus.offsets", 1, 1).unwrap();
     let env = Env::new().await;
     let c = env.sql().await;
     c.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, payload text)")
@@ -541,7 +559,10 @@ async fn kafka_mock_faults_never_confirm_unacknowledged_events() {
         &env,
         &bootstrap,
         r#"["public.items"]"#,
-        "[sink.topic_creation]\nenabled = false\n[sink.properties]\n\"retry.backoff.ms\" = 20\n",
+        &format!(
+            "{sink_extra}[sink.topic_creation]\nenabled = false\n[sink.properties]\n\"retry.backoff.ms\" = 20\n{}",
+            if time_out { "\"message.timeout.ms\" = 2000\n" } else { "" }
+        ),
         "",
     ));
     let mut walrus = start(&cfg).await;
@@ -594,11 +615,19 @@ async fn kafka_mock_faults_never_confirm_unacknowledged_events() {
         "{}",
         walrus.log()
     );
+    if time_out {
+        let log = walrus.log();
+        assert!(
+            log.contains("session ended; retrying"),
+            "records timed out and the session restarted: {log}"
+        );
+    }
+    // Everything, duplicates included (the mock shows aborted transactions).
     let msgs = consume(
         &bootstrap,
         &["app.public.items"],
-        last_id as usize,
-        Duration::from_secs(10),
+        usize::MAX,
+        Duration::from_secs(5),
     );
     assert_eq!(
         distinct_ids(&msgs).len() as i64,
