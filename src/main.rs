@@ -108,10 +108,25 @@ enum Command {
     },
 }
 
+/// Tokio worker threads when `TOKIO_WORKER_THREADS` is not set (see `main`).
+const DEFAULT_WORKER_THREADS: usize = 1;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // One worker thread unless TOKIO_WORKER_THREADS says otherwise: the replication
+    // connection's task hands walrus every event through a channel, and with the two on
+    // different threads each hand-off is a futex wake-up and a context switch, which cost
+    // more than decoding and encoding the event (docs/benchmarks.md, optimisation log).
+    // On one thread the hand-off is a queue push. CPU-heavy work that must not stall the
+    // stream (librdkafka, file writes) has threads of its own anyway.
+    let threads = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_WORKER_THREADS);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()
     {
@@ -121,7 +136,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let main = async move {
         match cli.command {
             Command::Run { config } => run(config).await,
             Command::Check { config, json } => check_cmd(config, json).await,
@@ -135,6 +150,13 @@ fn main() -> ExitCode {
                 resume,
             } => snapshot_cmd(config, tables, filter, stop, pause, resume).await,
         }
+    };
+    // Spawned rather than run by `block_on`, which would poll it on the main thread,
+    // across threads from the tasks it talks to.
+    let result = runtime.block_on(async move {
+        tokio::spawn(main)
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("walrus's main task failed: {e}")))
     });
     match result {
         Ok(code) => code,
