@@ -26,19 +26,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use tokio::sync::watch;
 use tracing::Instrument;
 use walrus_core::ack::AckTracker;
 use walrus_core::config::Config;
+use walrus_core::error::Classify;
 use walrus_core::event::{ChangeEvent, Op, SourcePosition};
 use walrus_core::format::json::JsonEncoder;
 use walrus_core::pipeline::{Batch, PipelineOptions, SinkHandle};
 use walrus_core::resume::ResumeFilter;
 use walrus_core::router::{OutboxRoute, Router, TableRoute};
 use walrus_core::sink::{Delivered, Record, Sink};
-use walrus_core::error::Classify;
 use walrus_core::status::{self, PipelineState, Status};
 use walrus_core::telemetry;
 use walrus_core::Lsn;
@@ -62,6 +62,11 @@ fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
         std::task::Poll::Pending => None,
     }
 }
+
+/// Size of the blocks encoded keys and values are copied into (see [`freeze`]).
+const ARENA_BLOCK: usize = 64 * 1024;
+/// Largest encode buffer kept between events.
+const MAX_KEPT_BUFFER: usize = 1024 * 1024;
 
 /// How long shutdown waits for the final status update to reach PostgreSQL.
 const FINAL_ACK_WAIT: Duration = Duration::from_secs(5);
@@ -257,6 +262,12 @@ pub async fn run<S: Sink>(
             signal_oid: signal_oid.unwrap_or(0),
             window_oid: 0,
             incremental,
+            event_counters: std::collections::HashMap::new(),
+            transactions_total: metrics::counter!(telemetry::TRANSACTIONS_TOTAL),
+            received_lsn: metrics::gauge!(telemetry::RECEIVED_LSN),
+            key_buf: Vec::with_capacity(256),
+            value_buf: Vec::with_capacity(4096),
+            arena: BytesMut::new(),
         };
         session.stream(&mut shutdown).await
     }
@@ -310,6 +321,18 @@ struct Session<'a> {
     outbox_deletes: Option<crate::outbox::DeleteQueue>,
     /// Whether an ignored outbox update was logged this session.
     outbox_update_warned: bool,
+    /// `walrus_events_total` per table and operation, registered once: building the labels
+    /// (an allocated table name) and looking them up per event cost more than encoding it.
+    event_counters: std::collections::HashMap<(u32, Op), metrics::Counter>,
+    /// `walrus_transactions_total`, registered once.
+    transactions_total: metrics::Counter,
+    /// `walrus_received_lsn`, registered once.
+    received_lsn: metrics::Gauge,
+    /// Reused encoding buffers: each event is encoded here, then copied into `arena`.
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+    /// Blocks that records' keys and values are carved from (see [`freeze`]).
+    arena: BytesMut,
     /// Units of work the sink already committed (exactly-once resume).
     resume: ResumeFilter,
     /// Transactions dropped by `resume` this session.
@@ -479,6 +502,10 @@ impl Session<'_> {
         };
         let sent = reservation.and_then(|r| self.handle.send(std::mem::take(&mut self.batch), r));
         self.batch_deadline = None;
+        // Let the sink task start on the batch: while events keep coming this loop does not
+        // wait, and on a runtime with one worker thread the sink would otherwise run only
+        // once the replication queue runs dry, letting the in-flight budget fill up.
+        tokio::task::yield_now().await;
         match sent {
             Ok(_) => Ok(Flow::Continue),
             // The sink task ended with an error; `finish` collects it.
@@ -666,8 +693,8 @@ impl Session<'_> {
                     }
                 }
                 self.last_commit_lsn = Some(Lsn(lsn.0));
-                metrics::counter!(telemetry::TRANSACTIONS_TOTAL).increment(1);
-                metrics::gauge!(telemetry::RECEIVED_LSN).set(end_lsn.0 as f64);
+                self.transactions_total.increment(1);
+                self.received_lsn.set(end_lsn.0 as f64);
                 if self.batch_deadline.is_none() && !self.batch.is_empty() {
                     self.batch_deadline = Some(Instant::now() + self.linger);
                 }
@@ -711,7 +738,7 @@ impl Session<'_> {
                 }
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
-                metrics::gauge!(telemetry::RECEIVED_LSN).set(wal_end.0 as f64);
+                self.received_lsn.set(wal_end.0 as f64);
                 self.received = self.received.max(Lsn(wal_end.0));
                 let delivered = self.delivered.get();
                 if let Some(lsn) = self.tracker.on_keepalive(Lsn(wal_end.0), delivered) {
@@ -939,6 +966,8 @@ impl Session<'_> {
                 Ok(r) => {
                     let r = Arc::new(r);
                     self.topics.insert(table.id, r.clone());
+                    // A new version of the table (renamed, say) gets counters of its name.
+                    self.event_counters.retain(|(id, _), _| *id != table.id);
                     r
                 }
                 Err(e) => {
@@ -955,26 +984,29 @@ impl Session<'_> {
             return self.emit_outbox(ev, outbox, timestamp_ms);
         }
         let key_columns = key_override.unwrap_or(&route.key_columns);
-        let mut key_buf = Vec::with_capacity(64);
         let key = if ev.op == Op::Truncate {
             None
-        } else if self.encoder.encode_key(ev, key_columns, &mut key_buf) {
-            Some(Bytes::from(key_buf))
+        } else if self.encoder.encode_key(ev, key_columns, &mut self.key_buf) {
+            Some(freeze(&mut self.arena, &self.key_buf))
         } else {
             None
         };
-        let mut value_buf = Vec::with_capacity(512);
         match route.project(ev) {
             Some(projected) => self
                 .projected_encoder
                 .get_or_insert_with(|| JsonEncoder::new(self.encoder.options().clone()))
-                .encode_value(&projected, &mut value_buf),
-            None => self.encoder.encode_value(ev, &mut value_buf),
+                .encode_value(&projected, &mut self.value_buf),
+            None => self.encoder.encode_value(ev, &mut self.value_buf),
+        }
+        let value = freeze(&mut self.arena, &self.value_buf);
+        if self.value_buf.capacity() > MAX_KEPT_BUFFER {
+            // One huge value (a large TOASTed column) should not pin its size for the session.
+            self.value_buf = Vec::with_capacity(4096);
         }
         self.batch.push(Record {
             topic: route.topic.clone(),
             key: key.clone(),
-            value: Some(Bytes::from(value_buf)),
+            value: Some(value),
             headers: route.headers(ev, false),
             timestamp_ms,
         });
@@ -990,7 +1022,12 @@ impl Session<'_> {
             n += 1;
         }
         self.events += 1;
-        metrics::counter!(telemetry::EVENTS_TOTAL, "table" => table.qualified_name(), "op" => ev.op.code()).increment(1);
+        self.event_counters
+            .entry((table.id, ev.op))
+            .or_insert_with(|| {
+                metrics::counter!(telemetry::EVENTS_TOTAL, "table" => table.qualified_name(), "op" => ev.op.code())
+            })
+            .increment(1);
         if self.batch_deadline.is_none() {
             self.batch_deadline = Some(Instant::now() + self.linger);
         }
@@ -1120,6 +1157,19 @@ impl Session<'_> {
             (Ok(()), Ok(())) => Ok(summary),
         }
     }
+}
+
+/// Copies encoded bytes into the current arena block and splits them off as a record's
+/// `Bytes`: the records of a block share one allocation (freed when the sink has dropped
+/// them all) instead of two allocations per event, and the reused encode buffers keep their
+/// capacity, so a value larger than a guess is never grown by reallocation.
+fn freeze(arena: &mut BytesMut, bytes: &[u8]) -> Bytes {
+    if arena.capacity() < bytes.len() {
+        // The old block stays alive while records carved from it are.
+        *arena = BytesMut::with_capacity(ARENA_BLOCK.max(bytes.len()));
+    }
+    arena.extend_from_slice(bytes);
+    arena.split().freeze()
 }
 
 /// Debezium's headers on a primary-key change: the delete (and its tombstone) carry the new
