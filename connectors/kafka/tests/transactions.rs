@@ -283,3 +283,77 @@ async fn a_record_refused_before_sending_goes_to_the_dead_letter_topic_inside_th
         Some(Lsn(0x500))
     );
 }
+
+/// What the exactly-once mode costs the client: the same records (200-byte values, a unit
+/// end every 5 records) through the sink on the mock cluster with and without
+/// transactions, wall time and this process's CPU-seconds per record. The mock answers at
+/// once, so this measures walrus's and librdkafka's own work, not a broker's. Run with
+/// `cargo nextest run -p walrus-kafka --test transactions --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn exactly_once_cost_on_the_mock_cluster() {
+    const RECORDS: u64 = 200_000;
+    const PER_UNIT: u64 = 5;
+    async fn run(exactly_once: bool) -> (f64, f64) {
+        let (cluster, mut cfg) = mock();
+        cfg.exactly_once = exactly_once;
+        cfg.transaction_interval_ms = 100;
+        let delivered = Delivered::new();
+        let mut sink = KafkaSink::new(&cfg, delivered.clone()).unwrap();
+        sink.resume_position().await.unwrap();
+        let value = Bytes::from(format!("\"{}\"", "v".repeat(198)));
+        let cpu0 = walrus_testkit::process::cpu_seconds(std::process::id()).unwrap();
+        let t0 = Instant::now();
+        let mut n = 0;
+        while n < RECORDS {
+            let mut records = Vec::new();
+            let mut ends = Vec::new();
+            for i in 0..1000 {
+                n += 1;
+                let mut r = record("t", n);
+                r.value = Some(value.clone());
+                records.push(r);
+                if n % PER_UNIT == 0 {
+                    ends.push(UnitEnd {
+                        records: i + 1,
+                        lsn: Some(Lsn(n)),
+                    });
+                }
+            }
+            sink.send_units(records, ends).await.unwrap();
+            sink.flush(FlushReason::Interval).await.unwrap();
+        }
+        sink.flush(FlushReason::Shutdown).await.unwrap();
+        assert_eq!(delivered.get(), RECORDS);
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = walrus_testkit::process::cpu_seconds(std::process::id()).unwrap() - cpu0;
+        drop(sink);
+        drop(cluster);
+        (wall, cpu)
+    }
+    // Alternate the modes, three rounds after a warm-up; medians.
+    run(false).await;
+    let (mut alo, mut eos) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        alo.push(run(false).await);
+        eos.push(run(true).await);
+    }
+    let median = |v: &mut Vec<(f64, f64)>| {
+        let mut w: Vec<f64> = v.iter().map(|x| x.0).collect();
+        let mut c: Vec<f64> = v.iter().map(|x| x.1).collect();
+        w.sort_by(f64::total_cmp);
+        c.sort_by(f64::total_cmp);
+        (w[1], c[1])
+    };
+    let ((w0, c0), (w1, c1)) = (median(&mut alo), median(&mut eos));
+    let per = |c: f64| c / RECORDS as f64 * 1e6;
+    eprintln!(
+        "at least once: {:.0} records/s, {:.2} µs CPU/record; exactly once: {:.0} records/s, {:.2} µs CPU/record; wall ratio {:.2}, CPU ratio {:.2}",
+        RECORDS as f64 / w0,
+        per(c0),
+        RECORDS as f64 / w1,
+        per(c1),
+        w1 / w0,
+        c1 / c0
+    );
+}
