@@ -605,3 +605,51 @@ async fn incremental_snapshot_rate() {
         assert!(walrus.wait(Duration::from_secs(60)).success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_added_mid_snapshot_is_read_with_the_new_shape() {
+    const ROWS_A: i32 = 60_000;
+    let env = Env::new().await;
+    let c = env.sql().await;
+    fill(&c, ROWS_A).await;
+    let cfg = env.write_config(&config(&env, 250));
+    let mut walrus = Walrus::start(&cfg);
+    wait_until(Duration::from_secs(60), "streaming", || {
+        walrus.log().contains("starting replication")
+    })
+    .await;
+    // The stream learns a's old shape, and nothing of a streams after the ALTER.
+    c.batch_execute("UPDATE a SET n = -1 WHERE id = 1")
+        .await
+        .unwrap();
+    assert!(walrus_snapshot(&cfg, &["--table", "public.a"])
+        .status
+        .success());
+    wait_for_events(&env.out_path(), 500, Duration::from_secs(60), |e| {
+        e["value"]["op"] == "r"
+    })
+    .await;
+    c.batch_execute("ALTER TABLE a ADD COLUMN extra int NOT NULL DEFAULT 7")
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(120), "snapshot complete", || {
+        table_complete(&walrus.log(), "public.a")
+    })
+    .await;
+    let events = wait_for_events(&env.out_path(), 1, Duration::from_secs(30), |e| {
+        e["value"]["op"] == "r" && e["value"]["after"]["id"] == ROWS_A
+    })
+    .await;
+    let r = reads(&events, "app.public.a");
+    let keys: std::collections::HashSet<String> =
+        r.iter().map(|v| v["after"]["id"].to_string()).collect();
+    assert_eq!(keys.len(), ROWS_A as usize, "every row read");
+    assert_eq!(r.len(), ROWS_A as usize, "none twice");
+    let last = r.last().unwrap();
+    assert_eq!(
+        last["after"]["extra"], 7,
+        "read with the new column: {last}"
+    );
+    walrus.interrupt();
+    assert!(walrus.wait(Duration::from_secs(30)).success());
+}

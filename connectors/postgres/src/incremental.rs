@@ -510,6 +510,8 @@ struct Chunk {
     max: Vec<String>,
     /// Nothing is left to read after this chunk.
     done: bool,
+    /// `table` was read from the catalog for this chunk (not reused).
+    fresh: bool,
 }
 
 /// What the driver answers.
@@ -822,7 +824,7 @@ impl Incremental {
         }
         let table = match current_table(chunk.table.id) {
             Some(t) if same_shape(&t, &chunk.table) => t,
-            Some(_) => {
+            Some(_) if !chunk.fresh => {
                 // The stream describes the table differently (DDL since the driver looked):
                 // the rows do not fit; read the chunk again with a fresh description.
                 tracing::info!(window = %id, "the table's columns changed; reading the chunk again");
@@ -830,7 +832,9 @@ impl Incremental {
                 self.request_next();
                 return Vec::new();
             }
-            None => chunk.table.clone(),
+            // The catalog, read for this chunk, is newer than the stream's description
+            // (no change of the table streamed since the DDL): the rows are as read.
+            _ => chunk.table.clone(),
         };
         let read = chunk.rows.len();
         let events: Vec<ChangeEvent> = chunk
@@ -1047,6 +1051,18 @@ struct Described {
     key_indexes: Vec<usize>,
     from: String,
     select_list: String,
+    /// The columns' names and types as one string ([`shape_sql`]), to notice DDL.
+    shape: String,
+}
+
+/// SQL for a fingerprint of table `oid`'s columns (names, types, modifiers, in order), as
+/// seen by the current snapshot.
+fn shape_sql(oid: u32) -> String {
+    format!(
+        "(SELECT string_agg(a.attname || ':' || a.atttypid || ':' || a.atttypmod, ',' ORDER BY a.attnum)
+            FROM pg_attribute a
+           WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')"
+    )
 }
 
 async fn describe(client: &Client, schema: &str, name: &str) -> Result<Described, ReadError> {
@@ -1095,7 +1111,13 @@ async fn describe(client: &Client, schema: &str, name: &str) -> Result<Described
         .map(|c| quote_ident(&c.name))
         .collect::<Vec<_>>()
         .join(", ");
+    let shape: Option<String> = client
+        .query_one(&format!("SELECT {}", shape_sql(oid)), &[])
+        .await
+        .map_err(|e| PgError::sql("reading a table's columns", e))?
+        .get(0);
     Ok(Described {
+        shape: shape.unwrap_or_default(),
         key_names: pk.iter().map(|k| quote_ident(k)).collect(),
         key_casts: key_indexes.iter().map(|&i| casts[i].clone()).collect(),
         key_indexes,
@@ -1205,9 +1227,11 @@ async fn read_chunk(
     results: &mpsc::UnboundedSender<ChunkResult>,
     described: &mut std::collections::HashMap<String, Arc<Described>>,
 ) -> Result<Option<ChunkResult>, ReadError> {
-    let d = match described.get(&req.table) {
+    let mut fresh = false;
+    let mut d = match described.get(&req.table) {
         Some(d) if !req.refresh => d.clone(),
         _ => {
+            fresh = true;
             let (schema, name) = req.table.split_once('.').unwrap_or(("public", &req.table));
             let d = Arc::new(describe(client, schema, name).await?);
             described.insert(req.table.clone(), d.clone());
@@ -1292,15 +1316,35 @@ async fn read_chunk(
         let messages = client
             .simple_query(&format!(
                 "{retry}BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-                 SELECT count(*) FROM pg_snapshot_xip({}::pg_snapshot) x
-                  WHERE NOT pg_visible_in_snapshot(x, pg_current_snapshot())
-                    AND pg_xact_status(x) IS DISTINCT FROM 'aborted'
-                    AND NOT ({past_grace} AND pg_xact_status(x) IS NOT DISTINCT FROM 'in progress')",
-                quote_literal(&after_low)
+                 SELECT (SELECT count(*) FROM pg_snapshot_xip({}::pg_snapshot) x
+                          WHERE NOT pg_visible_in_snapshot(x, pg_current_snapshot())
+                            AND pg_xact_status(x) IS DISTINCT FROM 'aborted'
+                            AND NOT ({past_grace} AND pg_xact_status(x) IS NOT DISTINCT FROM 'in progress')),
+                        {}",
+                quote_literal(&after_low),
+                shape_sql(d.table.id)
             ))
             .await
             .map_err(|e| PgError::sql("checking the chunk's snapshot", e))?;
-        if first_value(&messages).as_deref() == Some("0") {
+        let row = messages.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        });
+        let shape = row.and_then(|r| r.get(1)).unwrap_or_default();
+        if shape != d.shape {
+            // DDL since the table was described: describe it as this snapshot will see it.
+            client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(|e| PgError::sql("retrying the chunk's snapshot", e))?;
+            let (schema, name) = req.table.split_once('.').unwrap_or(("public", &req.table));
+            d = Arc::new(describe(client, schema, name).await?);
+            described.insert(req.table.clone(), d.clone());
+            fresh = true;
+            retry = "";
+            continue;
+        }
+        if row.and_then(|r| r.get(0)) == Some("0") {
             break;
         }
         retry = "ROLLBACK; ";
@@ -1331,6 +1375,7 @@ async fn read_chunk(
         last,
         max,
         done,
+        fresh,
     };
     if results
         .send(ChunkResult::Rows {
@@ -1594,6 +1639,7 @@ mod tests {
                     last: Some(vec!["5".into()]),
                     max: vec!["9".into()],
                     done: false,
+                    fresh: true,
                 },
             })
             .unwrap();
