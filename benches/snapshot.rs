@@ -24,6 +24,8 @@ struct Args {
     workers: usize,
     chunk_size: usize,
     out: Option<String>,
+    /// `[snapshot] binary_copy` values to run, in order.
+    formats: Vec<bool>,
 }
 
 fn args() -> Args {
@@ -32,6 +34,7 @@ fn args() -> Args {
         workers: 2,
         chunk_size: 20_000,
         out: None,
+        formats: vec![false, true],
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -42,6 +45,16 @@ fn args() -> Args {
             "--workers" => a.workers = next.parse().expect("--workers N"),
             "--chunk-size" => a.chunk_size = next.parse().expect("--chunk-size N"),
             "--out" => a.out = Some(next),
+            "--formats" => {
+                a.formats = next
+                    .split(',')
+                    .map(|f| match f {
+                        "text" => false,
+                        "binary" => true,
+                        _ => panic!("--formats text,binary"),
+                    })
+                    .collect()
+            }
             _ => {
                 i += 1;
                 continue;
@@ -108,6 +121,40 @@ async fn run(a: Args) {
     assert!(status.success(), "psql COPY failed");
     let ceiling = started.elapsed();
 
+    let ceiling_rate = a.rows as f64 / ceiling.as_secs_f64();
+    println!("| rows | workers | chunk | COPY format | output | bytes/row | COPY→/dev/null rows/s | walrus snapshot rows/s | ratio | walrus CPU-s | walrus peak RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for &binary in &a.formats {
+        let (walrus, cpu, peak_kib, bytes_per_row) = run_walrus(&a, &cluster, db, binary);
+        let walrus_rate = a.rows as f64 / walrus.as_secs_f64();
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2}x | {:.1} | {} |",
+            a.rows,
+            a.workers,
+            a.chunk_size,
+            if binary { "binary" } else { "text" },
+            if a.out.as_deref() == Some("/dev/null") {
+                "/dev/null"
+            } else {
+                "file"
+            },
+            bytes_per_row,
+            ceiling_rate,
+            walrus_rate,
+            walrus_rate / ceiling_rate,
+            cpu,
+            peak_kib / 1024
+        );
+    }
+}
+
+/// One `walrus run` snapshot of the table: elapsed, CPU-seconds, peak RSS (KiB), bytes/row.
+fn run_walrus(
+    a: &Args,
+    cluster: &PgCluster,
+    db: &str,
+    binary: bool,
+) -> (Duration, f64, u64, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = a
         .out
@@ -118,10 +165,11 @@ async fn run(a: Args) {
         &config,
         format!(
             "topic_prefix = \"bench\"\n[source]\nurl = \"{}\"\nslot = \"walrus\"\npublication = \"bench_pub\"\ntables = [\"public.t\"]\n\
-             [snapshot]\nmode = \"initial_only\"\nworkers = {}\nchunk_size = {}\n[sink]\ntype = \"file\"\npath = \"{}\"\n",
+             [snapshot]\nmode = \"initial_only\"\nworkers = {}\nchunk_size = {}\nbinary_copy = {}\n[sink]\ntype = \"file\"\npath = \"{}\"\n",
             cluster.url(db),
             a.workers,
             a.chunk_size,
+            binary,
             out
         ),
     )
@@ -164,25 +212,5 @@ async fn run(a: Args) {
         bytes_per_row = format!("{}", bytes / a.rows.max(1));
     }
 
-    let ceiling_rate = a.rows as f64 / ceiling.as_secs_f64();
-    let walrus_rate = a.rows as f64 / walrus.as_secs_f64();
-    println!("| rows | workers | chunk | output | bytes/row | COPY→/dev/null rows/s | walrus snapshot rows/s | ratio | walrus CPU-s | walrus peak RSS MiB |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2}x | {:.1} | {} |",
-        a.rows,
-        a.workers,
-        a.chunk_size,
-        if out == "/dev/null" {
-            "/dev/null"
-        } else {
-            "file"
-        },
-        bytes_per_row,
-        ceiling_rate,
-        walrus_rate,
-        walrus_rate / ceiling_rate,
-        cpu,
-        peak_kib / 1024
-    );
+    (walrus, cpu, peak_kib, bytes_per_row)
 }

@@ -470,6 +470,7 @@ pub async fn run(
             chunk_size: config.snapshot.chunk_size,
             position: position.clone(),
             with_headers,
+            value_capacity: 0,
         };
         let span = tracing::info_span!("snapshot_worker", worker = i);
         tasks.push(tokio::spawn(tracing::Instrument::instrument(
@@ -913,6 +914,8 @@ struct Worker {
     chunk_size: usize,
     position: SourcePosition,
     with_headers: bool,
+    /// Capacity for the next event's JSON: the last one's size plus some slack.
+    value_capacity: usize,
 }
 
 impl Worker {
@@ -1253,8 +1256,10 @@ impl Worker {
             .encoder
             .encode_key(ev, &plan.route.key_columns, &mut key_buf)
             .then(|| Bytes::from(key_buf));
-        let mut value = Vec::with_capacity(256 + size_hint * 2);
+        // Sized from the previous event so the buffer rarely grows (each growth copies it).
+        let mut value = Vec::with_capacity(self.value_capacity.max(256 + size_hint * 2));
         self.encoder.encode_value(ev, &mut value);
+        self.value_capacity = value.len() + value.len() / 8;
         Ok(Record {
             topic: plan.route.topic.clone(),
             key,
