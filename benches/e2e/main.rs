@@ -7,6 +7,7 @@
 //! WALRUS_BENCH_SCALE=0.1 cargo bench --bench e2e          # rows (and W5's duration) × 0.1
 //! WALRUS_BENCH_PIPELINES=ceiling,file cargo bench --bench e2e  # some pipelines
 //! WALRUS_BENCH_PERF_DIR=/tmp/perf cargo bench --bench e2e -- w1  # plus a perf profile per walrus run
+//! WALRUS_BENCH_BIN=/tmp/walrus-before cargo bench --bench e2e    # another walrus build
 //! ```
 //!
 //! Per workload it starts a throwaway PostgreSQL (walrus-testkit, `fsync=off`) and runs each
@@ -65,6 +66,7 @@ fn main() {
         // Built before anything is timed.
         pipelines::line_producer_path();
     }
+    eprintln!("walrus binary: {}", pipelines::walrus_bin().display());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!("{}", header());
     for w in workloads::all(scale) {

@@ -529,6 +529,7 @@ fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running 
                      [source]\nurl = \"{url}\"\nslot = \"{slot}\"\npublication = \"bench_pub\"\n\
                      tables = [\"public.bench\"]\nstatus_interval_ms = 50\n\
                      [heartbeat]\nenabled = false\n\
+                     [watchdog]\nall_slots = false\n\
                      [admin]\nlisten = \"{admin}\"\ncommit_latency = {live}\n\
                      [sink]\n{sink}",
                     url = server.cluster.url(&server.db),
@@ -536,7 +537,7 @@ fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running 
                 ),
             )
             .expect("config");
-            let child = Command::new(env!("CARGO_BIN_EXE_walrus"))
+            let child = Command::new(walrus_bin())
                 .args(["run", "--config"])
                 .arg(&config)
                 .env("WALRUS_LOG", "warn")
@@ -557,4 +558,23 @@ fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running 
 pub fn line_producer_path() -> PathBuf {
     static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PATH.get_or_init(line_producer).clone()
+}
+
+/// The walrus binary every run of this process uses: `$WALRUS_BENCH_BIN`, else a copy of
+/// the release build taken at first use, so that a concurrent `cargo build` in a shared tree
+/// cannot swap the binary between runs of one benchmark.
+pub fn walrus_bin() -> PathBuf {
+    static PATH: std::sync::OnceLock<(PathBuf, Option<tempfile::TempDir>)> =
+        std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("WALRUS_BENCH_BIN") {
+            return (PathBuf::from(p), None);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let copy = dir.path().join("walrus");
+        std::fs::copy(env!("CARGO_BIN_EXE_walrus"), &copy).expect("copy the walrus binary");
+        (copy, Some(dir))
+    })
+    .0
+    .clone()
 }
