@@ -194,6 +194,11 @@ fn sqlstate_kind(e: &tokio_postgres::Error) -> ErrorKind {
             ErrorKind::SourceSetup
         }
         Some(c) if *c == SqlState::UNDEFINED_OBJECT => ErrorKind::SlotUnavailable,
+        // A column renamed or dropped, or a table dropped, between planning a read and
+        // running it: planning again from the catalog resolves it.
+        Some(c) if *c == SqlState::UNDEFINED_COLUMN || *c == SqlState::UNDEFINED_TABLE => {
+            ErrorKind::SchemaChanged
+        }
         Some(_) => ErrorKind::Internal,
     }
 }

@@ -44,6 +44,8 @@ pub enum ErrorKind {
     /// walrus closed its replication connection: a walsender whose client does not read
     /// would block the checkpoint that invalidates the slot.
     SlotReleased,
+    /// A table or column changed under a read (DDL while the snapshot reads it).
+    SchemaChanged,
     /// The publication is missing or does not cover the configured tables.
     Publication,
     /// A pgoutput message could not be decoded, or referenced an unknown relation.
@@ -63,7 +65,9 @@ impl ErrorKind {
         match self {
             // A stale walsender holding the slot goes away once PostgreSQL notices its
             // client is gone; a second walrus on the same slot keeps this retrying loudly.
-            SourceConnection | SinkTransient | SlotInUse | SlotReleased => ErrorClass::Retryable,
+            SourceConnection | SinkTransient | SlotInUse | SlotReleased | SchemaChanged => {
+                ErrorClass::Retryable
+            }
             Config | SlotUnavailable | SourceAuth | SourceTls | SourcePermission | SourceSetup
             | SlotLost | Publication | Decode | SinkRejected | Internal => ErrorClass::Fatal,
         }
@@ -94,6 +98,9 @@ impl ErrorKind {
             }
             SlotReleased => {
                 "the sink is not delivering and the slot passed max_slot_wal_keep_size: fix the sink now; walrus reconnects by itself, but the next checkpoint invalidates the slot"
+            }
+            SchemaChanged => {
+                "walrus retries by itself: it reads the catalog again and resumes the snapshot from the last delivered chunk"
             }
             Publication => "create or alter the publication as shown above, or let walrus create it",
             Decode => "this is a bug or an unsupported server version; report it with the message above",
