@@ -390,31 +390,7 @@ impl IncrementalState {
 
     /// Writes the progress atomically (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), PgError> {
-        let err = |e: std::io::Error| PgError::SnapshotState {
-            path: path.to_path_buf(),
-            message: format!("cannot write it: {e}"),
-        };
-        let text = serde_json::to_vec_pretty(self).map_err(|e| PgError::SnapshotState {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&text).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, path).map_err(err)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        crate::snapshot::save_json_atomically(self, path)
     }
 
     /// Remembers a signal id; false when it was acted on already.

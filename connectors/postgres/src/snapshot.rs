@@ -183,33 +183,9 @@ impl State {
         Ok(Some(state))
     }
 
-    /// Writes the state atomically (temporary file, fsync, rename).
+    /// Writes the state atomically (see [`save_json_atomically`]).
     pub fn save(&self, path: &Path) -> Result<(), PgError> {
-        let err = |e: std::io::Error| PgError::SnapshotState {
-            path: path.to_path_buf(),
-            message: format!("cannot write it: {e}"),
-        };
-        let text = serde_json::to_vec_pretty(self).map_err(|e| PgError::SnapshotState {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&text).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, path).map_err(err)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        save_json_atomically(self, path)
     }
 
     /// Forgets all table progress (the next snapshot reads everything again).
@@ -1038,14 +1014,9 @@ impl Worker {
                 pending_rows += 1;
                 last_line = Some(line);
                 if records.len() >= BATCH_RECORDS {
-                    let piece = Piece {
-                        table: table_idx,
-                        unit,
-                        records: std::mem::replace(&mut records, Vec::with_capacity(BATCH_RECORDS)),
-                        rows: std::mem::take(&mut pending_rows),
-                        chunk_end: None,
-                    };
-                    if self.tx.send(piece).await.is_err() {
+                    let full = std::mem::replace(&mut records, Vec::with_capacity(BATCH_RECORDS));
+                    let rows = std::mem::take(&mut pending_rows);
+                    if !self.send_rows(table_idx, unit, full, rows).await {
                         return Ok(None);
                     }
                 }
@@ -1054,17 +1025,8 @@ impl Worker {
                 carry.extend_from_slice(&data[start..]);
             }
         }
-        if !records.is_empty() {
-            let piece = Piece {
-                table: table_idx,
-                unit,
-                records,
-                rows: pending_rows,
-                chunk_end: None,
-            };
-            if self.tx.send(piece).await.is_err() {
-                return Ok(None);
-            }
+        if !records.is_empty() && !self.send_rows(table_idx, unit, records, pending_rows).await {
+            return Ok(None);
         }
         let key = match (&plan.kind, last_line) {
             (KeyKind::Pk { columns, .. }, Some(line)) => {
@@ -1086,6 +1048,18 @@ impl Worker {
             _ => None,
         };
         Ok(Some((rows, key)))
+    }
+
+    /// Hands rows of a chunk to the coordinator; false when it is gone.
+    async fn send_rows(&self, table: usize, unit: usize, records: Vec<Record>, rows: u64) -> bool {
+        let piece = Piece {
+            table,
+            unit,
+            records,
+            rows,
+            chunk_end: None,
+        };
+        self.tx.send(piece).await.is_ok()
     }
 
     /// [`Self::copy_chunk`] for `COPY ... (FORMAT binary)`: the same records, with values
@@ -1139,14 +1113,9 @@ impl Worker {
                 rows += 1;
                 pending_rows += 1;
                 if records.len() >= BATCH_RECORDS {
-                    let piece = Piece {
-                        table: table_idx,
-                        unit,
-                        records: std::mem::replace(&mut records, Vec::with_capacity(BATCH_RECORDS)),
-                        rows: std::mem::take(&mut pending_rows),
-                        chunk_end: None,
-                    };
-                    if self.tx.send(piece).await.is_err() {
+                    let full = std::mem::replace(&mut records, Vec::with_capacity(BATCH_RECORDS));
+                    let rows = std::mem::take(&mut pending_rows);
+                    if !self.send_rows(table_idx, unit, full, rows).await {
                         return Ok(None);
                     }
                 }
@@ -1156,17 +1125,8 @@ impl Worker {
         if !parser.is_finished() {
             return Err(bad("binary COPY stream ended early".into()));
         }
-        if !records.is_empty() {
-            let piece = Piece {
-                table: table_idx,
-                unit,
-                records,
-                rows: pending_rows,
-                chunk_end: None,
-            };
-            if self.tx.send(piece).await.is_err() {
-                return Ok(None);
-            }
+        if !records.is_empty() && !self.send_rows(table_idx, unit, records, pending_rows).await {
+            return Ok(None);
         }
         let key = match (&plan.kind, last_row) {
             (KeyKind::Pk { columns, .. }, Some((row, fields))) => {
@@ -1272,6 +1232,36 @@ impl Worker {
             timestamp_ms: ev.source.commit_time_us / 1000,
         })
     }
+}
+
+/// Writes `value` as JSON to `path` atomically: a temporary file, fsync, rename, fsync of the
+/// directory, so a crash leaves either the old progress or the new, never half of it.
+pub(crate) fn save_json_atomically<T: Serialize>(value: &T, path: &Path) -> Result<(), PgError> {
+    let err = |e: std::io::Error| PgError::SnapshotState {
+        path: path.to_path_buf(),
+        message: format!("cannot write it: {e}"),
+    };
+    let text = serde_json::to_vec_pretty(value).map_err(|e| PgError::SnapshotState {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(&text).map_err(err)?;
+        f.sync_all().map_err(err)?;
+    }
+    std::fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }
 
 /// The block number in a `ctid` position (`["123"]`); 0 when none.
