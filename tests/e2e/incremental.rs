@@ -548,7 +548,7 @@ async fn initial_snapshot_skips_the_signal_table() {
 /// chunk size and a larger one, with nothing else writing. Run with
 /// `cargo nextest run --test e2e --run-ignored only incremental_snapshot_rate --no-capture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
+#[ignore = "a measurement, not a check"]
 async fn incremental_snapshot_rate() {
     const ROWS: i64 = 1_000_000;
     for chunk in [1024usize, 8192] {
