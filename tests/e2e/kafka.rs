@@ -415,7 +415,7 @@ delete_interval_ms = 100
 fn workload(
     client: tokio_postgres::Client,
     transactions: usize,
-    commits: Arc<Mutex<Vec<(i64, u64)>>>,
+    commits: Commits,
     pace: Duration,
 ) -> tokio::task::JoinHandle<i64> {
     tokio::spawn(async move {
@@ -439,6 +439,36 @@ fn workload(
     })
 }
 
+/// Creates the `items` table the workload writes; returns the connection used.
+async fn create_items(env: &Env) -> tokio_postgres::Client {
+    let c = env.sql().await;
+    c.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, payload text)")
+        .await
+        .unwrap();
+    c
+}
+
+/// Starts walrus on `cfg` and [`workload`] (`transactions` of them, `pace` apart), and
+/// returns once `first` have committed: walrus, the commits so far, and the workload.
+async fn start_under_workload(
+    env: &Env,
+    cfg: &std::path::Path,
+    transactions: usize,
+    pace: Duration,
+    first: usize,
+) -> (Walrus, Commits, tokio::task::JoinHandle<i64>) {
+    let walrus = start(cfg).await;
+    let commits: Commits = Arc::default();
+    let load = workload(env.sql().await, transactions, commits.clone(), pace);
+    while commits.lock().unwrap().len() < first {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (walrus, commits, load)
+}
+
+/// `(id, commit LSN)` of each committed workload transaction.
+type Commits = Arc<Mutex<Vec<(i64, u64)>>>;
+
 fn distinct_ids(msgs: &[Msg]) -> std::collections::BTreeSet<i64> {
     msgs.iter()
         .filter_map(|m| m.key.as_ref()?["id"].as_i64())
@@ -454,10 +484,7 @@ const BROKER_PAUSE: Duration = Duration::from_secs(30);
 async fn kafka_broker_outage_holds_the_slot_and_loses_nothing() {
     let broker = Broker::start().expect("tansu");
     let env = Env::new().await;
-    let c = env.sql().await;
-    c.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, payload text)")
-        .await
-        .unwrap();
+    let c = create_items(&env).await;
     let cfg = env.write_config(&kafka_config(
         &env,
         &broker.bootstrap(),
@@ -465,18 +492,9 @@ async fn kafka_broker_outage_holds_the_slot_and_loses_nothing() {
         TOPIC_CREATION,
         "",
     ));
-    let mut walrus = start(&cfg).await;
-    let commits: Arc<Mutex<Vec<(i64, u64)>>> = Arc::default();
     // About 50 s of transactions: before, during and after the 30 s pause.
-    let load = workload(
-        env.sql().await,
-        4000,
-        commits.clone(),
-        Duration::from_millis(10),
-    );
-    while commits.lock().unwrap().len() < 100 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut walrus, commits, load) =
+        start_under_workload(&env, &cfg, 4000, Duration::from_millis(10), 100).await;
     broker.pause().unwrap();
     let commits_at_pause = commits.lock().unwrap().len();
     // Nothing the broker receives from now on can be acknowledged.
@@ -550,10 +568,7 @@ async fn mock_faults(sink_extra: &str, time_out: bool) {
     cluster.create_topic("app.public.items", 3, 1).unwrap();
     cluster.create_topic("walrus.offsets", 1, 1).unwrap();
     let env = Env::new().await;
-    let c = env.sql().await;
-    c.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, payload text)")
-        .await
-        .unwrap();
+    let c = create_items(&env).await;
     let bootstrap = cluster.bootstrap_servers();
     let cfg = env.write_config(&kafka_config(
         &env,
@@ -565,17 +580,8 @@ async fn mock_faults(sink_extra: &str, time_out: bool) {
         ),
         "",
     ));
-    let mut walrus = start(&cfg).await;
-    let commits: Arc<Mutex<Vec<(i64, u64)>>> = Arc::default();
-    let load = workload(
-        env.sql().await,
-        400,
-        commits.clone(),
-        Duration::from_millis(10),
-    );
-    while commits.lock().unwrap().len() < 80 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut walrus, _commits, load) =
+        start_under_workload(&env, &cfg, 400, Duration::from_millis(10), 80).await;
     // Produce errors for a while: librdkafka retries them, nothing is lost.
     let errs: Vec<RDKafkaRespErr> = (0..40)
         .map(|i| match i % 3 {
@@ -738,10 +744,7 @@ async fn kafka_message_too_large_goes_to_the_dead_letter_topic() {
 async fn kafka_kill9_mid_workload_then_restart_delivers_every_row() {
     let broker = Broker::start().expect("tansu");
     let env = Env::new().await;
-    let c = env.sql().await;
-    c.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, payload text)")
-        .await
-        .unwrap();
+    let c = create_items(&env).await;
     let cfg = env.write_config(&kafka_config(
         &env,
         &broker.bootstrap(),
@@ -749,17 +752,8 @@ async fn kafka_kill9_mid_workload_then_restart_delivers_every_row() {
         TOPIC_CREATION,
         "",
     ));
-    let mut walrus = start(&cfg).await;
-    let commits: Arc<Mutex<Vec<(i64, u64)>>> = Arc::default();
-    let load = workload(
-        env.sql().await,
-        500,
-        commits.clone(),
-        Duration::from_millis(5),
-    );
-    while commits.lock().unwrap().len() < 200 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut walrus, commits, load) =
+        start_under_workload(&env, &cfg, 500, Duration::from_millis(5), 200).await;
     walrus.kill9();
     let confirmed_at_kill = env.confirmed_flush_lsn().await.unwrap();
     let mut walrus = Walrus::start(&cfg);
@@ -832,10 +826,7 @@ async fn kafka_exactly_once_kill9_then_restart_skips_what_was_committed() {
     cluster.create_topic("app.public.items", 3, 1).unwrap();
     cluster.create_topic("walrus.offsets", 1, 1).unwrap();
     let env = Env::new().await;
-    let c = env.sql().await;
-    c.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, payload text)")
-        .await
-        .unwrap();
+    let c = create_items(&env).await;
     let bootstrap = cluster.bootstrap_servers();
     // Status updates every 2 s: PostgreSQL's confirmed_flush_lsn lags well behind what
     // Kafka committed (every 50 ms), so PostgreSQL resends committed transactions after
@@ -850,17 +841,8 @@ async fn kafka_exactly_once_kill9_then_restart_skips_what_was_committed() {
         )
         .replace("status_interval_ms = 200", "status_interval_ms = 2000"),
     );
-    let mut walrus = start(&cfg).await;
-    let commits: Arc<Mutex<Vec<(i64, u64)>>> = Arc::default();
-    let load = workload(
-        env.sql().await,
-        600,
-        commits.clone(),
-        Duration::from_millis(5),
-    );
-    while commits.lock().unwrap().len() < 250 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut walrus, commits, load) =
+        start_under_workload(&env, &cfg, 600, Duration::from_millis(5), 250).await;
     // Kill half a second after a status update reached PostgreSQL: several Kafka commits
     // later, and well before the next update.
     let before = env.confirmed_flush_lsn().await;
