@@ -28,10 +28,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use walrus_core::event::SourcePosition;
 use walrus_core::format::json::{JsonEncoder, JsonOptions};
 use walrus_core::value::TypeDesc;
-use walrus_postgres::catalog::CatalogCache;
-use walrus_postgres::convert::Converter;
-use walrus_postgres::pgoutput::{Decoder, PgOutputMessage};
-use walrus_postgres::types::type_name;
+use walrus_postgres::decoding::catalog::CatalogCache;
+use walrus_postgres::decoding::convert::Converter;
+use walrus_postgres::decoding::pgoutput::{Decoder, PgOutputMessage};
+use walrus_postgres::decoding::text::type_name;
 
 /// A captured stream: the set-up messages and the Insert frames to measure.
 struct Stream {

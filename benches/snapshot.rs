@@ -178,7 +178,10 @@ fn run_walrus(
     let mut child = Command::new(env!("CARGO_BIN_EXE_walrus"))
         .args(["run", "--config"])
         .arg(&config)
-        .env("WALRUS_LOG", "warn,walrus_postgres::snapshot=info")
+        .env(
+            "WALRUS_LOG",
+            "warn,walrus_postgres::snapshots::initial=info",
+        )
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn walrus");

@@ -19,7 +19,7 @@ use walrus_core::error::{Classify, ErrorClass};
 use walrus_core::sink::Delivered;
 use walrus_core::status::{PipelineState, Status as Shared};
 use walrus_core::telemetry;
-use walrus_postgres::check::{self, Status};
+use walrus_postgres::operations::check::{self, Status};
 use walrus_stdout::{LinesSink, NullSink};
 
 mod admin;
@@ -176,7 +176,7 @@ async fn snapshot_cmd(
     pause: bool,
     resume: bool,
 ) -> anyhow::Result<ExitCode> {
-    use walrus_postgres::incremental::{send_signal, Command as Signal};
+    use walrus_postgres::snapshots::incremental::{send_signal, Command as Signal};
     let config = load(&path)?;
     let command = if stop {
         Signal::Stop { tables }
@@ -289,24 +289,48 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         let result = match &config.sink {
             SinkConfig::Stdout(_) => {
                 let sink = LinesSink::stdout(delivered.clone());
-                walrus_postgres::source::run(&config, sink, delivered, stop_rx.clone()).await
+                walrus_postgres::replication::session::run(
+                    &config,
+                    sink,
+                    delivered,
+                    stop_rx.clone(),
+                )
+                .await
             }
             SinkConfig::File(f) => match LinesSink::file(&f.path, f.fsync, delivered.clone()) {
                 Ok(sink) => {
-                    walrus_postgres::source::run(&config, sink, delivered, stop_rx.clone()).await
+                    walrus_postgres::replication::session::run(
+                        &config,
+                        sink,
+                        delivered,
+                        stop_rx.clone(),
+                    )
+                    .await
                 }
                 Err(e) => Err(e.into()),
             },
             SinkConfig::Null(_) => {
                 let sink = NullSink::new(delivered.clone());
-                walrus_postgres::source::run(&config, sink, delivered, stop_rx.clone()).await
+                walrus_postgres::replication::session::run(
+                    &config,
+                    sink,
+                    delivered,
+                    stop_rx.clone(),
+                )
+                .await
             }
             SinkConfig::Kafka(k) => match walrus_kafka::KafkaSink::new(
                 &k.for_slot(&config.source.slot),
                 delivered.clone(),
             ) {
                 Ok(sink) => {
-                    walrus_postgres::source::run(&config, sink, delivered, stop_rx.clone()).await
+                    walrus_postgres::replication::session::run(
+                        &config,
+                        sink,
+                        delivered,
+                        stop_rx.clone(),
+                    )
+                    .await
                 }
                 Err(e) => Err(e.into()),
             },
@@ -429,14 +453,14 @@ async fn spawn_observability(
             config.source.slot.clone(),
             alert_rx,
         ));
-        tokio::spawn(walrus_postgres::watchdog::run(
+        tokio::spawn(walrus_postgres::operations::watchdog::run(
             config.clone(),
             Some(alert_tx),
             stop_rx.clone(),
         ));
     }
     if config.heartbeat.enabled {
-        tokio::spawn(walrus_postgres::heartbeat::run(
+        tokio::spawn(walrus_postgres::replication::heartbeat::run(
             config.clone(),
             stop_rx.clone(),
         ));
@@ -468,7 +492,7 @@ struct LogOut;
 
 impl std::io::Write for LogOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        walrus_postgres::progress::write_log(buf)?;
+        walrus_postgres::snapshots::progress::write_log(buf)?;
         Ok(buf.len())
     }
 

@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use walrus_postgres::pgoutput::{Decoder, PgOutputMessage, RelationCache};
+use walrus_postgres::decoding::pgoutput::{Decoder, PgOutputMessage, RelationCache};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&version, rest)) = data.split_first() else {

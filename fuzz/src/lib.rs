@@ -25,8 +25,8 @@ use walrus_core::config::{
 use walrus_core::event::{ChangeEvent, Column, Op, ReplicaIdentity, Row, SourcePosition, Table};
 use walrus_core::format::{JsonEncoder, JsonOptions};
 use walrus_core::value::TypeDesc;
-use walrus_postgres::binary::parse_binary_or_hex;
-use walrus_postgres::types::{parse_text_desc_or_text, parse_text_or_text, type_name};
+use walrus_postgres::decoding::binary::parse_binary_or_hex;
+use walrus_postgres::decoding::text::{parse_text_desc_or_text, parse_text_or_text, type_name};
 
 /// Bytes before the value in one fuzz input.
 pub const HEADER_LEN: usize = 4;

@@ -4,7 +4,7 @@
 use walrus_core::error::{Classify, ErrorKind, SinkError};
 use walrus_core::Lsn;
 
-use crate::pgoutput::{DecodeError, RelationError};
+use crate::decoding::pgoutput::{DecodeError, RelationError};
 
 /// A failure of the PostgreSQL source.
 #[derive(Debug, thiserror::Error)]

@@ -1,43 +1,34 @@
 //! The PostgreSQL source of walrus.
 //!
 //! ```text
-//!  [source] config ──▶ conn (URL, TLS) ──▶ setup (publication, slot checks)
+//!  [source] config ──▶ conn (URL, TLS) ──▶ operations::setup (publication, slot checks)
 //!                                              │
-//!  pgwire-replication ──XLogData──▶ pgoutput::Decoder ──▶ convert (RelationCache, types)
+//!  replication client ──XLogData──▶ decoding (pgoutput ▸ convert ▸ text/binary values)
 //!        ▲                                                   │ ChangeEvent
-//!        │ update_applied_lsn                                ▼
-//!   AckTracker ◀── Delivered ◀── sink task ◀── Batch ◀── JSON encoder (source::run)
+//!        │ confirmed LSN                                     ▼
+//!   AckTracker ◀── Delivered ◀── sink task ◀── Batch ◀── encoder (replication::session)
+//!                                                   ▲
+//!                           snapshots (initial, incremental) ── op `r` events
 //! ```
 //!
-//! - [`pgoutput`]: decoding of every pgoutput message, and the relation cache.
-//! - [`types`]: typed values from pgoutput's text format; [`binary`]: from its binary format.
-//! - [`catalog`]: primary keys and non-built-in types, read from the catalog.
-//! - [`conn`]: connection parameters and TLS.
-//! - [`setup`]: publication and slot creation and validation.
-//! - [`snapshot`]: the consistent, parallel, resumable initial snapshot.
-//! - [`incremental`]: incremental snapshots on demand (signal table, watermarks).
-//! - [`source`]: the replication loop with exact LSN confirmation.
-//! - [`check`]: the preflight behind `walrus check`.
-//! - [`watchdog`]: the slot watchdog on its own SQL connection.
-//! - [`heartbeat`]: heartbeat messages that keep walrus's slot moving.
-//! - [`outbox`]: deleting rows of keep-rows outbox tables once the broker confirmed them.
+//! - [`replication`]: the replication loop with exact LSN confirmation, heartbeats and
+//!   outbox housekeeping.
+//! - [`decoding`]: pgoutput messages, text and binary values, conversion to change events,
+//!   and the catalog reads they need.
+//! - [`snapshots`]: the initial snapshot and incremental snapshots, with their progress.
+//! - [`operations`]: setup (publication, slot), `walrus check`, and the slot watchdog.
+//! - [`conn`]: connection parameters and TLS; [`error`]: the crate's error type.
+//!
+//! Dependencies point one way: `replication` uses `snapshots`, `decoding` and `operations`;
+//! `snapshots` use `decoding` and `operations`; `decoding` and `operations` use only `conn`
+//! and `error`.
 
-pub mod binary;
-pub mod catalog;
-pub mod check;
 pub mod conn;
-pub mod convert;
+pub mod decoding;
 pub mod error;
-pub mod heartbeat;
-pub mod incremental;
-pub mod outbox;
-pub mod pgoutput;
-pub mod progress;
-pub mod setup;
-pub mod snapshot;
-pub mod source;
-pub mod types;
-pub mod watchdog;
+pub mod operations;
+pub mod replication;
+pub mod snapshots;
 
 pub use error::PgError;
 

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use walrus_core::value::TypeDesc;
-use walrus_postgres::binary::parse_binary_or_hex;
-use walrus_postgres::pgoutput::{ColumnData, Decoder, PgOutputMessage};
-use walrus_postgres::types::{parse_text_desc_or_text, parse_text_or_text, type_name};
+use walrus_postgres::decoding::binary::parse_binary_or_hex;
+use walrus_postgres::decoding::pgoutput::{ColumnData, Decoder, PgOutputMessage};
+use walrus_postgres::decoding::text::{parse_text_desc_or_text, parse_text_or_text, type_name};
 use walrus_testkit::PgCluster;
 
 fn streams_dir() -> PathBuf {

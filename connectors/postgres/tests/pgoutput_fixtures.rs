@@ -10,7 +10,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use walrus_core::Lsn;
-use walrus_postgres::pgoutput::{
+use walrus_postgres::decoding::pgoutput::{
     ColumnData, Decoder, OldTuple, PgOutputMessage, RelationCache, ReplicaIdentity, TupleData,
 };
 

@@ -1,6 +1,6 @@
 //! From slot observations to alerts that fire once and resolve once.
 //!
-//! The slot watchdog (`walrus_postgres::watchdog`) polls `pg_replication_slots` every few
+//! The slot watchdog (`walrus_postgres::operations::watchdog`) polls `pg_replication_slots` every few
 //! seconds and hands one [`SlotReport`] per slot to [`Evaluator::evaluate`], which applies
 //! the thresholds of `[watchdog]` and returns the [`Condition`]s that hold now. [`AlertBook`]
 //! turns the conditions of consecutive polls into [`Transition`]s: an alert *fires* when its

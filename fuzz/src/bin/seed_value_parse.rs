@@ -10,8 +10,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 use walrus_fuzz::{input, target_index, targets};
-use walrus_postgres::pgoutput::{ColumnData, Decoder, PgOutputMessage};
-use walrus_postgres::types::type_name;
+use walrus_postgres::decoding::pgoutput::{ColumnData, Decoder, PgOutputMessage};
+use walrus_postgres::decoding::text::type_name;
 
 fn main() {
     let streams =

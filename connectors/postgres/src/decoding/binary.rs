@@ -1,5 +1,5 @@
 //! Binary-format column values: from a type's *send* format (`typsend`, e.g. `int4send`,
-//! `numeric_send`, `array_send`) to the same typed [`Value`]s that [`crate::types`] makes
+//! `numeric_send`, `array_send`) to the same typed [`Value`]s that [`crate::decoding::text`] makes
 //! from the text format.
 //!
 //! pgoutput sends binary values when the subscriber asks for `binary 'true'` (walrus's
@@ -37,7 +37,7 @@ use std::fmt::Write as _;
 
 use walrus_core::value::{builtin_array_element, ArrayDim, PgArray, TypeDesc, Value};
 
-use crate::types::{oid, TypeError, MAX_ARRAY_DIMS};
+use crate::decoding::text::{oid, TypeError, MAX_ARRAY_DIMS};
 
 /// Microseconds between 1970-01-01 and 2000-01-01.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -117,7 +117,7 @@ pub fn parse_binary(type_oid: u32, bytes: &[u8]) -> Result<Value, TypeError> {
 }
 
 /// Parses the binary format of a type the catalog described (see
-/// [`crate::types::parse_text_desc`]).
+/// [`crate::decoding::text::parse_text_desc`]).
 pub fn parse_binary_desc(desc: &TypeDesc, bytes: &[u8]) -> Result<Value, TypeError> {
     decode_desc(desc, bytes, 0)
         .ok_or_else(|| TypeError::new(0, bytes, "not this type's binary send format"))
@@ -1065,7 +1065,7 @@ mod tests {
         ] {
             let s = timestamp_text(us, true);
             assert_eq!(
-                crate::types::parse_text(oid::TIMESTAMPTZ, s.as_bytes()).unwrap(),
+                crate::decoding::text::parse_text(oid::TIMESTAMPTZ, s.as_bytes()).unwrap(),
                 Value::TimestampTz((us + PG_EPOCH_MICROS as i128) as i64),
                 "{s}"
             );
@@ -1166,5 +1166,16 @@ mod tests {
             let got = parse_binary(oid::NUMERIC, &bytes).unwrap();
             prop_assert_eq!(got, Value::Numeric(want));
         }
+    }
+
+    #[test]
+    fn binary_decoding_covers_arrays_and_ranges_of_decoded_types_only() {
+        use crate::decoding::text::oid;
+        assert!(decodes(oid::INT4));
+        assert!(decodes(1007)); // int4[]
+        assert!(decodes(oid::INT4RANGE));
+        assert!(decodes(4451)); // int4multirange
+        assert!(!decodes(1033)); // aclitem: no send function
+        assert!(!decodes(1034)); // aclitem[]
     }
 }

@@ -24,10 +24,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio_postgres::Client;
+use walrus_core::event::{Column, ReplicaIdentity};
 use walrus_core::value::TypeDesc;
 
+use crate::decoding::pgoutput::Relation;
+use crate::decoding::text;
 use crate::error::PgError;
-use crate::pgoutput::Relation;
 
 /// OIDs below this are built into PostgreSQL (`FirstNormalObjectId`); the rest were created
 /// by users or extensions.
@@ -258,4 +260,60 @@ pub fn resolve_type(
             _ => TypeDesc::Other { name },
         })
     })
+}
+
+/// The columns of table `oid` as events describe them (in `attnum` order, without dropped
+/// and generated columns, as pgoutput sends them), with each column's SQL type
+/// (`format_type`) for casting key literals.
+pub(crate) async fn describe_columns(
+    client: &Client,
+    oid: u32,
+    identity: ReplicaIdentity,
+    pk_names: &[String],
+) -> Result<(Vec<Column>, Vec<String>), PgError> {
+    let cols = client
+        .query(
+            "SELECT a.attname::text, a.atttypid, a.atttypmod,
+                    format_type(a.atttypid, a.atttypmod), t.typname::text
+               FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                AND a.attgenerated = ''
+              ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| PgError::sql("reading columns for the snapshot", e))?;
+    let mut columns = Vec::with_capacity(cols.len());
+    let mut casts = Vec::with_capacity(cols.len());
+    for c in &cols {
+        let col_name: String = c.get(0);
+        let type_oid: u32 = c.get(1);
+        let type_modifier: i32 = c.get(2);
+        casts.push(c.get::<_, String>(3));
+        let typname: String = c.get(4);
+        let type_desc = if type_oid >= FIRST_NORMAL_OID {
+            Some(Arc::new(
+                resolve_type(client, type_oid, type_modifier, 0).await?,
+            ))
+        } else {
+            None
+        };
+        let primary_key = pk_names.contains(&col_name);
+        columns.push(Column {
+            key: match identity {
+                ReplicaIdentity::Full => true,
+                ReplicaIdentity::Nothing => false,
+                _ => primary_key,
+            },
+            primary_key,
+            type_desc,
+            type_name: text::type_name(type_oid)
+                .map(str::to_string)
+                .unwrap_or(typname),
+            name: col_name,
+            type_oid,
+            type_modifier,
+        });
+    }
+    Ok((columns, casts))
 }

@@ -9,7 +9,7 @@
 //! text with a warning, never dropped.
 //!
 //! Keys: each column is marked `key` (replica identity, from the Relation message) and
-//! `primary_key` (from the catalog, see [`crate::catalog`]). The message key is the primary
+//! `primary_key` (from the catalog, see [`crate::decoding::catalog`]). The message key is the primary
 //! key. An update that changes the primary key — visible only when the WAL carries the old
 //! key, i.e. identity DEFAULT (the old key is sent when it changes), FULL, or an index that
 //! contains the key — becomes a delete for the old key and a create for the new one, as
@@ -24,12 +24,12 @@ use walrus_core::event::{
 };
 use walrus_core::value::Value;
 
-use crate::catalog::CatalogCache;
-use crate::pgoutput::{
+use crate::decoding::catalog::CatalogCache;
+use crate::decoding::pgoutput::{
     ColumnData, Delete, Insert, LogicalMessage, OldTuple, PgOutputMessage, Relation, RelationCache,
     RelationError, Truncate, TupleData, Update,
 };
-use crate::{binary, types};
+use crate::decoding::{binary, text};
 
 /// A table as events see it, with the topic-independent bits walrus derives once.
 #[derive(Clone, Debug)]
@@ -45,7 +45,7 @@ pub struct TableEntry {
 pub struct Converter {
     cache: RelationCache,
     /// Primary keys and type descriptions from the catalog; fill it before a Relation is
-    /// observed (see [`crate::catalog::CatalogCache::needs_lookup`]).
+    /// observed (see [`crate::decoding::catalog::CatalogCache::needs_lookup`]).
     pub catalog: CatalogCache,
     tables: HashMap<u32, TableEntry>,
 }
@@ -149,7 +149,7 @@ impl Converter {
                 type_desc: self.catalog.type_desc(c.type_oid),
                 name: c.name.clone(),
                 type_oid: c.type_oid,
-                type_name: types::type_name(c.type_oid)
+                type_name: text::type_name(c.type_oid)
                     .map(str::to_string)
                     .or_else(|| self.cache.type_name(c.type_oid).map(|t| t.name.clone()))
                     .unwrap_or_else(|| format!("oid{}", c.type_oid)),
@@ -213,8 +213,8 @@ impl Converter {
                 ColumnData::UnchangedToast => Value::Unavailable,
                 ColumnData::Text(bytes) => {
                     let (value, err) = match &col.type_desc {
-                        Some(desc) => types::parse_text_desc_or_text(desc, bytes),
-                        None => types::parse_text_or_text(col.type_oid, bytes),
+                        Some(desc) => text::parse_text_desc_or_text(desc, bytes),
+                        None => text::parse_text_or_text(col.type_oid, bytes),
                     };
                     if let Some(err) = err {
                         tracing::warn!(table = %table.qualified_name(), column = %col.name, error = %err, "value kept as text");
@@ -356,7 +356,7 @@ mod tests {
     use bytes::Bytes;
     use std::sync::Arc as StdArc;
 
-    use crate::pgoutput::{Column as RelColumn, ReplicaIdentity as RelIdentity};
+    use crate::decoding::pgoutput::{Column as RelColumn, ReplicaIdentity as RelIdentity};
 
     fn relation(identity: RelIdentity, key_flags: [u8; 3]) -> PgOutputMessage {
         PgOutputMessage::Relation(StdArc::new(Relation {
@@ -394,7 +394,7 @@ mod tests {
         let mut c = Converter::new();
         c.catalog.primary_keys.insert(
             7,
-            crate::catalog::PrimaryKey {
+            crate::decoding::catalog::PrimaryKey {
                 columns: pk.iter().map(|s| s.to_string()).collect(),
                 relation_columns: None,
             },

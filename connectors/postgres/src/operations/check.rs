@@ -11,7 +11,7 @@ use walrus_core::config::{Config, TablePattern};
 
 use crate::conn::ConnParams;
 use crate::error::PgError;
-use crate::setup::{self, quote_ident, quote_literal};
+use crate::operations::setup::{self, quote_ident, quote_literal};
 
 /// How a check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

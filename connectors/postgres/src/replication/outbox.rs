@@ -32,7 +32,7 @@ use walrus_core::router::OutboxConfig;
 use walrus_core::sink::Delivered;
 
 use crate::conn::ConnParams;
-use crate::setup::quote_ident;
+use crate::operations::setup::quote_ident;
 
 /// A delivered-then-delete entry: the record's sequence number, the outbox table's index in
 /// the housekeeping list, and the row's id as text.

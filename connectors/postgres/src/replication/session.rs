@@ -44,10 +44,11 @@ use walrus_core::telemetry;
 use walrus_core::Lsn;
 
 use crate::conn::ConnParams;
-use crate::convert::{Converter, UpdateOutcome};
+use crate::decoding::convert::{Converter, UpdateOutcome};
+use crate::decoding::pgoutput::{Decoder, PgOutputMessage, PG_EPOCH_OFFSET_MICROS};
 use crate::error::PgError;
-use crate::pgoutput::{Decoder, PgOutputMessage, PG_EPOCH_OFFSET_MICROS};
-use crate::setup;
+use crate::operations::setup;
+use crate::snapshots::initial;
 
 /// Pause after the replication worker's queue ran dry while events were flowing, so the
 /// next wakeup finds many events queued (tokio's timer rounds it up to about 1 ms).
@@ -82,6 +83,63 @@ pub struct SessionSummary {
     pub delivered: u64,
 }
 
+/// `snapshot.mode = initial_only`: read the tables in a new snapshot, deliver them, and
+/// stop; no slot is created or kept. An interrupted run resumes from its state file; a
+/// finished one does nothing.
+async fn run_initial_only<S: Sink>(
+    config: &Config,
+    params: &ConnParams,
+    sql: &tokio_postgres::Client,
+    sink: S,
+    delivered: Delivered,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<SessionSummary, PgError> {
+    let path = initial::state_path(config);
+    let slot = &config.source.slot;
+    let mut state = match initial::State::load(&path, slot, &params.dbname)? {
+        Some(st) if st.phase == initial::Phase::Done => {
+            tracing::info!(state_file = %path.display(), "snapshot.mode = initial_only: the snapshot is already complete; nothing to do (remove the state file to take it again)");
+            return Ok(SessionSummary::default());
+        }
+        Some(st) => st,
+        None => initial::State::new(slot, &params.dbname, initial::Phase::Running),
+    };
+    let at: String = sql
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| PgError::sql("reading the current WAL position", e))?
+        .get(0);
+    let at: Lsn = at.parse().unwrap_or_default();
+    let mut handle = SinkHandle::spawn(
+        sink,
+        delivered.clone(),
+        walrus_core::pipeline::PipelineOptions {
+            max_in_flight_bytes: config.pipeline.max_in_flight_bytes,
+            flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
+        },
+    );
+    let result = initial::run(
+        config,
+        params,
+        initial::Source::Fresh,
+        at,
+        &mut state,
+        &path,
+        &mut handle,
+        &delivered,
+        &mut shutdown,
+    )
+    .await;
+    let sink_result = handle.finish().await;
+    let outcome = result?;
+    sink_result?;
+    Ok(SessionSummary {
+        confirmed: Lsn::ZERO,
+        events: outcome.records,
+        delivered: delivered.get(),
+    })
+}
+
 /// Per-transaction state.
 #[derive(Default)]
 struct Txn {
@@ -109,13 +167,12 @@ pub async fn run<S: Sink>(
     let sql = params.connect_sql().await?;
     setup::ensure_publication(&sql, config).await?;
     // Before the slot streams, so its rows (commands, watermarks) are in the stream.
-    let signal_oid = crate::incremental::ensure_signal_table(&sql, config).await?;
+    let signal_oid = crate::snapshots::incremental::ensure_signal_table(&sql, config).await?;
     if config.snapshot.mode == walrus_core::config::SnapshotMode::InitialOnly {
-        return crate::snapshot::run_initial_only(config, &params, &sql, sink, delivered, shutdown)
-            .await;
+        return run_initial_only(config, &params, &sql, sink, delivered, shutdown).await;
     }
-    // Creates the slot with an exported snapshot when one is needed (crate::snapshot).
-    let mut decision = crate::snapshot::decide(&sql, &params, config).await?;
+    // Creates the slot with an exported snapshot when one is needed (crate::snapshots::initial).
+    let mut decision = crate::snapshots::initial::decide(&sql, &params, config).await?;
     let slot = setup::ensure_slot(&sql, config).await?;
     if let Some(row) = setup::query_slot(&sql, &slot.name).await? {
         if let (true, Some(pid)) = (row.active, row.active_pid) {
@@ -127,7 +184,7 @@ pub async fn run<S: Sink>(
     }
     // The SQL connection stays open for the session: catalog lookups (primary keys, types)
     // when a Relation message describes a table anew.
-    let mut catalog = crate::catalog::CatalogCache::default();
+    let mut catalog = crate::decoding::catalog::CatalogCache::default();
     catalog.prefetch(&sql, &config.source.publication).await?;
     let start = slot.confirmed_flush_lsn;
     // An exactly-once sink stores its own committed position (walrus_core::resume); what
@@ -142,7 +199,8 @@ pub async fn run<S: Sink>(
     })?;
     // Outbox housekeeping (`delete_after_delivery`) runs beside the session on its own
     // SQL connection and stops after it.
-    let outbox_deletes = crate::outbox::DeleteQueue::for_tables(router.outbox_tables());
+    let outbox_deletes =
+        crate::replication::outbox::DeleteQueue::for_tables(router.outbox_tables());
     let (housekeeping_stop, housekeeping_rx) = watch::channel(false);
     let housekeeping = outbox_deletes.clone().map(|queue| {
         let interval = router
@@ -152,7 +210,7 @@ pub async fn run<S: Sink>(
             .min()
             .unwrap_or(walrus_core::router::DEFAULT_OUTBOX_DELETE_INTERVAL_MS);
         tokio::spawn(
-            crate::outbox::run(
+            crate::replication::outbox::run(
                 params.clone(),
                 queue,
                 delivered.clone(),
@@ -185,7 +243,7 @@ pub async fn run<S: Sink>(
         );
         // The snapshot's records are numbered before the first streamed one, so no commit
         // is confirmed before all of them are delivered.
-        let snapshot = crate::snapshot::run_before_streaming(
+        let snapshot = crate::snapshots::initial::run_before_streaming(
             config,
             &params,
             &mut decision,
@@ -221,7 +279,7 @@ pub async fn run<S: Sink>(
         };
         Status::global().set_state(PipelineState::Streaming);
         let incremental = match signal_oid {
-            Some(oid) => Some(crate::incremental::Incremental::start(
+            Some(oid) => Some(crate::snapshots::incremental::Incremental::start(
                 config, &params, oid,
             )?),
             None => None,
@@ -318,7 +376,7 @@ struct Session<'a> {
     /// projected table versions get their own).
     projected_encoder: Option<JsonEncoder>,
     /// Rows of keep-rows outbox tables to delete once delivered.
-    outbox_deletes: Option<crate::outbox::DeleteQueue>,
+    outbox_deletes: Option<crate::replication::outbox::DeleteQueue>,
     /// Whether an ignored outbox update was logged this session.
     outbox_update_warned: bool,
     /// `walrus_events_total` per table and operation, registered once: building the labels
@@ -343,8 +401,8 @@ struct Session<'a> {
     /// Relation id of the table whose incremental snapshot window is open; 0 when none.
     /// Changes to it are shown to `incremental`; a plain compare keeps the hot path cheap.
     window_oid: u32,
-    /// Incremental snapshots (`crate::incremental`), when a signal table is configured.
-    incremental: Option<crate::incremental::Incremental>,
+    /// Incremental snapshots (`crate::snapshots::incremental`), when a signal table is configured.
+    incremental: Option<crate::snapshots::incremental::Incremental>,
 }
 
 /// How often the source publishes its progress to the shared status.
@@ -584,7 +642,7 @@ impl Session<'_> {
         });
     }
 
-    /// A logical message with the heartbeat prefix: walrus's own (see `crate::heartbeat`).
+    /// A logical message with the heartbeat prefix: walrus's own (see `crate::replication::heartbeat`).
     /// No event unless `[heartbeat].emit_events`; a non-transactional one is a position
     /// that may be confirmed once everything before it is delivered, with its emit time
     /// (the content) as commit time for the time lag.
@@ -718,7 +776,7 @@ impl Session<'_> {
                 prefix,
                 content,
             } => {
-                let msg = crate::pgoutput::LogicalMessage {
+                let msg = crate::decoding::pgoutput::LogicalMessage {
                     xid: None,
                     flags: u8::from(transactional),
                     lsn: Lsn(lsn.0),
@@ -790,8 +848,10 @@ impl Session<'_> {
             .decoder
             .decode(data)
             .map_err(|source| PgError::Decode { lsn, source })?;
-        let convert_err = |e: crate::convert::ConvertError| match e {
-            crate::convert::ConvertError::Relation(source) => PgError::Relation { lsn, source },
+        let convert_err = |e: crate::decoding::convert::ConvertError| match e {
+            crate::decoding::convert::ConvertError::Relation(source) => {
+                PgError::Relation { lsn, source }
+            }
             other => PgError::Protocol {
                 lsn,
                 message: other.to_string(),
@@ -919,7 +979,7 @@ impl Session<'_> {
 
     /// A row inserted into the signal table: a command or a watermark. At the high
     /// watermark of the open window the chunk's rows are emitted here, as op `r` events of
-    /// the watermark's transaction, so they are confirmed with it (`crate::incremental`).
+    /// the watermark's transaction, so they are confirmed with it (`crate::snapshots::incremental`).
     fn on_signal(&mut self, lsn: Lsn, ev: &ChangeEvent) {
         let Some(inc) = &mut self.incremental else {
             return;
@@ -933,7 +993,7 @@ impl Session<'_> {
             let first = self.batch.records.len();
             let n = self.emit(&read, None);
             for record in &mut self.batch.records[first..] {
-                crate::snapshot::set_snapshot_marker(record, "incremental");
+                crate::snapshots::initial::set_snapshot_marker(record, "incremental");
             }
             self.tracker.produced_records(n);
         }

@@ -1,0 +1,10 @@
+//! Operations: what keeps walrus's footprint on the server correct and visible, on ordinary
+//! (non-replication) SQL connections.
+//!
+//! - [`setup`]: publication and slot creation and validation when a session starts.
+//! - [`check`]: the preflight behind `walrus check`.
+//! - [`watchdog`]: the slot watchdog, its own task polling `pg_replication_slots`.
+
+pub mod check;
+pub mod setup;
+pub mod watchdog;

@@ -1,0 +1,440 @@
+//! The coordinator: takes the workers' records in table order, marks each table's first and
+//! last record, hands batches to the sink within the in-flight budget, and saves a unit's
+//! progress to the state file once the sink delivered the chunk.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use walrus_core::config::Config;
+use walrus_core::pipeline::{Batch, SinkHandle};
+use walrus_core::sink::{Delivered, Record};
+use walrus_core::telemetry;
+use walrus_core::Lsn;
+
+use super::plan::TablePlan;
+use super::state::State;
+use super::worker::{ChunkEnd, Piece};
+use super::SAVE_INTERVAL;
+use crate::error::PgError;
+
+/// A chunk whose records end at sequence number `seq`.
+pub(super) struct Completion {
+    pub(super) seq: u64,
+    pub(super) table: usize,
+    pub(super) unit: usize,
+    pub(super) rows: u64,
+    pub(super) end: Option<ChunkEnd>,
+}
+
+/// Per-table bookkeeping of the coordinator.
+pub(super) struct TableRun {
+    pub(super) qualified: String,
+    pub(super) estimated_rows: u64,
+    /// Rows handed to the sink this session.
+    pub(super) sent_rows: u64,
+    /// Rows delivered before this session.
+    pub(super) rows_before: u64,
+    pub(super) units_left: usize,
+    /// The newest record, held back until the next one (or the table's end) says whether
+    /// it is the table's last.
+    pub(super) held: Option<(Record, Vec<Completion>)>,
+    /// Whether the table's first record is still to be marked.
+    pub(super) first_pending: bool,
+    pub(super) started: Option<Instant>,
+    pub(super) finished: bool,
+}
+
+pub(super) struct Coordinator {
+    pub(super) tables: Vec<TableRun>,
+    pub(super) pending: VecDeque<Completion>,
+    pub(super) first_overall: bool,
+    pub(super) tables_left: usize,
+    /// Bars or log lines for people (`crate::snapshots::progress`).
+    pub(super) progress: crate::snapshots::progress::Progress,
+    /// `[snapshot] max_rows_per_second`, 0 for none, and the rows handed over so far.
+    pub(super) max_rows_per_second: u64,
+    pub(super) rows_sent: u64,
+    pub(super) started: Instant,
+    pub(super) last_save: Instant,
+    pub(super) dirty: bool,
+}
+
+impl Coordinator {
+    pub(super) fn new(plans: &[TablePlan], state: &State, config: &Config) -> Coordinator {
+        let tables: Vec<TableRun> = plans
+            .iter()
+            .map(|p| {
+                let ts = &state.tables[&p.qualified];
+                TableRun {
+                    qualified: p.qualified.clone(),
+                    estimated_rows: p.estimated_rows,
+                    sent_rows: 0,
+                    rows_before: ts.rows,
+                    units_left: ts.units.iter().filter(|u| !u.done).count(),
+                    held: None,
+                    first_pending: ts.rows == 0,
+                    started: None,
+                    finished: ts.done,
+                }
+            })
+            .collect();
+        let tables_left = tables.iter().filter(|t| !t.finished).count();
+        let views: Vec<(String, u64, u64, bool)> = tables
+            .iter()
+            .map(|t| {
+                (
+                    t.qualified.clone(),
+                    t.estimated_rows,
+                    t.rows_before,
+                    t.finished,
+                )
+            })
+            .collect();
+        let progress = crate::snapshots::progress::Progress::new(
+            &views,
+            crate::snapshots::progress::wants_bars(config.snapshot.progress),
+            Duration::from_millis(config.snapshot.progress_interval_ms),
+        );
+        Coordinator {
+            first_overall: state.tables.values().all(|t| t.rows == 0),
+            tables,
+            pending: VecDeque::new(),
+            tables_left,
+            progress,
+            max_rows_per_second: config.snapshot.max_rows_per_second,
+            rows_sent: 0,
+            started: Instant::now(),
+            last_save: Instant::now(),
+            dirty: false,
+        }
+    }
+
+    pub(super) fn all_done(&self, state: &State) -> bool {
+        state.tables.values().all(|t| t.done)
+    }
+
+    pub(super) fn total_rows(&self) -> u64 {
+        self.tables
+            .iter()
+            .map(|t| t.sent_rows + t.rows_before)
+            .sum()
+    }
+
+    /// Receives pieces until the workers are done (`Ok(true)`) or a stop (`Ok(false)`),
+    /// saving delivered progress to `path` as it goes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn drive(
+        &mut self,
+        mut rx: mpsc::Receiver<Piece>,
+        handle: &mut SinkHandle,
+        delivered: &Delivered,
+        shutdown: &mut watch::Receiver<bool>,
+        stop: &AtomicBool,
+        state: &mut State,
+        path: &Path,
+    ) -> Result<bool, PgError> {
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let sink_stopped = || PgError::Protocol {
+            lsn: Lsn::ZERO,
+            message: "sink stopped during the snapshot".into(),
+        };
+        loop {
+            if *shutdown.borrow() {
+                stop.store(true, Ordering::SeqCst);
+                return Ok(false);
+            }
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        stop.store(true, Ordering::SeqCst);
+                        return Ok(false);
+                    }
+                }
+                _ = ticker.tick() => {
+                    if handle.is_stopped() {
+                        stop.store(true, Ordering::SeqCst);
+                        return Err(sink_stopped());
+                    }
+                    self.tick();
+                    self.apply_delivered(delivered.get(), state);
+                    self.maybe_save(state, path)?;
+                }
+                piece = rx.recv() => {
+                    let Some(piece) = piece else { return Ok(true) };
+                    self.rows_sent += piece.rows;
+                    let batch = self.accept(piece, handle.sent());
+                    if let Some((batch, completions)) = batch {
+                        let reservation = tokio::select! {
+                            biased;
+                            r = handle.reserve(batch.bytes) => r.map_err(|_| sink_stopped())?,
+                            _ = shutdown.changed() => { stop.store(true, Ordering::SeqCst); return Ok(false) }
+                        };
+                        let seq = handle.send(batch, reservation).map_err(|_| sink_stopped())?;
+                        for mut c in completions {
+                            c.seq = seq;
+                            self.pending.push_back(c);
+                        }
+                    }
+                    if let Some(wait) = self.throttle() {
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.changed() => { stop.store(true, Ordering::SeqCst); return Ok(false) }
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns a piece into a batch to send, holding back the newest record of its table
+    /// and releasing the one held before. Completions get their sequence number from the
+    /// caller once the batch is sent.
+    pub(super) fn accept(&mut self, piece: Piece, sent: u64) -> Option<(Batch, Vec<Completion>)> {
+        let t = &mut self.tables[piece.table];
+        t.started.get_or_insert_with(Instant::now);
+        t.sent_rows += piece.rows;
+        self.progress.advance(piece.table, piece.rows);
+        if piece.rows > 0 {
+            metrics::counter!(telemetry::SNAPSHOT_ROWS_TOTAL, "table" => t.qualified.clone())
+                .increment(piece.rows);
+        }
+        let mut out: Vec<Record> = Vec::with_capacity(piece.records.len() + 1);
+        let mut completions = Vec::new();
+        let mut records = piece.records;
+        let mut held_rows = 0;
+        if let Some(newest) = records.pop() {
+            if let Some((mut held, held_completions)) = t.held.take() {
+                if t.first_pending {
+                    // Only possible when the held record was the table's first.
+                    t.first_pending = false;
+                    let marker = if std::mem::take(&mut self.first_overall) {
+                        "first"
+                    } else {
+                        "first_in_data_collection"
+                    };
+                    set_snapshot_marker(&mut held, marker);
+                }
+                out.push(held);
+                completions.extend(held_completions);
+            }
+            if t.first_pending && !records.is_empty() {
+                t.first_pending = false;
+                let marker = if std::mem::take(&mut self.first_overall) {
+                    "first"
+                } else {
+                    "first_in_data_collection"
+                };
+                set_snapshot_marker(&mut records[0], marker);
+            }
+            out.extend(records);
+            // The held record's row counts as delivered with it.
+            let row = Completion {
+                seq: 0,
+                table: piece.table,
+                unit: piece.unit,
+                rows: 1,
+                end: None,
+            };
+            t.held = Some((newest, vec![row]));
+            held_rows = 1;
+        }
+        if let Some(end) = piece.chunk_end {
+            let completion = Completion {
+                seq: 0,
+                table: piece.table,
+                unit: piece.unit,
+                rows: 0,
+                end: Some(end.clone()),
+            };
+            // The chunk is complete once its last record (held, if any) is delivered.
+            match &mut t.held {
+                Some((_, cs)) => cs.push(completion),
+                None => completions.push(completion),
+            }
+            if end.unit_done {
+                t.units_left = t.units_left.saturating_sub(1);
+                if t.units_left == 0 && !t.finished {
+                    t.finished = true;
+                    self.progress.finish(piece.table);
+                    self.tables_left = self.tables_left.saturating_sub(1);
+                    metrics::gauge!(telemetry::SNAPSHOT_TABLES_REMAINING)
+                        .set(self.tables_left as f64);
+                    if let Some((mut held, cs)) = t.held.take() {
+                        let marker = if self.tables_left == 0 {
+                            "last"
+                        } else {
+                            "last_in_data_collection"
+                        };
+                        set_snapshot_marker(&mut held, marker);
+                        t.first_pending = false;
+                        out.push(held);
+                        completions.extend(cs);
+                    }
+                    tracing::info!(
+                        table = %t.qualified,
+                        rows = t.sent_rows + t.rows_before,
+                        elapsed_ms = t.started.map_or(0, |s| s.elapsed().as_millis() as u64),
+                        "table read"
+                    );
+                }
+            }
+        }
+        // Rows are counted as delivered with the batch that carries them.
+        if piece.rows > held_rows {
+            completions.push(Completion {
+                seq: 0,
+                table: piece.table,
+                unit: piece.unit,
+                rows: piece.rows - held_rows,
+                end: None,
+            });
+        }
+        if out.is_empty() && completions.is_empty() {
+            return None;
+        }
+        let mut batch = Batch::default();
+        for r in out {
+            batch.push(r);
+        }
+        if batch.is_empty() {
+            // Only completions: they complete when everything sent so far is delivered.
+            for c in completions {
+                self.pending.push_back(Completion { seq: sent, ..c });
+            }
+            return None;
+        }
+        // A batch of rows is a unit an exactly-once sink may commit after (they have no
+        // LSN: a snapshot cut short is taken again, so its rows are at least once).
+        batch.end_unit(None);
+        Some((batch, completions))
+    }
+
+    /// How long to pause to stay under `max_rows_per_second`.
+    pub(super) fn throttle(&self) -> Option<Duration> {
+        if self.max_rows_per_second == 0 {
+            return None;
+        }
+        let due = Duration::from_secs_f64(self.rows_sent as f64 / self.max_rows_per_second as f64);
+        due.checked_sub(self.started.elapsed())
+    }
+
+    pub(super) fn tick(&mut self) {
+        self.progress.tick();
+    }
+
+    /// Applies every completion the sink has delivered to the state; saves it at most
+    /// every [`SAVE_INTERVAL`].
+    pub(super) fn apply_delivered(&mut self, delivered: u64, state: &mut State) {
+        while let Some(c) = self.pending.front() {
+            if c.seq > delivered {
+                break;
+            }
+            let Some(c) = self.pending.pop_front() else {
+                break;
+            };
+            let qualified = &self.tables[c.table].qualified;
+            if let Some(ts) = state.tables.get_mut(qualified) {
+                ts.rows += c.rows;
+                if let (Some(end), Some(unit)) = (&c.end, ts.units.get_mut(c.unit)) {
+                    if end.last.is_some() {
+                        unit.last = end.last.clone();
+                    }
+                    unit.done |= end.unit_done;
+                }
+                ts.done = ts.units.iter().all(|u| u.done);
+            }
+            self.dirty = true;
+        }
+    }
+
+    pub(super) fn maybe_save(&mut self, state: &State, path: &Path) -> Result<(), PgError> {
+        if self.dirty && self.last_save.elapsed() >= SAVE_INTERVAL {
+            state.save(path)?;
+            self.dirty = false;
+            self.last_save = Instant::now();
+        }
+        Ok(())
+    }
+
+    pub(super) fn log_progress(&mut self, state: &State, _final: bool) {
+        self.progress.close();
+        let delivered: u64 = state.tables.values().map(|t| t.rows).sum();
+        let done = state.tables.values().filter(|t| t.done).count();
+        tracing::info!(
+            rows_delivered = delivered,
+            tables_done = done,
+            tables = state.tables.len(),
+            "snapshot progress saved"
+        );
+    }
+}
+
+/// Replaces `"snapshot":"true"` in the record's `source` block with another of Debezium's
+/// `SnapshotRecord` values (`first`, `last`, ...). The `source` block is the last object
+/// named `source` in the value (it follows `before` and `after`, which hold user data).
+pub(crate) fn set_snapshot_marker(record: &mut Record, marker: &str) {
+    let Some(value) = &record.value else { return };
+    let bytes: &[u8] = value;
+    let Some(src) = rfind(bytes, b"\"source\":{") else {
+        return;
+    };
+    let needle = b"\"snapshot\":\"true\"";
+    let Some(rel) = find(&bytes[src..], needle) else {
+        return;
+    };
+    let at = src + rel;
+    let mut out = Vec::with_capacity(bytes.len() + marker.len());
+    out.extend_from_slice(&bytes[..at]);
+    out.extend_from_slice(b"\"snapshot\":\"");
+    out.extend_from_slice(marker.as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(&bytes[at + needle.len()..]);
+    record.value = Some(Bytes::from(out));
+}
+
+pub(super) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+pub(super) fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+pub(super) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn marker_replaces_the_source_field_only() {
+        let mut r = Record {
+            topic: Arc::from("t"),
+            key: None,
+            value: Some(Bytes::from_static(
+                br#"{"before":null,"after":{"snapshot":"true"},"source":{"version":"x","snapshot":"true","db":"d"},"op":"r"}"#,
+            )),
+            headers: vec![],
+            timestamp_ms: 0,
+        };
+        set_snapshot_marker(&mut r, "last");
+        assert_eq!(
+            r.value.as_deref().unwrap(),
+            br#"{"before":null,"after":{"snapshot":"true"},"source":{"version":"x","snapshot":"last","db":"d"},"op":"r"}"#
+        );
+    }
+}
