@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::error::ConfigError;
 use crate::pipeline;
 
 mod observability;
@@ -58,45 +59,6 @@ pub const DEFAULT_BATCH_MAX_RECORDS: usize = 2048;
 pub const DEFAULT_BATCH_LINGER_MS: u64 = 5;
 /// Default events buffered between the replication connection and the decoder.
 pub const DEFAULT_REPLICATION_BUFFER_EVENTS: usize = 8192;
-
-/// A configuration problem, naming the key path.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The path given.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The TOML syntax is wrong.
-    #[error("config is not valid TOML: {0}")]
-    Syntax(String),
-    /// A key has the wrong type, is unknown, or is missing.
-    #[error("config key `{key}`: {message}")]
-    Key {
-        /// Dotted key path, e.g. `source.slot`.
-        key: String,
-        /// What is wrong and what is expected.
-        message: String,
-    },
-    /// `${VAR}` names a variable that is not set and has no default.
-    #[error("config key `{key}`: environment variable {var} is not set (set it, or write ${{{var}:-default}})")]
-    MissingEnv {
-        /// Dotted key path.
-        key: String,
-        /// The variable.
-        var: String,
-    },
-}
-
-impl crate::error::Classify for ConfigError {
-    fn kind(&self) -> crate::error::ErrorKind {
-        crate::error::ErrorKind::Config
-    }
-}
 
 /// A secret string: never printed by `Debug` or `Display`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]

@@ -354,6 +354,45 @@ impl fmt::Display for ErrorClass {
     }
 }
 
+/// A configuration problem, naming the key path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML syntax is wrong.
+    #[error("config is not valid TOML: {0}")]
+    Syntax(String),
+    /// A key has the wrong type, is unknown, or is missing.
+    #[error("config key `{key}`: {message}")]
+    Key {
+        /// Dotted key path, e.g. `source.slot`.
+        key: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// `${VAR}` names a variable that is not set and has no default.
+    #[error("config key `{key}`: environment variable {var} is not set (set it, or write ${{{var}:-default}})")]
+    MissingEnv {
+        /// Dotted key path.
+        key: String,
+        /// The variable.
+        var: String,
+    },
+}
+
+impl Classify for ConfigError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Config
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,7 +47,7 @@ use bytes::Bytes;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 use crate::event::{ChangeEvent, Op, Row, Table};
 use crate::value::Value;
 
