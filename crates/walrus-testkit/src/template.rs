@@ -115,10 +115,10 @@ fn key(bins: &Binaries, user: Option<&ServerUser>) -> String {
 }
 
 /// An exclusive `flock`, released when dropped (or by the kernel when the process dies).
-struct Flock<'a>(&'a File);
+pub(crate) struct Flock<'a>(&'a File);
 
 impl<'a> Flock<'a> {
-    fn exclusive(file: &'a File) -> std::io::Result<Self> {
+    pub(crate) fn exclusive(file: &'a File) -> std::io::Result<Self> {
         loop {
             // SAFETY: the fd is owned by `file`, which outlives the guard.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
