@@ -4,9 +4,12 @@
 #
 #   scripts/install-deps.sh                  PostgreSQL server, build packages for librdkafka
 #                                            (OpenSSL headers), cargo-nextest, rustfmt, clippy,
-#                                            and the Kafka test broker (Tansu)
+#                                            Apache Kafka 4.4 (jars from Maven, Java and Maven
+#                                            from apt when missing), and the Kafka test broker
+#                                            (Tansu)
 #   scripts/install-deps.sh --postgres-only  the PostgreSQL server and build packages (what the
 #                                            demo needs)
+#   scripts/install-deps.sh --kafka-only     only Apache Kafka's jars (and Java and Maven)
 #   scripts/install-deps.sh --no-broker      everything but the Kafka test broker
 #                                            (or WALRUS_INSTALL_BROKER=0)
 #   scripts/install-deps.sh --bench          also the wal2json output plugin, for the
@@ -35,6 +38,7 @@ pg_matrix_only=0
 for arg in "$@"; do
     case "$arg" in
         --postgres-only) postgres_only=1 ;;
+        --kafka-only) kafka_only=1 ;;
         --with-broker) with_broker=1 ;;
         --no-broker) with_broker=0 ;;
         --bench) with_bench=1 ;;
@@ -42,7 +46,7 @@ for arg in "$@"; do
         --pg-matrix-only) pg_matrix_only=1 ;;
         --print-pg-bindir) print_bindir=1 ;;
         -h | --help)
-            sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -191,6 +195,45 @@ install_test_broker() {
     cargo install tansu --locked --features dynostore,libsql
 }
 
+# Apache Kafka for the Kafka tests (and Kafka Connect, for running Debezium beside walrus):
+# the jars of Kafka 4.4.0 from Maven Central, fetched once with Maven into one flat directory,
+# ${WALRUS_CACHE:-$HOME/.cache/walrus}/kafka-4.4.0/libs, which crates/walrus-testkit
+# (src/kafka.rs) puts on the classpath. scripts/java/kafka/pom.xml lists what is fetched.
+# Needs Java 17+ and Maven, installed with apt when missing.
+kafka_version=4.4.0
+install_kafka() {
+    local cache="${WALRUS_CACHE:-$HOME/.cache/walrus}"
+    local libs="$cache/kafka-$kafka_version/libs"
+    local missing=()
+    command -v java >/dev/null 2>&1 || [ -x "${JAVA_HOME:-/nonexistent}/bin/java" ] || missing+=(openjdk-17-jre-headless)
+    command -v mvn >/dev/null 2>&1 || missing+=(maven)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]} for Apache Kafka"
+        apt_install "${missing[@]}"
+    fi
+    if [ -f "$libs/kafka_2.13-$kafka_version.jar" ] && [ -f "$libs/connect-runtime-$kafka_version.jar" ]; then
+        log "Apache Kafka $kafka_version present ($libs); nothing to fetch"
+        return 0
+    fi
+    log "fetching Apache Kafka $kafka_version and Kafka Connect with Maven into $libs"
+    local here staging
+    here="$(cd "$(dirname "$0")" && pwd)"
+    mkdir -p "$(dirname "$libs")"
+    staging="$(mktemp -d "$(dirname "$libs")/libs.staging.XXXXXX")"
+    # maven-dependency-plugin is named with its version: Maven 3.8's default (2.8) is not
+    # served by every mirror.
+    if ! mvn -B -q -f "$here/java/kafka/pom.xml" \
+        org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$staging"; then
+        rm -rf "$staging"
+        echo "install-deps: fetching Apache Kafka with Maven failed" >&2
+        return 1
+    fi
+    rm -rf "$libs"
+    mv "$staging" "$libs"
+    log "Apache Kafka $kafka_version in $libs ($(ls "$libs" | wc -l) jars)"
+}
+
 # The wal2json output plugin for the server found, only for benchmarks: the do-it-yourself
 # baseline (`pg_recvlogical -P wal2json | producer`) needs it; walrus itself uses pgoutput.
 install_wal2json() {
@@ -284,6 +327,10 @@ if [ "$pg_matrix_only" = 1 ]; then
     install_pg_matrix
     exit 0
 fi
+if [ "${kafka_only:-0}" = 1 ]; then
+    install_kafka
+    exit
+fi
 install_postgres
 if [ "$with_pg_matrix" = 1 ]; then
     install_pg_matrix
@@ -299,6 +346,7 @@ fi
 install_nextest
 install_rust_components
 if [ "$with_broker" = 1 ]; then
+    install_kafka
     install_test_broker
 else
     log "Kafka test broker skipped (--no-broker or WALRUS_INSTALL_BROKER=0); the Kafka tests will fail without it"

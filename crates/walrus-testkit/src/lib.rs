@@ -36,8 +36,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`Broker`] is the Kafka-protocol counterpart: a fresh in-memory Tansu broker per test on a
-//! free port, killed on drop, with `pause`/`resume` (SIGSTOP/SIGCONT) for outages.
+//! [`kafka`] is the Kafka counterpart: Apache Kafka 4.4 (KRaft, one node) from the jars
+//! `scripts/install-deps.sh` caches, as [`KafkaBroker::shared`] (one broker for a whole test
+//! run, for tests that only produce and consume) or [`KafkaBroker::start`] (a test's own, with
+//! `pause`/`resume`, `stop`/`start_again`/`restart` and `kill`), and the `java` command line
+//! Kafka Connect runs from the same jars ([`kafka::java_command`]). [`Broker`], an in-memory
+//! Tansu broker per test, is being retired in its favour.
 //!
 //! # Root, CI and machines without PostgreSQL
 //!
@@ -66,6 +70,7 @@
 mod binaries;
 mod broker;
 mod cluster;
+pub mod kafka;
 mod privileges;
 pub mod process;
 mod template;
@@ -73,3 +78,4 @@ mod template;
 pub use binaries::{find_bindir, matrix_cache, MAJOR_ENV, MATRIX_MAJORS};
 pub use broker::{find_tansu, Broker};
 pub use cluster::{unique_name, PgCluster, PgClusterBuilder, WalLevel};
+pub use kafka::{KafkaBroker, KafkaBrokerBuilder, SharedKafkaBroker};
