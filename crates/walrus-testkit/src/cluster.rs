@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use tempfile::TempDir;
 
-use crate::binaries::{binaries, Binaries};
+use crate::binaries::{binaries_for, reachable_by, traversable, Binaries};
 use crate::privileges::{
     give_to, kill_hard, process_alive, server_command, server_user, ServerUser,
 };
@@ -86,6 +86,7 @@ impl WalLevel {
 #[derive(Debug, Clone, Default)]
 pub struct PgClusterBuilder {
     wal_level: WalLevel,
+    major: Option<u32>,
     settings: Vec<(String, String)>,
     /// The first port to try, instead of a free one; lets tests exercise the port-race retry.
     #[cfg(test)]
@@ -96,6 +97,13 @@ impl PgClusterBuilder {
     /// Sets `wal_level` (default [`WalLevel::Logical`]).
     pub fn wal_level(mut self, level: WalLevel) -> Self {
         self.wal_level = level;
+        self
+    }
+
+    /// Runs PostgreSQL `major` (10 to 18) instead of the default (`$WALRUS_PG_MAJOR`, else
+    /// the machine's server); see the `binaries` module for where each major is found.
+    pub fn major(mut self, major: u32) -> Self {
+        self.major = Some(major);
         self
     }
 
@@ -112,9 +120,9 @@ impl PgClusterBuilder {
     /// Fails with the search path when no server binaries are installed, and with the tail of
     /// the server log when the server does not start.
     pub fn start(self) -> Result<PgCluster> {
-        let bins = binaries()?;
         let user = server_user()?;
         let base = temp_base(user);
+        let bins = reachable_by(binaries_for(self.major)?, user, &base)?;
         reap_orphans_once(bins, user, &base);
 
         let template = template::ensure(bins, user, &base)?;
@@ -245,6 +253,11 @@ impl PgCluster {
         &self.bins.version
     }
 
+    /// The server's major version, e.g. `15`.
+    pub fn major(&self) -> u32 {
+        self.bins.major()
+    }
+
     /// The `wal_level` the cluster was created with.
     pub fn wal_level(&self) -> WalLevel {
         self.wal_level
@@ -318,6 +331,31 @@ impl PgCluster {
     pub fn restart(&self) -> Result<()> {
         self.stop()?;
         self.start()
+    }
+
+    /// Replaces `pg_hba.conf` with `contents` and reloads the server, e.g. to test password
+    /// authentication: `"host all all 127.0.0.1/32 scram-sha-256\nhost replication all
+    /// 127.0.0.1/32 scram-sha-256\nlocal all all trust\n"`. The reload is asynchronous:
+    /// connections a few milliseconds later see it.
+    pub fn set_hba(&self, contents: &str) -> Result<()> {
+        let path = self.data_dir.join("pg_hba.conf");
+        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+        give_to(&path, self.user)?;
+        self.reload()
+    }
+
+    /// Makes the server re-read its configuration files (`pg_ctl reload`).
+    pub fn reload(&self) -> Result<()> {
+        let _lifecycle = self.lock();
+        let out = self
+            .pg_ctl()
+            .arg("reload")
+            .output()
+            .context("running pg_ctl reload")?;
+        check(&out, "pg_ctl reload")?;
+        // The postmaster handles SIGHUP asynchronously; give it a moment.
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(())
     }
 
     /// Connects to database `db` as the superuser and spawns the connection task on the current
@@ -632,20 +670,12 @@ fn temp_base(user: Option<&ServerUser>) -> PathBuf {
     let base = std::env::temp_dir();
     // A unix socket path is limited to 107 bytes; the cluster dir and socket name add ~45.
     let short = base.as_os_str().len() <= 60;
-    let reachable = user.is_none() || world_traversable(&base);
+    let reachable = user.is_none() || traversable(&base);
     if short && reachable {
         base
     } else {
         PathBuf::from("/tmp")
     }
-}
-
-/// Whether every directory on the way to `dir` (and `dir` itself) lets others through.
-fn world_traversable(dir: &Path) -> bool {
-    dir.ancestors().all(|d| {
-        d.as_os_str().is_empty()
-            || std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
-    })
 }
 
 /// Runs [`reap_orphans`] once per process.
@@ -765,4 +795,50 @@ mod tests {
         assert!(msg.contains("did not start"), "{msg}");
         assert!(msg.contains("shared_buffers"), "{msg}");
     }
+}
+
+/// Every major of the version matrix starts, decodes logically and has the contrib
+/// extensions walrus's type tests use (installed by `scripts/install-deps.sh`).
+#[cfg(test)]
+mod matrix {
+    use super::*;
+
+    fn starts_with_contrib(major: u32) {
+        let pg = PgCluster::builder().major(major).start().unwrap();
+        assert_eq!(pg.major(), major, "{}", pg.server_version());
+        let out = pg
+            .psql(
+                "postgres",
+                "CREATE EXTENSION hstore; CREATE EXTENSION citext; CREATE EXTENSION ltree;
+                 SELECT 'a=>1'::hstore -> 'a', 'AbC'::citext = 'abc', nlevel('a.b.c'::ltree);
+                 SELECT 1 FROM pg_create_logical_replication_slot('s', 'pgoutput');
+                 SHOW server_version_num;",
+            )
+            .unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "1|t|3", "{out}");
+        assert_eq!(lines[1], "1", "{out}");
+        assert_eq!(lines[2].parse::<u32>().unwrap() / 10000, major, "{out}");
+    }
+
+    macro_rules! majors {
+        ($($name:ident = $major:literal),*) => {$(
+            #[test]
+            fn $name() {
+                starts_with_contrib($major);
+            }
+        )*};
+    }
+
+    majors!(
+        pg10 = 10,
+        pg11 = 11,
+        pg12 = 12,
+        pg13 = 13,
+        pg14 = 14,
+        pg15 = 15,
+        pg16 = 16,
+        pg17 = 17,
+        pg18 = 18
+    );
 }

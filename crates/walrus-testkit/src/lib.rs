@@ -60,6 +60,10 @@
 //! # Environment
 //!
 //! - `WALRUS_PG_BINDIR`: use the server binaries in this directory.
+//! - `WALRUS_PG_MAJOR`: run every cluster on this major (10 to 18) unless the test asks for
+//!   one with [`PgClusterBuilder::major`]; the version matrix (see `binaries`).
+//! - `WALRUS_CACHE`: where `scripts/install-deps.sh` put the matrix's servers
+//!   (default `~/.cache/walrus`).
 //! - `WALRUS_PG_USER`: when root, run the server as this user.
 //! - `TMPDIR`: where clusters and the template go (see [`std::env::temp_dir`]).
 
@@ -71,7 +75,7 @@ mod privileges;
 pub mod process;
 mod template;
 
-pub use binaries::find_bindir;
+pub use binaries::{find_bindir, matrix_cache, MAJOR_ENV, MATRIX_MAJORS};
 pub use broker::{find_tansu, Broker};
 pub use cluster::{unique_name, PgCluster, PgClusterBuilder, WalLevel};
 pub use kafka::{KafkaBroker, KafkaBrokerBuilder, SharedKafkaBroker};
