@@ -13,7 +13,7 @@
 //! machine hits both. Each run is timed until the slot's `confirmed_flush_lsn` reaches the
 //! end of the workload; the figure that matters is **walrus CPU-seconds per million rows**
 //! (user + system over all threads, from `/proc`), which is far less sensitive to other
-//! processes than wall time. `--sink kafka` starts a fresh Tansu broker (walrus-testkit)
+//! processes than wall time. `--sink kafka` starts a fresh Apache Kafka broker (walrus-testkit)
 //! per run, with topics of 3 partitions; `--sink file` writes to a temporary file; `--sink
 //! null` encodes and drops.
 //!
@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use walrus_testkit::process::{cpu_seconds, peak_rss_kib};
-use walrus_testkit::{Broker, PgCluster};
+use walrus_testkit::{KafkaBroker, PgCluster};
 
 fn workload_sql(name: &str, rows: u64) -> String {
     match name {
@@ -160,7 +160,12 @@ async fn main() {
     for rep in 0..args.reps {
         for (b, bin) in args.bins.iter().enumerate() {
             let dir = tempfile::tempdir().expect("tempdir");
-            let broker = (args.sink == "kafka").then(|| Broker::start().expect("broker"));
+            let broker = (args.sink == "kafka").then(|| {
+                KafkaBroker::builder()
+                    .full_jit()
+                    .start()
+                    .expect("an Apache Kafka broker")
+            });
             let sink = match args.sink.as_str() {
                 "file" => format!(
                     "type = \"file\"\npath = \"{}\"\n",

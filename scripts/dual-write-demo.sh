@@ -4,11 +4,12 @@
 # naively (commit, then publish), side by side, through a frozen broker and a walrus crash.
 #
 #   1. installs the PostgreSQL server and build packages if missing
-#      (scripts/install-deps.sh --postgres-only) and the Kafka-protocol test broker, Tansu,
-#      if missing (cargo install; about ten minutes on two cores, once);
+#      (scripts/install-deps.sh --postgres-only) and Apache Kafka's jars if
+#      missing (scripts/install-deps.sh --kafka-only: Java and Maven from apt, the jars from
+#      Maven Central, once);
 #   2. builds walrus and the example (`cargo build --release`);
 #   3. runs `walrus-example-orders scenario` (examples/orders): a throwaway PostgreSQL and
-#      Tansu broker (walrus-testkit), the real walrus binary, N orders per service at a
+#      Apache Kafka broker (walrus-testkit), the real walrus binary, N orders per service at a
 #      steady rate, the broker frozen (SIGSTOP) in the middle, walrus killed (kill -9) and
 #      restarted once, then prints the table: orders written, fulfilled, fulfilled twice
 #      before dedupe, duplicates suppressed, lost — outbox path and naive path.
@@ -25,11 +26,8 @@ say() { echo "dual-write-demo: $*" >&2; }
 
 say "checking for PostgreSQL (installing it if missing)"
 ./scripts/install-deps.sh --postgres-only >&2
-if [ -z "${WALRUS_TANSU:-}" ] && ! command -v tansu >/dev/null 2>&1 &&
-    [ ! -x "${HOME:-/nonexistent}/.cargo/bin/tansu" ]; then
-    say "installing the Kafka test broker (cargo install tansu --locked --features dynostore,libsql)"
-    cargo install tansu --locked --features dynostore,libsql >&2
-fi
+say "checking for Apache Kafka (fetching its jars if missing)"
+./scripts/install-deps.sh --kafka-only >&2
 
 say "building walrus and the example (release)"
 cargo build --release -p walrus --bin walrus >&2

@@ -4,13 +4,12 @@
 #
 #   scripts/install-deps.sh                  PostgreSQL server, build packages for librdkafka
 #                                            (OpenSSL headers), cargo-nextest, rustfmt, clippy,
-#                                            Apache Kafka 4.4 (jars from Maven, Java and Maven
-#                                            from apt when missing), and the Kafka test broker
-#                                            (Tansu)
+#                                            and Apache Kafka 4.4, the test broker (jars from
+#                                            Maven; Java and Maven from apt when missing)
 #   scripts/install-deps.sh --postgres-only  the PostgreSQL server and build packages (what the
 #                                            demo needs)
 #   scripts/install-deps.sh --kafka-only     only Apache Kafka's jars (and Java and Maven)
-#   scripts/install-deps.sh --no-broker      everything but the Kafka test broker
+#   scripts/install-deps.sh --no-broker      everything but Apache Kafka
 #                                            (or WALRUS_INSTALL_BROKER=0)
 #   scripts/install-deps.sh --bench          also the wal2json output plugin, for the
 #                                            benchmark's do-it-yourself pipe (benches/e2e)
@@ -182,20 +181,8 @@ install_build_packages() {
     apt_install "${missing[@]}"
 }
 
-# The Kafka test broker for the Kafka sink's integration tests: Tansu, a Kafka-compatible
-# broker that builds from crates.io (no JVM, no download from elsewhere). Building it takes
-# about ten minutes on two cores; the test suite needs it (tests/e2e/kafka.rs,
-# connectors/kafka/tests), so it is installed unless --no-broker is given.
-install_test_broker() {
-    if command -v tansu >/dev/null 2>&1; then
-        log "tansu present ($(command -v tansu)); nothing to install"
-        return 0
-    fi
-    log "installing the Kafka test broker (cargo install tansu --locked --features dynostore,libsql)"
-    cargo install tansu --locked --features dynostore,libsql
-}
-
-# Apache Kafka for the Kafka tests (and Kafka Connect, for running Debezium beside walrus):
+# Apache Kafka, the test broker of every Kafka test, the dual-write demo and the benchmark (and
+# Kafka Connect, for running Debezium beside walrus):
 # the jars of Kafka 4.4.0 from Maven Central, fetched once with Maven into one flat directory,
 # ${WALRUS_CACHE:-$HOME/.cache/walrus}/kafka-4.4.0/libs, which crates/walrus-testkit
 # (src/kafka.rs) puts on the classpath. scripts/java/kafka/pom.xml lists what is fetched.
@@ -347,7 +334,6 @@ install_nextest
 install_rust_components
 if [ "$with_broker" = 1 ]; then
     install_kafka
-    install_test_broker
 else
-    log "Kafka test broker skipped (--no-broker or WALRUS_INSTALL_BROKER=0); the Kafka tests will fail without it"
+    log "Apache Kafka skipped (--no-broker or WALRUS_INSTALL_BROKER=0); the Kafka tests will fail without it"
 fi

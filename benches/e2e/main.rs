@@ -14,8 +14,8 @@
 //! pipeline of [`pipelines::Pipeline`] in turn: for a backlog workload (W1–W4) all slots are
 //! created first and the workload is written once, so every pipeline drains the same WAL; for
 //! the live W5 each pipeline gets a fresh slot and the paced workload is written while it
-//! runs. Broker runs get a fresh Tansu broker each. It prints one Markdown table row per run
-//! as it finishes:
+//! runs. Broker runs get a fresh Apache Kafka broker each. It prints one Markdown table row
+//! per run as it finishes:
 //!
 //! - rows/s and MB/s of WAL (the workload's WAL bytes over the run's time), and the ratio of
 //!   rows/s to `pg_recvlogical`'s in the same workload;

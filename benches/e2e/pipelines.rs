@@ -5,7 +5,7 @@
 //!  slot ceiling ──walsender──▶ pg_recvlogical ──▶ /dev/null                 PostgreSQL's ceiling
 //!  slot null    ──walsender──▶ walrus (null sink: decode, encode, confirm)
 //!  slot file    ──walsender──▶ walrus ──▶ JSON Lines file
-//!  slot kafka   ──walsender──▶ walrus ──▶ broker (Tansu)                    confirmed on delivery reports
+//!  slot kafka   ──walsender──▶ walrus ──▶ broker (Apache Kafka)             confirmed on delivery reports
 //!  slot diy     ──walsender──▶ pg_recvlogical -P wal2json ─pipe─▶ line_producer ──▶ broker
 //! ```
 //!
@@ -14,15 +14,17 @@
 //! LSN, the line producer exits with every line acknowledged. A live run starts the pipeline
 //! on a fresh slot, waits until it streams, writes the workload meanwhile, and is done once the
 //! end LSN is confirmed (for the do-it-yourself pipe: once its `pg_recvlogical`, stopped after
-//! confirming, has let the producer drain). Each broker run gets a fresh broker, and what
-//! reached it is counted by consuming it afterwards.
+//! confirming, has let the producer drain). Each broker run gets a fresh Apache Kafka broker
+//! (walrus-testkit, one KRaft node, with the JVM's full JIT: its numbers should not depend on
+//! a broker tuned to start quickly), and what reached it is counted by consuming it
+//! afterwards.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use walrus_testkit::process::{count_lines, Profiler};
-use walrus_testkit::{Broker, PgCluster};
+use walrus_testkit::{KafkaBroker, PgCluster};
 
 use crate::measure::{self, Sampler};
 
@@ -175,7 +177,7 @@ struct Running {
     children: Vec<(&'static str, Child)>,
     admin: Option<String>,
     out: Option<PathBuf>,
-    broker: Option<Broker>,
+    broker: Option<KafkaBroker>,
     topic: &'static str,
     _dir: tempfile::TempDir,
 }
@@ -470,8 +472,12 @@ pub fn line_producer() -> PathBuf {
 
 fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = matches!(p, Pipeline::Kafka | Pipeline::Diy)
-        .then(|| Broker::start().expect("start the test broker (tansu)"));
+    let broker = matches!(p, Pipeline::Kafka | Pipeline::Diy).then(|| {
+        KafkaBroker::builder()
+            .full_jit()
+            .start()
+            .expect("start the Apache Kafka test broker")
+    });
     let mut running = Running {
         children: vec![],
         admin: None,

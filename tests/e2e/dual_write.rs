@@ -1,5 +1,5 @@
 //! The dual-write scenario (`examples/orders`) at a small scale, against the real `walrus`
-//! binary, a throwaway PostgreSQL and a Tansu broker: 150 orders per service over 15 s, the
+//! binary, a throwaway PostgreSQL and an Apache Kafka broker of its own: 150 orders per service over 15 s, the
 //! broker frozen (SIGSTOP) for 5 s in the middle, walrus killed (`kill -9`) and restarted once
 //! just after the broker resumes (so events delivered but not yet confirmed arrive again).
 //!

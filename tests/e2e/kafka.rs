@@ -1,6 +1,12 @@
-//! The Kafka sink end to end: the real `walrus` binary, a throwaway PostgreSQL and a fresh
-//! Kafka-protocol broker per test (Tansu, or librdkafka's mock cluster for injected faults),
-//! read back by a real rdkafka consumer.
+//! The Kafka sink end to end: the real `walrus` binary, a throwaway PostgreSQL and Apache
+//! Kafka 4.4 (walrus-testkit's one-node KRaft broker), read back by a real rdkafka consumer
+//! with `isolation.level=read_committed` (librdkafka's default).
+//!
+//! Tests that only produce and consume share one broker per test run
+//! ([`KafkaBroker::shared`]), each under its own topic prefix, offsets topic and
+//! transactional id (all named after its unique slot); tests that freeze, restart or kill the
+//! broker start their own. librdkafka's mock cluster stays where it injects faults a real
+//! broker cannot (produce errors on demand, a broker that refuses connections).
 //!
 //! - rows of several tables arrive complete: topics (default, regex routes, overrides), keys
 //!   and values in Debezium's shapes, headers, per-key order, column filters, skipped ops;
@@ -14,9 +20,11 @@
 //! - a message over the size limit: walrus stops with an error naming topic, table and fix,
 //!   and the slot does not pass it; with a dead-letter topic, the event lands there;
 //! - kill -9 of walrus mid-workload, then a restart: every committed row arrives;
-//! - the exactly-once mode (mock cluster): after kill -9 and a restart, the source
-//!   transactions committed to Kafka before the kill arrive once although PostgreSQL
-//!   resends them; a broker without transactions (Tansu) stops walrus naming the key.
+//! - the exactly-once mode, on Apache Kafka, read with `read_committed`: every row arrives
+//!   exactly once across kill -9 of walrus mid-transaction (the source transactions Kafka
+//!   committed before the kill are dropped although PostgreSQL resends them; the open Kafka
+//!   transaction is aborted), across a restart of the broker, and when a second walrus with
+//!   the same `transactional_id` takes over (the first is fenced and stops with the hint).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -29,7 +37,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::TopicPartitionList;
 use serde_json::{json, Value};
-use walrus_testkit::Broker;
+use walrus_testkit::KafkaBroker;
 
 use crate::common::*;
 
@@ -45,11 +53,25 @@ struct Msg {
 }
 
 /// Reads every message of `topics` from the beginning until `expected` arrived or nothing
-/// new came for `idle`. Counts by consuming (Tansu's high-water marks are unreliable).
+/// new came for `idle`, with `read_committed` (librdkafka's default): records of aborted
+/// transactions are not shown. Counts by consuming: transaction markers take offsets too.
 fn consume(bootstrap: &str, topics: &[&str], expected: usize, idle: Duration) -> Vec<Msg> {
+    consume_with(bootstrap, topics, expected, idle, "read_committed")
+}
+
+/// [`consume`] with the given `isolation.level` (`read_uncommitted` shows the records of
+/// open and aborted transactions too).
+fn consume_with(
+    bootstrap: &str,
+    topics: &[&str],
+    expected: usize,
+    idle: Duration,
+    isolation: &str,
+) -> Vec<Msg> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique_name_group())
+        .set("isolation.level", isolation)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()
@@ -119,11 +141,24 @@ fn unique_name_group() -> String {
     walrus_testkit::unique_name("g")
 }
 
+/// The address of this test run's shared broker, for tests that only produce and consume.
+fn shared_broker() -> String {
+    KafkaBroker::shared()
+        .expect("the shared Apache Kafka broker")
+        .bootstrap()
+}
+
+/// A topic of this test: `<slot>.<name>` (the slot name is unique, so tests sharing the
+/// broker never meet). `kafka_config` sets the topic prefix to the slot name too.
+fn topic(env: &Env, name: &str) -> String {
+    format!("{}.{name}", env.slot)
+}
+
 /// The config for `env` with a Kafka sink; `extra` is appended at the top level (routes,
 /// tables, outbox) and `sink_extra` inside `[sink]`.
 fn kafka_config(env: &Env, brokers: &str, tables: &str, sink_extra: &str, extra: &str) -> String {
     format!(
-        r#"topic_prefix = "app"
+        r#"topic_prefix = "{slot}"
 [source]
 url = "{url}"
 slot = "{slot}"
@@ -171,7 +206,7 @@ async fn current_lsn(c: &tokio_postgres::Client) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_rows_arrive_with_debezium_keys_values_headers_and_routes() {
-    let broker = Broker::start().expect("tansu");
+    let brokers = shared_broker();
     let env = Env::new().await;
     let c = env.sql().await;
     c.batch_execute(
@@ -182,22 +217,25 @@ async fn kafka_rows_arrive_with_debezium_keys_values_headers_and_routes() {
     )
     .await
     .unwrap();
-    let routing = r#"
+    let routing = format!(
+        r#"
 [[routes]]
 match = 'public\.orders_(.*)'
-topic = "orders.$1"
+topic = "{slot}.orders.$1"
 [tables."public.customers"]
-topic = "crm.customers"
+topic = "{slot}.crm.customers"
 key_columns = ["email"]
 exclude_columns = ["secret"]
 skip_ops = ["d"]
-"#;
+"#,
+        slot = env.slot
+    );
     let cfg = env.write_config(&kafka_config(
         &env,
-        &broker.bootstrap(),
+        &brokers,
         r#"["public.*"]"#,
         TOPIC_CREATION,
-        routing,
+        &routing,
     ));
     let mut walrus = start(&cfg).await;
 
@@ -239,10 +277,10 @@ skip_ops = ["d"]
         walrus.log()
     );
 
-    let b = broker.bootstrap();
+    let b = brokers;
     let items = consume(
         &b,
-        &["app.public.items"],
+        &[&topic(&env, "public.items")],
         4 * n_items + 2,
         Duration::from_secs(10),
     );
@@ -291,7 +329,12 @@ skip_ops = ["d"]
     assert!(deleted[5].value.is_none(), "tombstone");
     assert!(deleted[5].headers["id"].ends_with(":tombstone"));
 
-    let customers = consume(&b, &["crm.customers"], 10, Duration::from_secs(10));
+    let customers = consume(
+        &b,
+        &[&topic(&env, "crm.customers")],
+        10,
+        Duration::from_secs(10),
+    );
     assert_eq!(customers.len(), 10, "deletes skipped: only the 10 creates");
     for m in &customers {
         let v = m.value.as_ref().unwrap();
@@ -299,11 +342,12 @@ skip_ops = ["d"]
         assert!(v["after"].get("secret").is_none(), "secret excluded: {v}");
         assert_eq!(m.key.as_ref().unwrap()["email"], v["after"]["email"]);
     }
-    let us = consume(&b, &["orders.us"], 20, Duration::from_secs(10));
-    let eu = consume(&b, &["orders.eu"], 15, Duration::from_secs(10));
+    let (us_topic, eu_topic) = (topic(&env, "orders.us"), topic(&env, "orders.eu"));
+    let us = consume(&b, &[&us_topic], 20, Duration::from_secs(10));
+    let eu = consume(&b, &[&eu_topic], 15, Duration::from_secs(10));
     assert_eq!((us.len(), eu.len()), (20, 15));
     assert_eq!(us[0].headers["table"], "public.orders_us");
-    assert!(us.iter().all(|m| m.topic == "orders.us"));
+    assert!(us.iter().all(|m| m.topic == us_topic));
 }
 
 /// Polls an async condition.
@@ -323,7 +367,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_outbox_routes_inserts_and_ignores_deletes() {
-    let broker = Broker::start().expect("tansu");
+    let brokers = shared_broker();
     let env = Env::new().await;
     let c = env.sql().await;
     let ddl = |t: &str| {
@@ -334,22 +378,27 @@ async fn kafka_outbox_routes_inserts_and_ignores_deletes() {
     c.batch_execute(&format!("{}; {};", ddl("outbox"), ddl("kept_outbox")))
         .await
         .unwrap();
-    let routing = r#"
+    // Outbox topics are not prefixed: each names the slot to stay apart on the shared broker.
+    let routing = format!(
+        r#"
 [[outbox]]
 table = "public.outbox"
-fields = [{ column = "type", placement = "header", name = "eventType" }]
+topic = "{slot}.outbox.event.{{aggregatetype}}"
+fields = [{{ column = "type", placement = "header", name = "eventType" }}]
 [[outbox]]
 table = "public.kept_outbox"
-topic = "kept.{aggregatetype}"
+topic = "{slot}.kept.{{aggregatetype}}"
 delete_after_delivery = true
 delete_interval_ms = 100
-"#;
+"#,
+        slot = env.slot
+    );
     let cfg = env.write_config(&kafka_config(
         &env,
-        &broker.bootstrap(),
+        &brokers,
         r#"["public.outbox", "public.kept_outbox"]"#,
         TOPIC_CREATION,
-        routing,
+        &routing,
     ));
     let mut walrus = start(&cfg).await;
     // The recommended practice: insert and delete in one transaction.
@@ -364,9 +413,19 @@ delete_interval_ms = 100
     )
     .await
     .unwrap();
-    let b = broker.bootstrap();
-    let orders = consume(&b, &["outbox.event.Order"], 2, Duration::from_secs(30));
-    let customers = consume(&b, &["outbox.event.Customer"], 1, Duration::from_secs(10));
+    let b = brokers;
+    let orders = consume(
+        &b,
+        &[&topic(&env, "outbox.event.Order")],
+        2,
+        Duration::from_secs(30),
+    );
+    let customers = consume(
+        &b,
+        &[&topic(&env, "outbox.event.Customer")],
+        1,
+        Duration::from_secs(10),
+    );
     assert_eq!(
         (orders.len(), customers.len()),
         (2, 1),
@@ -383,7 +442,8 @@ delete_interval_ms = 100
     assert_eq!(orders[1].value, Some(json!({"total": 10, "paid": true})));
     assert_eq!(customers[0].raw_key.as_deref(), Some(b"c-7".as_slice()));
 
-    let kept = consume(&b, &["kept.Invoice"], 20, Duration::from_secs(30));
+    let kept_topic = topic(&env, "kept.Invoice");
+    let kept = consume(&b, &[&kept_topic], 20, Duration::from_secs(30));
     assert_eq!(kept.len(), 20);
     // Housekeeping deletes the kept rows once the broker confirmed them.
     let emptied = Instant::now();
@@ -406,7 +466,7 @@ delete_interval_ms = 100
         walrus.log()
     );
     // The housekeeping deletes did not publish anything.
-    let kept = consume(&b, &["kept.Invoice"], 21, Duration::from_secs(3));
+    let kept = consume(&b, &[&kept_topic], 21, Duration::from_secs(3));
     assert_eq!(kept.len(), 20);
 }
 
@@ -482,7 +542,8 @@ const BROKER_PAUSE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_broker_outage_holds_the_slot_and_loses_nothing() {
-    let broker = Broker::start().expect("tansu");
+    // Its own broker: this test freezes it.
+    let broker = KafkaBroker::start().expect("an Apache Kafka broker");
     let env = Env::new().await;
     let c = create_items(&env).await;
     let cfg = env.write_config(&kafka_config(
@@ -538,7 +599,7 @@ async fn kafka_broker_outage_holds_the_slot_and_loses_nothing() {
     );
     let msgs = consume(
         &broker.bootstrap(),
-        &["app.public.items"],
+        &[&topic(&env, "public.items")],
         last_id as usize,
         Duration::from_secs(15),
     );
@@ -565,9 +626,11 @@ async fn kafka_exactly_once_mock_faults_never_confirm_uncommitted_events() {
 /// broker is down, so the session fails and restarts.
 async fn mock_faults(sink_extra: &str, time_out: bool) {
     let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("app.public.items", 3, 1).unwrap();
-    cluster.create_topic("walrus.offsets", 1, 1).unwrap();
     let env = Env::new().await;
+    cluster
+        .create_topic(&topic(&env, "public.items"), 3, 1)
+        .unwrap();
+    cluster.create_topic("walrus.offsets", 1, 1).unwrap();
     let c = create_items(&env).await;
     let bootstrap = cluster.bootstrap_servers();
     let cfg = env.write_config(&kafka_config(
@@ -631,7 +694,7 @@ async fn mock_faults(sink_extra: &str, time_out: bool) {
     // Everything, duplicates included (the mock shows aborted transactions).
     let msgs = consume(
         &bootstrap,
-        &["app.public.items"],
+        &[&topic(&env, "public.items")],
         usize::MAX,
         Duration::from_secs(5),
     );
@@ -644,7 +707,7 @@ async fn mock_faults(sink_extra: &str, time_out: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_message_too_large_stops_and_the_slot_holds() {
-    let broker = Broker::start().expect("tansu");
+    let brokers = shared_broker();
     let env = Env::new().await;
     let c = env.sql().await;
     c.batch_execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
@@ -653,7 +716,7 @@ async fn kafka_message_too_large_stops_and_the_slot_holds() {
     let sink = format!("{TOPIC_CREATION}[sink.properties]\n\"message.max.bytes\" = 20000\n");
     let cfg = env.write_config(&kafka_config(
         &env,
-        &broker.bootstrap(),
+        &brokers,
         r#"["public.docs"]"#,
         &sink,
         "",
@@ -681,7 +744,7 @@ async fn kafka_message_too_large_stops_and_the_slot_holds() {
     assert!(!status.success(), "walrus must stop on a rejected record");
     let log = walrus.log();
     assert!(
-        log.contains("app.public.docs")
+        log.contains(&topic(&env, "public.docs"))
             && log.contains("public.docs")
             && log.contains("max.message.bytes"),
         "the error names topic, table and fix: {log}"
@@ -696,18 +759,19 @@ async fn kafka_message_too_large_stops_and_the_slot_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_message_too_large_goes_to_the_dead_letter_topic() {
-    let broker = Broker::start().expect("tansu");
+    let brokers = shared_broker();
     let env = Env::new().await;
     let c = env.sql().await;
     c.batch_execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
         .await
         .unwrap();
+    let dlq_topic = topic(&env, "dlq");
     let sink = format!(
-        "dead_letter_topic = \"app.dlq\"\n{TOPIC_CREATION}[sink.properties]\n\"message.max.bytes\" = 20000\n"
+        "dead_letter_topic = \"{dlq_topic}\"\n{TOPIC_CREATION}[sink.properties]\n\"message.max.bytes\" = 20000\n"
     );
     let cfg = env.write_config(&kafka_config(
         &env,
-        &broker.bootstrap(),
+        &brokers,
         r#"["public.docs"]"#,
         &sink,
         "",
@@ -726,28 +790,29 @@ async fn kafka_message_too_large_goes_to_the_dead_letter_topic() {
     assert!(walrus.is_running());
     walrus.interrupt();
     assert!(walrus.wait(Duration::from_secs(30)).success());
-    let b = broker.bootstrap();
-    let main = consume(&b, &["app.public.docs"], 2, Duration::from_secs(10));
+    let b = brokers;
+    let docs_topic = topic(&env, "public.docs");
+    let main = consume(&b, &[&docs_topic], 2, Duration::from_secs(10));
     assert_eq!(
         distinct_ids(&main).into_iter().collect::<Vec<_>>(),
         vec![1, 3]
     );
-    let dlq = consume(&b, &["app.dlq"], 1, Duration::from_secs(10));
+    let dlq = consume(&b, &[&dlq_topic], 1, Duration::from_secs(10));
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].key, Some(json!({"id": 2})));
-    assert_eq!(dlq[0].headers["walrus.original.topic"], "app.public.docs");
+    assert_eq!(dlq[0].headers["walrus.original.topic"], docs_topic);
     assert_eq!(dlq[0].headers["table"], "public.docs");
     assert!(dlq[0].headers.contains_key("walrus.error"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_kill9_mid_workload_then_restart_delivers_every_row() {
-    let broker = Broker::start().expect("tansu");
+    let brokers = shared_broker();
     let env = Env::new().await;
     let c = create_items(&env).await;
     let cfg = env.write_config(&kafka_config(
         &env,
-        &broker.bootstrap(),
+        &brokers,
         r#"["public.items"]"#,
         TOPIC_CREATION,
         "",
@@ -772,8 +837,8 @@ async fn kafka_kill9_mid_workload_then_restart_delivers_every_row() {
         walrus.log()
     );
     let msgs = consume(
-        &broker.bootstrap(),
-        &["app.public.items"],
+        &brokers,
+        &[&topic(&env, "public.items")],
         usize::MAX,
         Duration::from_secs(5),
     );
@@ -804,14 +869,10 @@ async fn kafka_kill9_mid_workload_then_restart_delivers_every_row() {
     }
 }
 
-/// The newest position stored in the offsets topic under `key` (the transactional id).
-fn stored_offset(bootstrap: &str, key: &str) -> Option<u64> {
-    let records = consume(
-        bootstrap,
-        &["walrus.offsets"],
-        usize::MAX,
-        Duration::from_secs(5),
-    );
+/// The newest position stored under `key` (the transactional id) in the offsets topic
+/// `offsets`, read with `read_committed`.
+fn stored_offset(bootstrap: &str, offsets: &str, key: &str) -> Option<u64> {
+    let records = consume(bootstrap, &[offsets], usize::MAX, Duration::from_secs(5));
     records
         .iter()
         .filter(|m| m.raw_key.as_deref() == Some(key.as_bytes()))
@@ -819,51 +880,151 @@ fn stored_offset(bootstrap: &str, key: &str) -> Option<u64> {
         .max()
 }
 
+/// `[sink]` lines of the exactly-once mode: a short transaction interval, the offsets topic
+/// under the test's prefix, `transactional_id` when given (else walrus's `walrus-<slot>`).
+fn exactly_once_sink(env: &Env, transactional_id: Option<&str>) -> String {
+    let id = transactional_id
+        .map(|id| format!("transactional_id = \"{id}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "exactly_once = true\ntransaction_interval_ms = 50\noffsets_topic = \"{}\"\n{id}{TOPIC_CREATION}",
+        topic(env, "offsets")
+    )
+}
+
+/// How many times each row id arrived.
+fn arrivals(msgs: &[Msg]) -> BTreeMap<i64, usize> {
+    let mut seen = BTreeMap::new();
+    for id in msgs.iter().filter_map(|m| m.key.as_ref()?["id"].as_i64()) {
+        *seen.entry(id).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Asserts that every id in `expected` arrived exactly once and nothing else arrived.
+fn assert_exactly_once(msgs: &[Msg], expected: impl IntoIterator<Item = i64>) {
+    let seen = arrivals(msgs);
+    let mut missing = Vec::new();
+    let mut n = 0;
+    for id in expected {
+        n += 1;
+        match seen.get(&id) {
+            Some(1) => {}
+            Some(k) => panic!("row {id} arrived {k} times (read_committed)"),
+            None => missing.push(id),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {n} rows missing, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(seen.len(), n, "rows arrived that were never written");
+}
+
+/// `confirmed_flush_lsn` of the slot `slot` in `env`'s database.
+async fn slot_confirmed(env: &Env, slot: &str) -> Option<u64> {
+    let row = env
+        .sql()
+        .await
+        .query_opt(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .ok()??;
+    row.get::<_, Option<String>>(0).map(|s| parse_lsn(&s))
+}
+
+/// Ids of the large source transaction in the kill test, apart from the workload's.
+const BIG_FIRST_ID: i64 = 1_000_001;
+const BIG_ROWS: i64 = 30_000;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_exactly_once_kill9_then_restart_skips_what_was_committed() {
-    // The mock cluster lives in the test process and outlives both walrus processes.
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("app.public.items", 3, 1).unwrap();
-    cluster.create_topic("walrus.offsets", 1, 1).unwrap();
+async fn kafka_exactly_once_kill9_mid_transaction_then_restart_delivers_every_row_once() {
+    let brokers = shared_broker();
     let env = Env::new().await;
     let c = create_items(&env).await;
-    let bootstrap = cluster.bootstrap_servers();
-    // Status updates every 2 s: PostgreSQL's confirmed_flush_lsn lags well behind what
-    // Kafka committed (every 50 ms), so PostgreSQL resends committed transactions after
-    // the kill and the restart must drop them.
-    let cfg = env.write_config(
-        &kafka_config(
+    let items = topic(&env, "public.items");
+    let offsets = topic(&env, "offsets");
+    // Status updates only every 30 s (the most walrus allows): PostgreSQL's
+    // confirmed_flush_lsn stays near the start while Kafka commits every 50 ms, so after the
+    // kill PostgreSQL resends every transaction Kafka already has, and the restart must
+    // drop them.
+    let config = |status_ms: u32| {
+        kafka_config(
             &env,
-            &bootstrap,
+            &brokers,
             r#"["public.items"]"#,
-            "exactly_once = true\ntransaction_interval_ms = 50\n[sink.topic_creation]\nenabled = false\n[sink.properties]\n\"retry.backoff.ms\" = 20\n",
+            &exactly_once_sink(&env, None),
             "",
         )
-        .replace("status_interval_ms = 200", "status_interval_ms = 2000"),
-    );
+        .replace(
+            "status_interval_ms = 200",
+            &format!("status_interval_ms = {status_ms}"),
+        )
+    };
+    let cfg = env.write_config(&config(30_000));
     let (mut walrus, commits, load) =
-        start_under_workload(&env, &cfg, 600, Duration::from_millis(5), 250).await;
-    // Kill half a second after a status update reached PostgreSQL: several Kafka commits
-    // later, and well before the next update.
-    let before = env.confirmed_flush_lsn().await;
-    wait_until_async(Duration::from_secs(10), "a status update", || async {
-        env.confirmed_flush_lsn().await != before
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+        start_under_workload(&env, &cfg, 600, Duration::from_millis(5), 150).await;
+    // One large source transaction: walrus streams its rows into one Kafka transaction that
+    // stays open until the last row is acknowledged. Kill walrus as soon as a
+    // read_uncommitted consumer sees one of them: mid-transaction, for certain.
+    env.sql()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO items SELECT g, repeat('y', 100) FROM generate_series({BIG_FIRST_ID}, {}) g",
+            BIG_FIRST_ID + BIG_ROWS - 1
+        ))
+        .await
+        .unwrap();
+    let watcher: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", unique_name_group())
+        .set("isolation.level", "read_uncommitted")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset(&items, p, rdkafka::Offset::End)
+            .unwrap();
+    }
+    watcher.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no row of the large transaction reached Kafka; log:\n{}",
+            walrus.log()
+        );
+        if let Some(Ok(m)) = watcher.poll(Duration::from_millis(10)) {
+            let id = m
+                .key()
+                .and_then(|k| serde_json::from_slice::<Value>(k).ok())
+                .and_then(|k| k["id"].as_i64());
+            if id.is_some_and(|id| id >= BIG_FIRST_ID) {
+                break;
+            }
+        }
+    }
     walrus.kill9();
+    drop(watcher);
     let confirmed_at_kill = env.confirmed_flush_lsn().await.unwrap();
     let stored_at_kill =
-        stored_offset(&bootstrap, &format!("walrus-{}", env.slot)).expect("a committed position");
+        stored_offset(&brokers, &offsets, &format!("walrus-{}", env.slot)).expect("a position");
     assert!(
         stored_at_kill > confirmed_at_kill,
         "Kafka committed past the slot: {stored_at_kill:X} > {confirmed_at_kill:X}"
     );
+    // Frequent status updates from here on, so the end is confirmed quickly.
+    let cfg = env.write_config(&config(200));
     let mut walrus = Walrus::start(&cfg);
     let last_id = load.await.unwrap();
     let end = current_lsn(&c).await;
     wait_until_async(
-        Duration::from_secs(90),
+        Duration::from_secs(120),
         "confirmation after restart",
         || async { env.confirmed_flush_lsn().await.is_some_and(|l| l >= end) },
     )
@@ -880,89 +1041,247 @@ async fn kafka_exactly_once_kill9_then_restart_skips_what_was_committed() {
             && log.contains("dropped the transactions the sink had already committed"),
         "the restart dropped what Kafka had: {log}"
     );
-    // librdkafka consumers read with isolation.level=read_committed by default.
-    let msgs = consume(
-        &bootstrap,
-        &["app.public.items"],
+    // To the end, not just `expected` records: a duplicate would come after them.
+    let msgs = consume(&brokers, &[&items], usize::MAX, Duration::from_secs(5));
+    assert_exactly_once(
+        &msgs,
+        (1..=last_id).chain(BIG_FIRST_ID..BIG_FIRST_ID + BIG_ROWS),
+    );
+    // The killed transaction's records are in the log, aborted: a read_uncommitted consumer
+    // sees rows of the large transaction twice, the read_committed one above once.
+    let all = consume_with(
+        &brokers,
+        &[&items],
         usize::MAX,
         Duration::from_secs(5),
+        "read_uncommitted",
     );
-    let ids = distinct_ids(&msgs);
-    assert_eq!(ids.len() as i64, last_id, "every committed row arrives");
-    let mut seen = std::collections::HashMap::new();
-    for id in msgs.iter().filter_map(|m| m.key.as_ref()?["id"].as_i64()) {
-        *seen.entry(id).or_insert(0) += 1;
-    }
-    // Rows of source transactions committed to Kafka before the kill arrive once, also
-    // those past the slot's confirmed position, which PostgreSQL sent again. (The
-    // workload's LSN is taken after its commit, so it is at or past the commit's end.)
-    let commits = commits.lock().unwrap().clone();
-    let committed_through = commits
-        .iter()
-        .filter(|(_, lsn)| *lsn <= stored_at_kill)
-        .map(|(id, _)| *id)
-        .max()
-        .unwrap_or(0);
-    let resent_window = commits
+    let twice = arrivals(&all)
+        .into_iter()
+        .filter(|(id, n)| *id >= BIG_FIRST_ID && *n > 1)
+        .count();
+    let resent = commits
+        .lock()
+        .unwrap()
         .iter()
         .filter(|(_, lsn)| *lsn > confirmed_at_kill && *lsn <= stored_at_kill)
         .count();
-    assert!(
-        resent_window > 0,
-        "some transactions lay between the slot's position and Kafka's"
-    );
-    for id in 1..=committed_through {
-        assert_eq!(
-            seen.get(&id),
-            Some(&1),
-            "row {id} was committed to Kafka before the kill (through row {committed_through}) and must arrive once"
-        );
-    }
-    // The mock cluster shows records of aborted transactions to read_committed consumers
-    // too (a real broker does not): rows of the Kafka transaction open at the kill may
-    // appear twice here, and nothing before it.
-    let duplicated: Vec<i64> = seen
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(id, _)| *id)
-        .collect();
     eprintln!(
-        "exactly-once: {last_id} rows; Kafka committed through row {committed_through} at the kill, {resent_window} transactions of it past the slot's position; {} rows duplicated (the mock shows the aborted transaction)",
-        duplicated.len()
+        "exactly-once after kill -9: {} rows once each; {resent} workload transactions committed to Kafka but not confirmed to PostgreSQL at the kill; {twice} rows of the killed Kafka transaction aborted",
+        msgs.len()
     );
-    assert!(
-        duplicated.iter().all(|id| *id > committed_through),
-        "duplicates only after the stored position: {duplicated:?}"
-    );
-    assert!(
-        seen.values().all(|n| *n <= 2),
-        "at most the one aborted transaction again"
-    );
+    assert!(twice > 0, "the kill left an open transaction with records");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_exactly_once_needs_a_broker_with_transactions() {
-    let broker = Broker::start().expect("tansu");
+async fn kafka_exactly_once_broker_restart_delivers_every_row_once() {
+    // Its own broker: this test restarts it.
+    let broker = Arc::new(KafkaBroker::start().expect("an Apache Kafka broker"));
     let env = Env::new().await;
-    env.sql()
-        .await
-        .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY, payload text)")
-        .await
-        .unwrap();
-    let sink = format!("exactly_once = true\n{TOPIC_CREATION}");
+    let c = create_items(&env).await;
     let cfg = env.write_config(&kafka_config(
         &env,
         &broker.bootstrap(),
         r#"["public.items"]"#,
+        &exactly_once_sink(&env, None),
+        "",
+    ));
+    // About 25 s of transactions: before, during and after the restart.
+    let (mut walrus, commits, load) =
+        start_under_workload(&env, &cfg, 2000, Duration::from_millis(10), 150).await;
+    let b = broker.clone();
+    let restarted = Instant::now();
+    tokio::task::spawn_blocking(move || b.restart())
+        .await
+        .unwrap()
+        .expect("the broker restarts");
+    let commits_at_restart = commits.lock().unwrap().len();
+    eprintln!(
+        "broker restarted in {:?}, {commits_at_restart} source transactions so far",
+        restarted.elapsed()
+    );
+    let last_id = load.await.unwrap();
+    let end = current_lsn(&c).await;
+    wait_until_async(
+        Duration::from_secs(120),
+        "confirmation after the broker restart",
+        || async { env.confirmed_flush_lsn().await.is_some_and(|l| l >= end) },
+    )
+    .await;
+    assert!(walrus.is_running(), "{}", walrus.log());
+    walrus.interrupt();
+    assert!(
+        walrus.wait(Duration::from_secs(30)).success(),
+        "{}",
+        walrus.log()
+    );
+    let msgs = consume(
+        &broker.bootstrap(),
+        &[&topic(&env, "public.items")],
+        usize::MAX,
+        Duration::from_secs(5),
+    );
+    assert_exactly_once(&msgs, 1..=last_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_exactly_once_second_walrus_fences_the_first_which_stops_with_the_hint() {
+    let brokers = shared_broker();
+    let env = Env::new().await;
+    let c = create_items(&env).await;
+    let txn_id = format!("{}-txn", env.slot);
+    let sink = exactly_once_sink(&env, Some(&txn_id));
+    let cfg_a = env.write_config(&kafka_config(
+        &env,
+        &brokers,
+        r#"["public.items"]"#,
         &sink,
         "",
     ));
-    let mut walrus = Walrus::start(&cfg);
-    let status = walrus.wait(Duration::from_secs(90));
-    assert!(!status.success(), "walrus must stop: {}", walrus.log());
-    let log = walrus.log();
-    assert!(
-        log.contains("[sink] exactly_once") && log.contains("Kafka transactions"),
-        "the error names the key and the missing feature: {log}"
+    let mut first = start(&cfg_a).await;
+    // The second walrus reads the same publication through a slot of its own, created before
+    // any row is written: it sees every change the first one does.
+    let slot_b = format!("{}_b", env.slot);
+    c.query_one(
+        "SELECT pg_create_logical_replication_slot($1, 'pgoutput')::text",
+        &[&slot_b],
+    )
+    .await
+    .unwrap();
+    let cfg_b = env.dir.path().join("walrus-b.toml");
+    std::fs::write(
+        &cfg_b,
+        std::fs::read_to_string(&cfg_a).unwrap().replace(
+            &format!("slot = \"{}\"", env.slot),
+            &format!("slot = \"{slot_b}\""),
+        ),
+    )
+    .unwrap();
+    let commits: Commits = Arc::default();
+    let load = workload(
+        env.sql().await,
+        600,
+        commits.clone(),
+        Duration::from_millis(5),
     );
+    while commits.lock().unwrap().len() < 150 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Same transactional id: its init_transactions fences the first.
+    let mut second = start(&cfg_b).await;
+    let status = first.wait(Duration::from_secs(60));
+    let log = first.log();
+    assert!(!status.success(), "the fenced walrus must stop: {log}");
+    assert!(
+        log.contains("another producer with the same transactional id took over"),
+        "the fenced walrus names why and what to do: {log}"
+    );
+    assert!(
+        !log.contains("session ended; retrying"),
+        "a fenced producer must not retry (it would fence the other back): {log}"
+    );
+    let last_id = load.await.unwrap();
+    let end = current_lsn(&c).await;
+    wait_until_async(
+        Duration::from_secs(120),
+        "the second walrus confirms the workload",
+        || async {
+            slot_confirmed(&env, &slot_b)
+                .await
+                .is_some_and(|l| l >= end)
+        },
+    )
+    .await;
+    assert!(second.is_running(), "{}", second.log());
+    second.interrupt();
+    assert!(
+        second.wait(Duration::from_secs(30)).success(),
+        "{}",
+        second.log()
+    );
+    let msgs = consume(
+        &brokers,
+        &[&topic(&env, "public.items")],
+        usize::MAX,
+        Duration::from_secs(5),
+    );
+    assert_exactly_once(&msgs, 1..=last_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_tls_and_sasl_scram_settings_reach_the_broker() {
+    // Its own broker: a SASL_SSL listener with a SCRAM user and a CA of its own (the
+    // plaintext listener stays, to read back what walrus wrote).
+    let broker = tokio::task::spawn_blocking(|| {
+        KafkaBroker::builder()
+            .tls()
+            .scram_user("walrus", "walrus-secret")
+            .start()
+    })
+    .await
+    .unwrap()
+    .expect("an Apache Kafka broker with TLS and SCRAM");
+    let secure = broker.secure_bootstrap().expect("the SECURE listener");
+    assert_eq!(broker.secure_protocol().as_deref(), Some("sasl_ssl"));
+    let ca = broker.ca_file().expect("a CA").display().to_string();
+    let env = Env::new().await;
+    let c = create_items(&env).await;
+    let sink = |password: &str| {
+        format!(
+            "security_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"walrus\"\nsasl_password = \"{password}\"\nssl_ca_location = \"{ca}\"\n{}",
+            // Exactly-once: the offsets reader connects with the same settings.
+            exactly_once_sink(&env, None)
+        )
+    };
+
+    // A wrong password: the broker refuses walrus, nothing is confirmed, and the log says
+    // why.
+    let cfg = env.write_config(&kafka_config(
+        &env,
+        &secure,
+        r#"["public.items"]"#,
+        &sink("wrong-secret"),
+        "",
+    ));
+    let mut refused = Walrus::start(&cfg);
+    wait_until(Duration::from_secs(60), "an authentication error", || {
+        refused.log().contains("Authentication failed")
+    })
+    .await;
+    refused.kill9();
+    assert!(
+        !refused.log().contains("starting replication"),
+        "walrus streamed without a broker: {}",
+        refused.log()
+    );
+
+    let cfg = env.write_config(&kafka_config(
+        &env,
+        &secure,
+        r#"["public.items"]"#,
+        &sink("walrus-secret"),
+        "",
+    ));
+    let mut walrus = start(&cfg).await;
+    c.batch_execute("INSERT INTO items SELECT g, 'x' FROM generate_series(1, 50) g")
+        .await
+        .unwrap();
+    let end = current_lsn(&c).await;
+    wait_until_async(Duration::from_secs(60), "confirmation", || async {
+        env.confirmed_flush_lsn().await.is_some_and(|l| l >= end)
+    })
+    .await;
+    walrus.interrupt();
+    assert!(
+        walrus.wait(Duration::from_secs(30)).success(),
+        "{}",
+        walrus.log()
+    );
+    let msgs = consume(
+        &broker.bootstrap(),
+        &[&topic(&env, "public.items")],
+        usize::MAX,
+        Duration::from_secs(5),
+    );
+    assert_exactly_once(&msgs, 1..=50);
 }

@@ -560,36 +560,47 @@ impl KafkaSink {
         }
     }
 
+    /// The error that made the producer fail for good, if it did: librdkafka's own record of
+    /// it (`rd_kafka_fatal_error`) first, then what the error callback saw.
+    ///
+    /// librdkafka's own record comes first because the other signs of a fatal error arrive in
+    /// no fixed order and need not carry its code: when another producer with the same
+    /// transactional id fences this one, the records it still held fail with whatever ended
+    /// them (a purge, a timeout), a transaction call with a generic fatal or state error, and
+    /// the error callback (which fills `Shared::fatal`) runs on another thread, possibly after
+    /// them. Classified by those, a fenced producer could look retryable: the session would
+    /// restart, `init_transactions` would fence the other instance back, and the two would
+    /// take turns forever. The fatal error's own code says what happened.
+    pub(crate) fn fatal_error(&self) -> Option<SinkError> {
+        let (code, reason) = match self.producer.client().fatal_error() {
+            Some((code, reason)) => (code as i32, reason),
+            None => (
+                kafka_codes::FATAL,
+                self.shared
+                    .fatal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()?,
+            ),
+        };
+        let fix = match code {
+            kafka_codes::PRODUCER_FENCED
+            | kafka_codes::FENCED
+            | kafka_codes::INVALID_PRODUCER_EPOCH => BrokerErrorClass::fix(code),
+            _ => "check the broker's logs and walrus's [sink] settings",
+        };
+        Some(SinkError::Rejected {
+            sink: NAME,
+            topic: String::new(),
+            message: format!("the producer cannot continue: {reason} (code {code}); {fix}"),
+            retryable: false,
+        })
+    }
+
     /// Handles failed deliveries reported since the last call.
     async fn check_failures(&mut self) -> Result<(), SinkError> {
-        if let Some(f) = self
-            .shared
-            .fatal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            // librdkafka keeps the error that made the producer fail for good; fencing by
-            // another producer with the same transactional id has a fix of its own.
-            let fix = match self.producer.client().fatal_error() {
-                Some((code, _))
-                    if matches!(
-                        code as i32,
-                        kafka_codes::PRODUCER_FENCED
-                            | kafka_codes::FENCED
-                            | kafka_codes::INVALID_PRODUCER_EPOCH
-                    ) =>
-                {
-                    BrokerErrorClass::fix(code as i32)
-                }
-                _ => "check the broker's logs and walrus's [sink] settings",
-            };
-            return Err(SinkError::Rejected {
-                sink: NAME,
-                topic: String::new(),
-                message: format!("the producer cannot continue: {f}; {fix}"),
-                retryable: false,
-            });
+        if let Some(e) = self.fatal_error() {
+            return Err(e);
         }
         if !self.shared.has_failures.swap(false, Ordering::AcqRel) {
             return Ok(());

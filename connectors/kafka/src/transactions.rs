@@ -188,11 +188,12 @@ impl KafkaSink {
     pub(crate) async fn start_transactions(&mut self) -> Result<Option<Lsn>, SinkError> {
         let id = self.txn_mut().transactional_id.clone();
         tracing::info!(transactional_id = %id, "starting the transactional producer (fences any older one with this id)");
-        self.blocking("initialising transactions", |p| {
-            p.init_transactions(TRANSACTION_TIMEOUT)
-        })
-        .await?
-        .map_err(|e| txn_err("initialising transactions", &e))?;
+        let init = self
+            .blocking("initialising transactions", |p| {
+                p.init_transactions(TRANSACTION_TIMEOUT)
+            })
+            .await?;
+        init.map_err(|e| self.txn_error("initialising transactions", &e))?;
         self.txn_mut().initialised = true;
         self.ensure_offsets_topic().await?;
         let stored = self.read_stored_position().await?;
@@ -291,7 +292,7 @@ impl KafkaSink {
         }
         self.producer
             .begin_transaction()
-            .map_err(|e| txn_err("beginning a transaction", &e))?;
+            .map_err(|e| self.txn_error("beginning a transaction", &e))?;
         self.txn_mut().opened = Some(Instant::now());
         Ok(())
     }
@@ -361,7 +362,7 @@ impl KafkaSink {
                 .key(id.as_str())
                 .payload(value.as_slice());
         if let Err((e, _)) = self.producer.send(rec) {
-            let err = txn_err("writing the offsets record", &e);
+            let err = self.txn_error("writing the offsets record", &e);
             self.abort_quietly().await;
             return Err(err);
         }
@@ -385,15 +386,19 @@ impl KafkaSink {
                 Err(e) => {
                     let code = e.rdkafka_error_code().map_or(-1, |c| c as i32);
                     let retriable = matches!(&e, KafkaError::Transaction(t) if t.is_retriable() && !t.is_fatal() && !t.txn_requires_abort());
+                    let fatal = self.fatal_error();
                     if retriable
+                        && fatal.is_none()
                         && attempt < COMMIT_ATTEMPTS
                         && BrokerErrorClass::of(code) != BrokerErrorClass::Fatal
                     {
                         tracing::warn!(error = %e, attempt, "committing the Kafka transaction failed; retrying");
                         continue;
                     }
-                    let err = txn_err("committing a transaction", &e);
-                    if !matches!(&e, KafkaError::Transaction(t) if t.is_fatal()) {
+                    let is_fatal =
+                        fatal.is_some() || matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
+                    let err = fatal.unwrap_or_else(|| txn_err("committing a transaction", &e));
+                    if !is_fatal {
                         self.abort_quietly().await;
                     }
                     return Err(err);
@@ -420,7 +425,13 @@ impl KafkaSink {
             })
             .await?;
         self.txn_mut().opened = None;
-        result.map_err(|e| txn_err("aborting a transaction", &e))
+        result.map_err(|e| self.txn_error("aborting a transaction", &e))
+    }
+
+    /// A transaction API error as a sink error: the producer's fatal error when it has one
+    /// (see [`KafkaSink::fatal_error`]: the call's own code may hide why), else [`txn_err`].
+    fn txn_error(&self, what: &str, e: &KafkaError) -> SinkError {
+        self.fatal_error().unwrap_or_else(|| txn_err(what, e))
     }
 
     async fn abort_quietly(&mut self) {

@@ -1,6 +1,7 @@
-//! The Kafka sink against a real broker (Tansu, one per test) and against librdkafka's mock
-//! cluster for faults that are hard to cause for real: injected produce errors, a broker
-//! that is down, messages over the size limit. Every test checks the one thing the sink
+//! The Kafka sink against Apache Kafka (walrus-testkit's broker, shared by the test run; each
+//! test uses topics of its own) and against librdkafka's mock cluster for faults that are
+//! hard to cause for real: injected produce errors, a broker that is down, messages over the
+//! size limit. Every test checks the one thing the sink
 //! exists for: the delivered count never passes a record the broker does not have.
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use walrus_core::config::{KafkaSinkConfig, PropertyValue};
 use walrus_core::error::{Classify, ErrorClass};
 use walrus_core::sink::{Delivered, FlushReason, Record, Sink};
 use walrus_kafka::KafkaSink;
-use walrus_testkit::Broker;
+use walrus_testkit::{unique_name, KafkaBroker};
 
 /// A consumed message.
 #[derive(Debug, Clone)]
@@ -31,7 +32,8 @@ struct Msg {
 }
 
 /// Reads every message of `topics` from the beginning until `expected` arrived (or no new
-/// message came for `idle`). Counts by consuming: Tansu's high-water marks are unreliable.
+/// message came for `idle`). Counts by consuming: duplicates would show, high-water marks
+/// would not.
 fn consume(bootstrap: &str, topics: &[&str], expected: usize, idle: Duration) -> Vec<Msg> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -109,17 +111,20 @@ fn config(bootstrap: String) -> KafkaSinkConfig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delivers_everything_in_key_order_against_tansu() {
-    let broker = Broker::start().expect("start tansu");
+async fn delivers_everything_in_key_order_against_apache_kafka() {
+    let bootstrap = KafkaBroker::shared()
+        .expect("the shared Apache Kafka broker")
+        .bootstrap();
+    let (even, odd) = (unique_name("t.even"), unique_name("t.odd"));
     let delivered = Delivered::new();
-    let mut sink = KafkaSink::new(&config(broker.bootstrap()), delivered.clone()).unwrap();
+    let mut sink = KafkaSink::new(&config(bootstrap.clone()), delivered.clone()).unwrap();
     let mut seq = 0;
     let n_keys = 20;
     for batch in 0..10 {
         let mut records = Vec::new();
         for i in 0..100 {
             seq += 1;
-            let topic = if i % 2 == 0 { "t.even" } else { "t.odd" };
+            let topic = if i % 2 == 0 { &even } else { &odd };
             let key = format!("k{}", i % n_keys);
             records.push(record(
                 topic,
@@ -133,12 +138,7 @@ async fn delivers_everything_in_key_order_against_tansu() {
     }
     sink.flush(FlushReason::Shutdown).await.unwrap();
     assert_eq!(delivered.get(), 1000);
-    let msgs = consume(
-        &broker.bootstrap(),
-        &["t.even", "t.odd"],
-        1000,
-        Duration::from_secs(20),
-    );
+    let msgs = consume(&bootstrap, &[&even, &odd], 1000, Duration::from_secs(20));
     assert_eq!(msgs.len(), 1000, "every record arrives exactly once");
     // Per key: one partition, values in send order.
     let mut last: HashMap<Vec<u8>, (i32, u64)> = HashMap::new();
@@ -153,7 +153,7 @@ async fn delivers_everything_in_key_order_against_tansu() {
         last.insert(key, (m.partition, n));
         assert_eq!(m.headers["table"], "public.t");
         assert_eq!(m.headers["id"], format!("1:{n}"));
-        assert!(m.topic == "t.even" || m.topic == "t.odd");
+        assert!(m.topic == even || m.topic == odd);
     }
 }
 

@@ -1,11 +1,13 @@
-//! The exactly-once mode of the Kafka sink against librdkafka's mock cluster, which speaks
-//! the transaction protocol (InitProducerId, AddPartitionsToTxn, EndTxn) but — with the
-//! bundled librdkafka 2.12 — neither hides aborted records from `read_committed` consumers
-//! nor fences an older producer; so these tests check what the sink does (when it commits,
-//! what it counts delivered, what it stores and reads back), and the first one pins the
-//! mock's behaviour down so that a librdkafka that changes it is noticed.
+//! The exactly-once mode of the Kafka sink against librdkafka's mock cluster and against
+//! Apache Kafka (walrus-testkit's broker, shared by the test run).
 //!
-//! Against Tansu (no EndTxn) the sink must stop at start with an error naming the key.
+//! The mock cluster speaks the transaction protocol (InitProducerId, AddPartitionsToTxn,
+//! EndTxn) but — with the bundled librdkafka 2.12 — neither hides aborted records from
+//! `read_committed` consumers nor fences an older producer; so the mock tests check what the
+//! sink does (when it commits, what it counts delivered, what it stores and reads back), and
+//! the first one pins the mock's behaviour down so that a librdkafka that changes it is
+//! noticed. Apache Kafka does both, and is where fencing is tested: a second sink with the
+//! same transactional id takes over and the first stops with the operator's hint.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use walrus_core::resume::OffsetRecord;
 use walrus_core::sink::{Delivered, FlushReason, Record, Sink, UnitEnd};
 use walrus_core::Lsn;
 use walrus_kafka::KafkaSink;
-use walrus_testkit::Broker;
+use walrus_testkit::{unique_name, KafkaBroker};
 
 /// Every message of partition 0 of `topic` (key, value), read with `isolation`.
 fn read_all(bootstrap: &str, topic: &str, isolation: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -225,22 +227,156 @@ async fn commits_only_at_unit_ends_and_counts_delivered_after_the_commit() {
     assert_eq!(other.resume_position().await.unwrap(), None);
 }
 
+/// The shared Apache Kafka broker, a one-partition data topic and an offsets topic of this
+/// test's own (created by the sink), and an exactly-once sink config for them.
+fn apache_kafka(slot: &str) -> (String, String, KafkaSinkConfig) {
+    let bootstrap = KafkaBroker::shared()
+        .expect("the shared Apache Kafka broker")
+        .bootstrap();
+    let topic = unique_name("t");
+    let mut c = KafkaSinkConfig::new(bootstrap.clone());
+    c.exactly_once = true;
+    c.transaction_interval_ms = 0;
+    c.offsets_topic = unique_name("offsets");
+    c.transactional_id = Some(unique_name(slot));
+    c.topic_creation.partitions = 1;
+    c.topic_creation.replication_factor = 1;
+    (bootstrap, topic, c.for_slot(slot))
+}
+
+#[test]
+fn apache_kafka_hides_aborted_records_and_fences_an_older_producer() {
+    let (b, topic, _) = apache_kafka("probe");
+    let id = unique_name("probe");
+    let producer = || -> ThreadedProducer<DefaultProducerContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("transactional.id", &id)
+            .create()
+            .unwrap()
+    };
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .create()
+            .unwrap();
+    let new = rdkafka::admin::NewTopic::new(&topic, 1, rdkafka::admin::TopicReplication::Fixed(1));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for r in rt
+        .block_on(admin.create_topics([&new], &rdkafka::admin::AdminOptions::new()))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let p = producer();
+    let t = Duration::from_secs(30);
+    p.init_transactions(t).unwrap();
+    p.begin_transaction().unwrap();
+    p.send(BaseRecord::<str, str>::to(&topic).payload("committed"))
+        .unwrap();
+    p.commit_transaction(t).unwrap();
+    p.begin_transaction().unwrap();
+    p.send(BaseRecord::<str, str>::to(&topic).payload("aborted"))
+        .unwrap();
+    p.flush(t).unwrap();
+    p.abort_transaction(t).unwrap();
+    let values = |iso| -> Vec<String> {
+        read_all(&b, &topic, iso)
+            .into_iter()
+            .map(|(_, v)| String::from_utf8(v).unwrap())
+            .collect()
+    };
+    // Unlike the mock cluster (the test above), the broker hides what was aborted.
+    assert_eq!(values("read_committed"), ["committed"]);
+    assert_eq!(values("read_uncommitted"), ["committed", "aborted"]);
+    // A second producer with the same id fences the first: its next transaction fails
+    // with a fatal error.
+    let p2 = producer();
+    p2.init_transactions(t).unwrap();
+    p.begin_transaction().unwrap();
+    p.send(BaseRecord::<str, str>::to(&topic).payload("fenced"))
+        .unwrap();
+    let err = p.commit_transaction(t).unwrap_err();
+    let fatal = p.client().fatal_error();
+    assert!(fatal.is_some(), "fenced is fatal: {err}");
+    assert_eq!(values("read_committed"), ["committed"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_without_transactions_stops_the_sink_at_start_naming_the_key() {
-    let broker = Broker::start().expect("start tansu");
-    let mut cfg = KafkaSinkConfig::new(broker.bootstrap());
-    cfg.exactly_once = true;
-    cfg.topic_creation.partitions = 1;
-    cfg.topic_creation.replication_factor = 1;
-    let cfg = cfg.for_slot("s1");
-    let mut sink = KafkaSink::new(&cfg, Delivered::new()).unwrap();
-    let err = sink.resume_position().await.unwrap_err();
+async fn a_second_sink_with_the_same_transactional_id_fences_the_first_which_stops_with_the_hint() {
+    let (b, topic, cfg) = apache_kafka("s1");
+    let delivered = Delivered::new();
+    let mut first = KafkaSink::new(&cfg, delivered.clone()).unwrap();
+    assert_eq!(first.resume_position().await.unwrap(), None);
+    first
+        .send_units(
+            vec![record(&topic, 1), record(&topic, 2)],
+            vec![UnitEnd {
+                records: 2,
+                lsn: Some(Lsn(0x100)),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(delivered.get(), 2, "committed at the unit end");
+    // The first sink opens another transaction and is fenced while it is open.
+    first
+        .send_units(vec![record(&topic, 3)], vec![])
+        .await
+        .unwrap();
+    let mut second = KafkaSink::new(&cfg, Delivered::new()).unwrap();
+    assert_eq!(
+        second.resume_position().await.unwrap(),
+        Some(Lsn(0x100)),
+        "the second sink reads the first one's position"
+    );
+    // The first one's next step fails for good, whichever it is (a produce, or the commit).
+    let err = match first
+        .send_units(
+            vec![record(&topic, 4)],
+            vec![UnitEnd {
+                records: 1,
+                lsn: Some(Lsn(0x200)),
+            }],
+        )
+        .await
+    {
+        Err(e) => e,
+        Ok(()) => first
+            .flush(FlushReason::Shutdown)
+            .await
+            .expect_err("a fenced sink cannot commit"),
+    };
     assert_eq!(err.kind().class(), ErrorClass::Fatal, "{err}");
     let text = err.to_string();
     assert!(
-        text.contains("exactly_once") && text.contains("transactions"),
+        text.contains("another producer with the same transactional id took over"),
         "{text}"
     );
+    assert_eq!(
+        delivered.get(),
+        2,
+        "nothing of the fenced transaction counts"
+    );
+    drop(first);
+    // The second sink goes on; only committed records are visible.
+    second
+        .send_units(
+            vec![record(&topic, 3), record(&topic, 4)],
+            vec![UnitEnd {
+                records: 2,
+                lsn: Some(Lsn(0x200)),
+            }],
+        )
+        .await
+        .unwrap();
+    second.flush(FlushReason::Shutdown).await.unwrap();
+    let data: Vec<String> = read_all(&b, &topic, "read_committed")
+        .into_iter()
+        .map(|(_, v)| String::from_utf8(v).unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=4).map(|n| format!("{{\"n\":{n}}}")).collect();
+    assert_eq!(data, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,21 @@
 //! therefore has a watchdog, a small `sh` loop that kills the broker and deletes its directory
 //! once the process owning it (the test, or the run for the shared broker) is gone.
 //!
+//! # TLS and SASL/SCRAM
+//!
+//! [`KafkaBrokerBuilder::tls`] and [`KafkaBrokerBuilder::scram_user`] add a third listener,
+//! `SECURE` (the plaintext one stays, for the broker's own traffic and for tests that read
+//! back what a client wrote): `SSL` with TLS only, `SASL_PLAINTEXT` with SCRAM users only,
+//! `SASL_SSL` with both ([`KafkaBroker::secure_protocol`], in librdkafka's spelling).
+//!
+//! - TLS: a CA of its own signs the broker's certificate (for `127.0.0.1` and `localhost`,
+//!   so clients verifying the host name accept it); the broker reads key and chain from one
+//!   PEM file (`ssl.keystore.type=PEM`), clients trust [`KafkaBroker::ca_file`].
+//! - SCRAM: the users get SCRAM-SHA-256 and SCRAM-SHA-512 credentials when the log directory
+//!   is formatted (`kafka-storage format --add-scram`, KIP-900: KRaft keeps credentials in
+//!   its metadata log), so such a broker formats its own directory instead of copying the
+//!   template, a JVM start more.
+//!
 //! # Faults
 //!
 //! [`KafkaBroker::pause`] / [`KafkaBroker::resume`] stop and continue the JVM (SIGSTOP /
@@ -216,13 +231,73 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// The `SECURE` listener of a broker with TLS or SCRAM users (see the module docs).
+#[derive(Debug, Clone)]
+struct SecureListener {
+    port: u16,
+    tls: bool,
+    sasl: bool,
+    /// The broker's key and certificate chain, one PEM file (TLS only).
+    keystore: Option<PathBuf>,
+}
+
+impl SecureListener {
+    /// Kafka's name of the listener's security protocol.
+    fn protocol(&self) -> &'static str {
+        match (self.tls, self.sasl) {
+            (true, true) => "SASL_SSL",
+            (true, false) => "SSL",
+            (false, true) => "SASL_PLAINTEXT",
+            (false, false) => "PLAINTEXT",
+        }
+    }
+}
+
+/// The SCRAM mechanisms every [`KafkaBrokerBuilder::scram_user`] gets credentials for.
+const SCRAM_MECHANISMS: [&str; 2] = ["SCRAM-SHA-256", "SCRAM-SHA-512"];
+
 /// The broker's `server.properties`.
 fn server_properties(
     data: &Path,
     port: u16,
     controller_port: u16,
+    secure: Option<&SecureListener>,
     extra: &[(String, String)],
 ) -> String {
+    let (mut listeners, mut advertised, mut protocols) = (
+        format!("PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}"),
+        format!("PLAINTEXT://{HOST}:{port}"),
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_owned(),
+    );
+    let mut security = Vec::new();
+    if let Some(sec) = secure {
+        listeners.push_str(&format!(",SECURE://{HOST}:{}", sec.port));
+        advertised.push_str(&format!(",SECURE://{HOST}:{}", sec.port));
+        protocols.push_str(&format!(",SECURE:{}", sec.protocol()));
+        if let Some(keystore) = &sec.keystore {
+            security.push(("ssl.keystore.type".to_owned(), "PEM".to_owned()));
+            security.push((
+                "ssl.keystore.location".to_owned(),
+                keystore.display().to_string(),
+            ));
+            security.push(("ssl.client.auth".to_owned(), "none".to_owned()));
+        }
+        if sec.sasl {
+            security.push((
+                "sasl.enabled.mechanisms".to_owned(),
+                SCRAM_MECHANISMS.join(","),
+            ));
+            for mechanism in SCRAM_MECHANISMS {
+                security.push((
+                    format!(
+                        "listener.name.secure.{}.sasl.jaas.config",
+                        mechanism.to_ascii_lowercase()
+                    ),
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;".to_owned(),
+                ));
+            }
+        }
+    }
     let mut props = vec![
         ("process.roles".to_owned(), "broker,controller".to_owned()),
         ("node.id".to_owned(), "1".to_owned()),
@@ -230,18 +305,9 @@ fn server_properties(
             "controller.quorum.voters".to_owned(),
             format!("1@{HOST}:{controller_port}"),
         ),
-        (
-            "listeners".to_owned(),
-            format!("PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}"),
-        ),
-        (
-            "advertised.listeners".to_owned(),
-            format!("PLAINTEXT://{HOST}:{port}"),
-        ),
-        (
-            "listener.security.protocol.map".to_owned(),
-            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_owned(),
-        ),
+        ("listeners".to_owned(), listeners),
+        ("advertised.listeners".to_owned(), advertised),
+        ("listener.security.protocol.map".to_owned(), protocols),
         (
             "controller.listener.names".to_owned(),
             "CONTROLLER".to_owned(),
@@ -281,6 +347,7 @@ fn server_properties(
             "0".to_owned(),
         ),
     ];
+    props.extend(security);
     for (key, value) in extra {
         match props.iter_mut().find(|(k, _)| k == key) {
             Some(slot) => slot.1 = value.clone(),
@@ -326,14 +393,30 @@ fn ensure_template() -> Result<PathBuf> {
         .prefix(&format!("walrus-testkit-kafka-template-{key}.staging-"))
         .tempdir_in(&base)
         .with_context(|| format!("creating a staging directory in {}", base.display()))?;
-    let data = staging.path().join("data");
-    let props = staging.path().join("format.properties");
+    format_log_dir(staging.path(), &staging.path().join("data"), &[])?;
+    std::fs::rename(staging.path(), &dir)
+        .with_context(|| format!("moving the template into {}", dir.display()))?;
+    let _ = staging.keep();
+    Ok(dir.join("data"))
+}
+
+/// Formats the log directory `data` (`kafka-storage format`, run in `work`), with SCRAM
+/// credentials for `scram_users` (names and passwords without `,`, `[` or `]`).
+fn format_log_dir(work: &Path, data: &Path, scram_users: &[(String, String)]) -> Result<()> {
+    let props = work.join("format.properties");
     // The ports only have to parse: a static quorum's formatted directory does not hold them.
-    std::fs::write(&props, server_properties(&data, 1, 2, &[]))
+    std::fs::write(&props, server_properties(data, 1, 2, None, &[]))
         .with_context(|| format!("writing {}", props.display()))?;
-    let out = java_command(staging.path())?
-        .args(["kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c"])
-        .arg(&props)
+    let mut cmd = java_command(work)?;
+    cmd.args(["kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c"])
+        .arg(&props);
+    for (name, password) in scram_users {
+        for mechanism in SCRAM_MECHANISMS {
+            cmd.arg("--add-scram")
+                .arg(format!("{mechanism}=[name={name},password={password}]"));
+        }
+    }
+    let out = cmd
         .output()
         .context("running kafka-storage format (java kafka.tools.StorageTool)")?;
     if !out.status.success() || !data.join("meta.properties").is_file() {
@@ -344,10 +427,37 @@ fn ensure_template() -> Result<PathBuf> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    std::fs::rename(staging.path(), &dir)
-        .with_context(|| format!("moving the template into {}", dir.display()))?;
-    let _ = staging.keep();
-    Ok(dir.join("data"))
+    Ok(())
+}
+
+/// Writes a CA and a broker certificate it signs (for `127.0.0.1` and `localhost`) into
+/// `dir`: `ca.pem`, and `server.pem` with the broker's key and chain. Returns their paths.
+fn write_tls_files(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "walrus-testkit Kafka CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::V4(
+            std::net::Ipv4Addr::LOCALHOST,
+        )));
+    let cert = params.signed_by(&key, &ca)?;
+    let ca_file = dir.join("ca.pem");
+    let keystore = dir.join("server.pem");
+    std::fs::write(&ca_file, ca.pem()).with_context(|| format!("writing {}", ca_file.display()))?;
+    std::fs::write(
+        &keystore,
+        format!("{}{}{}", key.serialize_pem(), cert.pem(), ca.pem()),
+    )
+    .with_context(|| format!("writing {}", keystore.display()))?;
+    Ok((ca_file, keystore))
 }
 
 /// Copies directory `from` into the new directory `to`.
@@ -372,6 +482,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 pub struct KafkaBrokerBuilder {
     settings: Vec<(String, String)>,
     full_jit: bool,
+    tls: bool,
+    scram_users: Vec<(String, String)>,
     /// The process whose end the watchdog waits for, and extra files it deletes then
     /// (`None`: this process, nothing extra).
     owner: Option<(u32, Vec<PathBuf>)>,
@@ -391,6 +503,21 @@ impl KafkaBrokerBuilder {
         self
     }
 
+    /// Adds the `SECURE` listener with TLS (see the module docs): `SSL`, or `SASL_SSL` with
+    /// [`KafkaBrokerBuilder::scram_user`].
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Adds a SCRAM user (SCRAM-SHA-256 and SCRAM-SHA-512) and the `SECURE` listener with
+    /// SASL (see the module docs): `SASL_PLAINTEXT`, or `SASL_SSL` with
+    /// [`KafkaBrokerBuilder::tls`]. Name and password must not contain `,`, `[` or `]`.
+    pub fn scram_user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
+        self.scram_users.push((name.into(), password.into()));
+        self
+    }
+
     /// Starts the broker and waits until it serves clients.
     ///
     /// The ports are chosen by binding port 0 and releasing it; another process can take one
@@ -398,13 +525,23 @@ impl KafkaBrokerBuilder {
     /// new ports. After that the ports never change: tests that restart the broker reconnect
     /// to the same address.
     pub fn start(self) -> Result<KafkaBroker> {
-        let template = ensure_template()?;
         let dir = tempfile::Builder::new()
             .prefix("walrus-testkit-kafka-")
             .tempdir()
             .context("creating a temp dir for the broker")?;
         let data = dir.path().join("data");
-        copy_dir(&template, &data)?;
+        if self.scram_users.is_empty() {
+            copy_dir(&ensure_template()?, &data)?;
+        } else {
+            // The credentials are part of the formatted metadata: no shared template.
+            format_log_dir(dir.path(), &data, &self.scram_users)?;
+        }
+        let (ca_file, keystore) = if self.tls {
+            let (ca, keystore) = write_tls_files(&dir.path().join("tls"))?;
+            (Some(ca), Some(keystore))
+        } else {
+            (None, None)
+        };
         let (owner, extra) = self
             .owner
             .clone()
@@ -415,18 +552,40 @@ impl KafkaBrokerBuilder {
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
             let controller_port = free_port()?;
-            if port == controller_port {
+            let secure = (self.tls || !self.scram_users.is_empty())
+                .then(|| -> Result<SecureListener> {
+                    Ok(SecureListener {
+                        port: free_port()?,
+                        tls: self.tls,
+                        sasl: !self.scram_users.is_empty(),
+                        keystore: keystore.clone(),
+                    })
+                })
+                .transpose()?;
+            let mut ports = vec![port, controller_port];
+            ports.extend(secure.as_ref().map(|s| s.port));
+            ports.sort_unstable();
+            ports.dedup();
+            if ports.len() < 2 + usize::from(secure.is_some()) {
                 continue;
             }
             std::fs::write(
                 &files.props,
-                server_properties(&data, port, controller_port, &self.settings),
+                server_properties(
+                    &data,
+                    port,
+                    controller_port,
+                    secure.as_ref(),
+                    &self.settings,
+                ),
             )
             .with_context(|| format!("writing {}", files.props.display()))?;
             match launch(&files, self.full_jit) {
                 Ok(child) => {
                     return Ok(KafkaBroker {
                         port,
+                        secure,
+                        ca_file,
                         files,
                         full_jit: self.full_jit,
                         child: Mutex::new(Some(child)),
@@ -581,6 +740,10 @@ fn spawn_watchdog(owner: u32, dir: &Path, extra: &[PathBuf]) -> Result<()> {
 #[derive(Debug)]
 pub struct KafkaBroker {
     port: u16,
+    /// The `SECURE` listener, with TLS or SCRAM users.
+    secure: Option<SecureListener>,
+    /// The CA that signed the broker's certificate (TLS only).
+    ca_file: Option<PathBuf>,
     files: BrokerFiles,
     full_jit: bool,
     /// The running JVM; `None` after [`KafkaBroker::stop`] or [`KafkaBroker::kill`].
@@ -613,6 +776,26 @@ impl KafkaBroker {
     /// The plaintext listener's port; the same across restarts.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `127.0.0.1:<port>` of the `SECURE` listener, when the broker was built with
+    /// [`KafkaBrokerBuilder::tls`] or [`KafkaBrokerBuilder::scram_user`].
+    pub fn secure_bootstrap(&self) -> Option<String> {
+        self.secure.as_ref().map(|s| format!("{HOST}:{}", s.port))
+    }
+
+    /// The `SECURE` listener's `security.protocol` in librdkafka's spelling (`ssl`,
+    /// `sasl_plaintext`, `sasl_ssl`).
+    pub fn secure_protocol(&self) -> Option<String> {
+        self.secure
+            .as_ref()
+            .map(|s| s.protocol().to_ascii_lowercase())
+    }
+
+    /// The PEM file of the CA that signed the broker's certificate (for `ssl.ca.location`),
+    /// when the broker has TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
     }
 
     /// The JVM's pid, if it runs.

@@ -40,8 +40,7 @@
 //! `scripts/install-deps.sh` caches, as [`KafkaBroker::shared`] (one broker for a whole test
 //! run, for tests that only produce and consume) or [`KafkaBroker::start`] (a test's own, with
 //! `pause`/`resume`, `stop`/`start_again`/`restart` and `kill`), and the `java` command line
-//! Kafka Connect runs from the same jars ([`kafka::java_command`]). [`Broker`], an in-memory
-//! Tansu broker per test, is being retired in its favour.
+//! Kafka Connect runs from the same jars ([`kafka::java_command`]).
 //!
 //! # Root, CI and machines without PostgreSQL
 //!
@@ -68,7 +67,6 @@
 //! - `TMPDIR`: where clusters and the template go (see [`std::env::temp_dir`]).
 
 mod binaries;
-mod broker;
 mod cluster;
 pub mod kafka;
 mod privileges;
@@ -76,6 +74,5 @@ pub mod process;
 mod template;
 
 pub use binaries::{find_bindir, matrix_cache, MAJOR_ENV, MATRIX_MAJORS};
-pub use broker::{find_tansu, Broker};
 pub use cluster::{unique_name, PgCluster, PgClusterBuilder, WalLevel};
 pub use kafka::{KafkaBroker, KafkaBrokerBuilder, SharedKafkaBroker};

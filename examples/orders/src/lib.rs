@@ -17,7 +17,7 @@
 //!   [`service::Mode::Naive`] mode, and the schema both use.
 //! - [`fulfillment`]: the idempotent consumer: it records each event id in its own table in
 //!   the same transaction as the shipment it creates, so a re-delivered event does nothing.
-//! - [`scenario`]: a throwaway PostgreSQL and Tansu broker (walrus-testkit), the real
+//! - [`scenario`]: a throwaway PostgreSQL and Apache Kafka broker (walrus-testkit), the real
 //!   `walrus` binary, N orders at a steady rate, the broker frozen (SIGSTOP) in the middle,
 //!   walrus killed (`kill -9`) and restarted once, and the side-by-side [`scenario::Report`].
 //!

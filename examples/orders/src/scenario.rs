@@ -10,8 +10,9 @@
 //! outbox order, and until the naive topic has been quiet for a few seconds, and counts from
 //! the database: orders written, shipped, shipped twice, never shipped (lost).
 //!
-//! Everything is throwaway: a PostgreSQL cluster and a Tansu broker from walrus-testkit
-//! (which handles running as root, free ports and the template cluster) and a walrus process
+//! Everything is throwaway: a PostgreSQL cluster and an Apache Kafka broker (KRaft, one node)
+//! from walrus-testkit (which handles running as root, free ports, the template cluster and
+//! Kafka's jars from `scripts/install-deps.sh`'s cache) and a walrus process
 //! with its config in a temp dir, all gone when [`run`] returns.
 
 use std::fmt;
@@ -25,7 +26,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use tokio::sync::watch;
-use walrus_testkit::{unique_name, Broker, PgCluster};
+use walrus_testkit::{unique_name, KafkaBroker, PgCluster};
 
 use crate::fulfillment::{self, SharedStats};
 use crate::service::{Mode, OrderService, NAIVE_TOPIC, OUTBOX_TOPIC, SCHEMA};
@@ -293,7 +294,11 @@ pub async fn run(cfg: &Config, progress: impl Fn(f64, &str)) -> Result<Report> {
             cfg.walrus_bin.display()
         );
     }
-    let broker = Broker::start().context("starting the Kafka-protocol test broker (tansu)")?;
+    // A broker of its own: the scenario freezes it. A JVM start takes seconds: off the
+    // async threads.
+    let broker = tokio::task::spawn_blocking(KafkaBroker::start)
+        .await?
+        .context("starting the Apache Kafka test broker")?;
     let pg = PgCluster::new().context("starting a throwaway PostgreSQL")?;
     let dbname = unique_name("shop");
     pg.create_database(&dbname).await?;
