@@ -103,7 +103,8 @@ struct Shared {
     acked: std::sync::atomic::AtomicU64,
     failures: Mutex<Vec<Failure>>,
     has_failures: AtomicBool,
-    fatal: Mutex<Option<String>>,
+    /// The first fatal error the error callback saw: its code and text.
+    fatal: Mutex<Option<(i32, String)>>,
 }
 
 /// The producer's context: delivery reports into the window, logs into `tracing`.
@@ -127,11 +128,19 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let code = error.rdkafka_error_code().map(|c| c as i32);
-        if code == Some(kafka_codes::FATAL) {
+        let code = error.rdkafka_error_code().map_or(-1, |c| c as i32);
+        // A fenced transactional producer reports `_FENCED` here, not `_FATAL` (seen on
+        // Apache Kafka 4.4 with librdkafka 2.12); both leave the producer unusable.
+        if matches!(
+            code,
+            kafka_codes::FATAL
+                | kafka_codes::FENCED
+                | kafka_codes::PRODUCER_FENCED
+                | kafka_codes::INVALID_PRODUCER_EPOCH
+        ) {
             tracing::error!(%error, reason, "kafka producer hit a fatal error");
             let mut f = self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner());
-            f.get_or_insert_with(|| format!("{error}: {reason}"));
+            f.get_or_insert_with(|| (code, format!("{error}: {reason}")));
         } else {
             // Brokers down, transport errors: librdkafka reconnects by itself; deliveries
             // wait meanwhile and nothing is confirmed.
@@ -563,25 +572,23 @@ impl KafkaSink {
     /// The error that made the producer fail for good, if it did: librdkafka's own record of
     /// it (`rd_kafka_fatal_error`) first, then what the error callback saw.
     ///
-    /// librdkafka's own record comes first because the other signs of a fatal error arrive in
-    /// no fixed order and need not carry its code: when another producer with the same
-    /// transactional id fences this one, the records it still held fail with whatever ended
-    /// them (a purge, a timeout), a transaction call with a generic fatal or state error, and
-    /// the error callback (which fills `Shared::fatal`) runs on another thread, possibly after
-    /// them. Classified by those, a fenced producer could look retryable: the session would
-    /// restart, `init_transactions` would fence the other instance back, and the two would
-    /// take turns forever. The fatal error's own code says what happened.
+    /// librdkafka's own record comes first because the other signs of a fatal error do not
+    /// carry it reliably. Seen on Apache Kafka when a second walrus with the same
+    /// transactional id fenced this one: the error callback got `_FENCED` (not `_FATAL`, the
+    /// only code it used to treat as fatal), and the records still queued failed with
+    /// `_PURGE_QUEUE`, which is retryable; so the session restarted, `init_transactions`
+    /// fenced the other instance back, and the two took turns instead of one stopping
+    /// (`kafka_exactly_once_second_walrus_fences_the_first_which_stops_with_the_hint` in
+    /// `tests/e2e/kafka.rs`). The fatal error's own code says what happened.
     pub(crate) fn fatal_error(&self) -> Option<SinkError> {
         let (code, reason) = match self.producer.client().fatal_error() {
             Some((code, reason)) => (code as i32, reason),
-            None => (
-                kafka_codes::FATAL,
-                self.shared
-                    .fatal
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()?,
-            ),
+            None => self
+                .shared
+                .fatal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()?,
         };
         let fix = match code {
             kafka_codes::PRODUCER_FENCED
