@@ -1,22 +1,25 @@
 //! Connection parameters for PostgreSQL, shared by the ordinary SQL connection
-//! (tokio-postgres: management queries, checks) and the replication connection
-//! (pgwire-replication: the change stream).
+//! (tokio-postgres: management queries, checks, snapshots) and the replication connection
+//! (walrus-replication: the change stream).
 //!
 //! The URL in `source.url` is parsed once; the password comes from the URL,
 //! `source.password` or `source.password_file`, and is never logged. TLS follows libpq's
 //! `sslmode`: `disable`, `prefer` (TLS if offered), `require` (TLS, certificate not
-//! checked), `verify-ca`, `verify-full`.
+//! checked), `verify-ca`, `verify-full`. One `rustls::ClientConfig` is built from it at
+//! start (with the client certificate of `source.sslcert`/`source.sslkey`, if any) and
+//! used by every connection walrus opens, so the SQL and the replication connection verify
+//! the server, and identify themselves, identically.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use walrus_core::config::{Secret, SourceConfig, SslMode};
-use walrus_core::Lsn;
+use walrus_replication::{ConnectConfig, Host, ReplicationClient, TlsMode};
 
 use crate::error::PgError;
 
@@ -47,6 +50,9 @@ pub struct ConnParams {
     pub sslrootcert: Option<PathBuf>,
     /// `application_name`.
     pub application_name: String,
+    /// The TLS configuration of every connection (none when `sslmode = disable` or the
+    /// host is a Unix socket).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for ConnParams {
@@ -96,8 +102,8 @@ impl ConnParams {
             _ => SslMode::Prefer,
         };
         let sslmode = cfg.sslmode.unwrap_or(url_mode);
-        // The replication transport checks a verify-full certificate against a DNS name
-        // only; refuse up front rather than fail every connection attempt.
+        // Certificates of PostgreSQL servers name hosts; an IP address would fail every
+        // connection attempt on the name check, so refuse it up front with the fix.
         if sslmode == SslMode::VerifyFull && host.parse::<std::net::IpAddr>().is_ok() {
             return Err(PgError::Config {
                 key: "source.sslmode",
@@ -107,6 +113,15 @@ impl ConnParams {
                 ),
             });
         }
+        let tls = if sslmode == SslMode::Disable || unix_socket {
+            None
+        } else {
+            Some(Arc::new(rustls_config(
+                sslmode,
+                cfg.sslrootcert.as_deref(),
+                client_cert(cfg)?,
+            )?))
+        };
         Ok(ConnParams {
             host,
             unix_socket,
@@ -117,6 +132,7 @@ impl ConnParams {
             sslmode,
             sslrootcert: cfg.sslrootcert.clone(),
             application_name: cfg.application_name.clone(),
+            tls,
         })
     }
 
@@ -143,7 +159,23 @@ impl ConnParams {
             pg.password(self.password.expose());
         }
         let what = || format!("connecting to {}", self.display());
-        let client = if self.sslmode == SslMode::Disable || self.unix_socket {
+        let client = if let Some(tls) = &self.tls {
+            pg.ssl_mode(if self.sslmode == SslMode::Prefer {
+                tokio_postgres::config::SslMode::Prefer
+            } else {
+                tokio_postgres::config::SslMode::Require
+            });
+            // The connector keeps its own Arc of the config; a clone of ours shares the
+            // verifier, roots and client certificate with the replication connection.
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls.as_ref().clone());
+            let (client, conn) = pg.connect(tls).await.map_err(|e| PgError::sql(what(), e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "sql connection ended");
+                }
+            });
+            client
+        } else {
             pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
             let (client, conn) = pg
                 .connect(tokio_postgres::NoTls)
@@ -155,135 +187,152 @@ impl ConnParams {
                 }
             });
             client
-        } else {
-            pg.ssl_mode(if self.sslmode == SslMode::Prefer {
-                tokio_postgres::config::SslMode::Prefer
-            } else {
-                tokio_postgres::config::SslMode::Require
-            });
-            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.rustls_config()?);
-            let (client, conn) = pg.connect(tls).await.map_err(|e| PgError::sql(what(), e))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "sql connection ended");
-                }
-            });
-            client
         };
         Ok(client)
     }
 
-    fn rustls_config(&self) -> Result<rustls::ClientConfig, PgError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| PgError::Config {
-                key: "source.sslmode",
-                message: format!("TLS setup failed: {e}"),
-            })?;
-        let config = match self.sslmode {
-            SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-                .with_no_client_auth(),
-            SslMode::VerifyCa | SslMode::VerifyFull => {
-                let mut roots = rustls::RootCertStore::empty();
-                match &self.sslrootcert {
-                    Some(path) => {
-                        let pem = std::fs::read(path).map_err(|e| PgError::Config {
-                            key: "source.sslrootcert",
-                            message: format!("cannot read {}: {e}", path.display()),
-                        })?;
-                        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                            let cert = cert.map_err(|e| PgError::Config {
-                                key: "source.sslrootcert",
-                                message: format!(
-                                    "{} is not a PEM certificate file: {e}",
-                                    path.display()
-                                ),
-                            })?;
-                            roots.add(cert).map_err(|e| PgError::Config {
-                                key: "source.sslrootcert",
-                                message: format!("{}: {e}", path.display()),
-                            })?;
-                        }
-                    }
-                    None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-                }
-                let roots = Arc::new(roots);
-                if self.sslmode == SslMode::VerifyFull {
-                    builder.with_root_certificates(roots).with_no_client_auth()
-                } else {
-                    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                        roots, provider,
-                    )
-                    .build()
-                    .map_err(|e| PgError::Config {
-                        key: "source.sslrootcert",
-                        message: format!("TLS verifier: {e}"),
-                    })?;
-                    builder
-                        .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(CaOnly(inner)))
-                        .with_no_client_auth()
-                }
-            }
+    /// The replication connection's parameters: same host, role, password, session
+    /// options and TLS configuration as the SQL connections.
+    pub fn replication_config(&self) -> ConnectConfig {
+        let host = if self.unix_socket {
+            Host::Unix(PathBuf::from(&self.host))
+        } else {
+            Host::Tcp(self.host.clone())
         };
-        Ok(config)
+        let mut cfg = ConnectConfig::new(host, self.port, &self.user, &self.dbname);
+        let password = self.password.expose();
+        cfg.password = (!password.is_empty()).then(|| password.to_string());
+        cfg.application_name = self.application_name.clone();
+        cfg.options = Some(SESSION_OPTIONS.to_string());
+        cfg.tls_mode = match (&self.tls, self.sslmode) {
+            (None, _) | (_, SslMode::Disable) => TlsMode::Disable,
+            (Some(_), SslMode::Prefer) => TlsMode::Prefer,
+            (Some(_), _) => TlsMode::Require,
+        };
+        cfg.tls = self.tls.clone();
+        cfg
     }
 
-    /// The replication connection's configuration, resuming at `start` and reporting
-    /// `ack` as already confirmed (never more than the slot's confirmed position: the crate
-    /// reports it on connect).
-    pub fn replication_config(
-        &self,
-        slot: &str,
-        publication: &str,
-        start: Lsn,
-        status_interval: Duration,
-        buffer_events: usize,
-    ) -> pgwire_replication::ReplicationConfig {
-        use pgwire_replication::{SslMode as M, TlsConfig};
-        let tls = match self.sslmode {
-            SslMode::Disable => TlsConfig::disabled(),
-            SslMode::Prefer => TlsConfig {
-                mode: M::Prefer,
-                ..TlsConfig::default()
-            },
-            SslMode::Require => TlsConfig::require(),
-            SslMode::VerifyCa => TlsConfig::verify_ca(self.sslrootcert.clone()),
-            SslMode::VerifyFull => TlsConfig::verify_full(self.sslrootcert.clone()),
-        };
-        let lsn = pgwire_replication::Lsn(start.0);
-        let cfg = if self.unix_socket {
-            pgwire_replication::ReplicationConfig::unix(
-                self.host.clone(),
-                self.port,
-                self.user.clone(),
-                self.password.expose().to_string(),
-                self.dbname.clone(),
-                slot.to_string(),
-                publication.to_string(),
+    /// Opens a replication connection (`replication=database`), in command mode.
+    pub async fn connect_replication(&self) -> Result<ReplicationClient, PgError> {
+        ReplicationClient::connect(&self.replication_config())
+            .await
+            .map_err(PgError::Replication)
+    }
+}
+
+/// The client certificate chain and key of `source.sslcert` / `source.sslkey`, if set.
+fn client_cert(
+    cfg: &SourceConfig,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, PgError> {
+    let (Some(cert_path), Some(key_path)) = (&cfg.sslcert, &cfg.sslkey) else {
+        return Ok(None);
+    };
+    let read = |key: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|e| PgError::Config {
+            key,
+            message: format!("cannot read {}: {e}", path.display()),
+        })
+    };
+    let pem = read("source.sslcert", cert_path)?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PgError::Config {
+            key: "source.sslcert",
+            message: format!("{} is not a PEM certificate file: {e}", cert_path.display()),
+        })?;
+    if certs.is_empty() {
+        return Err(PgError::Config {
+            key: "source.sslcert",
+            message: format!("{} holds no PEM certificate", cert_path.display()),
+        });
+    }
+    let pem = read("source.sslkey", key_path)?;
+    let key = rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| PgError::Config {
+            key: "source.sslkey",
+            message: format!("{} is not a PEM key file: {e}", key_path.display()),
+        })?
+        .ok_or_else(|| PgError::Config {
+            key: "source.sslkey",
+            message: format!(
+                "{} holds no private key (PKCS#8, PKCS#1 or SEC1 PEM expected)",
+                key_path.display()
+            ),
+        })?;
+    Ok(Some((certs, key)))
+}
+
+/// The one TLS configuration for `sslmode`: which server certificates are accepted, and
+/// the client certificate presented, if any.
+fn rustls_config(
+    sslmode: SslMode,
+    sslrootcert: Option<&Path>,
+    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<rustls::ClientConfig, PgError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PgError::Config {
+            key: "source.sslmode",
+            message: format!("TLS setup failed: {e}"),
+        })?;
+    let builder = match sslmode {
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
+        SslMode::VerifyCa | SslMode::VerifyFull => {
+            let mut roots = rustls::RootCertStore::empty();
+            match sslrootcert {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| PgError::Config {
+                        key: "source.sslrootcert",
+                        message: format!("cannot read {}: {e}", path.display()),
+                    })?;
+                    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                        let cert = cert.map_err(|e| PgError::Config {
+                            key: "source.sslrootcert",
+                            message: format!(
+                                "{} is not a PEM certificate file: {e}",
+                                path.display()
+                            ),
+                        })?;
+                        roots.add(cert).map_err(|e| PgError::Config {
+                            key: "source.sslrootcert",
+                            message: format!("{}: {e}", path.display()),
+                        })?;
+                    }
+                }
+                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            }
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
             )
-        } else {
-            pgwire_replication::ReplicationConfig::new(
-                self.host.clone(),
-                self.user.clone(),
-                self.password.expose().to_string(),
-                self.dbname.clone(),
-                slot.to_string(),
-                publication.to_string(),
-            )
-            .with_port(self.port)
-            .with_tls(tls)
-        };
-        cfg.with_start_lsn(lsn)
-            .with_ack_lsn(lsn)
-            .with_status_interval(status_interval)
-            .with_wakeup_interval(status_interval)
-            .with_buffer_size(buffer_events)
-            .with_options(SESSION_OPTIONS)
-            .with_application_name(self.application_name.clone())
+            .build()
+            .map_err(|e| PgError::Config {
+                key: "source.sslrootcert",
+                message: format!("TLS verifier: {e}"),
+            })?;
+            if sslmode == SslMode::VerifyFull {
+                builder.with_webpki_verifier(verifier)
+            } else {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(CaOnly(verifier)))
+            }
+        }
+    };
+    match client {
+        None => Ok(builder.with_no_client_auth()),
+        Some((certs, key)) => {
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| PgError::Config {
+                    key: "source.sslkey",
+                    message: format!("the client certificate and key do not fit together: {e}"),
+                })
+        }
     }
 }
 
@@ -410,5 +459,85 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("source.url"), "{err}");
+    }
+
+    #[test]
+    fn replication_connection_shares_the_sql_connections_settings() {
+        let p = ConnParams::from_config(&source(
+            "postgres://alice:s3cret@db.example:6543/app?sslmode=require",
+        ))
+        .unwrap();
+        let r = p.replication_config();
+        assert_eq!(r.host, Host::Tcp("db.example".into()));
+        assert_eq!(
+            (r.port, r.user.as_str(), r.dbname.as_str()),
+            (6543, "alice", "app")
+        );
+        assert_eq!(r.password.as_deref(), Some("s3cret"));
+        assert_eq!(r.options.as_deref(), Some(SESSION_OPTIONS));
+        assert_eq!(r.tls_mode, TlsMode::Require);
+        // The very same TLS configuration object as the SQL connections'.
+        assert!(Arc::ptr_eq(
+            r.tls.as_ref().unwrap(),
+            p.tls.as_ref().unwrap()
+        ));
+
+        let p = ConnParams::from_config(&source("postgres://alice@db.example/app?sslmode=disable"))
+            .unwrap();
+        assert!(p.tls.is_none());
+        let r = p.replication_config();
+        assert_eq!(r.tls_mode, TlsMode::Disable);
+        assert_eq!(r.password, None);
+
+        // A unix socket directory: no TLS whatever the mode.
+        let p = ConnParams::from_config(&source("postgresql://alice@%2Ftmp%2Fpg/app")).unwrap();
+        let r = p.replication_config();
+        assert_eq!(r.host, Host::Unix(PathBuf::from("/tmp/pg")));
+        assert_eq!(r.tls_mode, TlsMode::Disable);
+    }
+
+    #[test]
+    fn client_certificate_files_are_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["walrus".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let other_key = rcgen::KeyPair::generate().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let cert_path = write("client.crt", &cert.pem());
+        let key_path = write("client.key", &key.serialize_pem());
+        let other_key_path = write("other.key", &other_key.serialize_pem());
+        let not_pem = write("junk.pem", "not a certificate");
+        let with = |cert: &Path, key: &Path| {
+            let mut s = source("postgres://alice@db.example/app?sslmode=require");
+            s.sslcert = Some(cert.to_path_buf());
+            s.sslkey = Some(key.to_path_buf());
+            ConnParams::from_config(&s)
+        };
+        assert!(with(&cert_path, &key_path).unwrap().tls.is_some());
+        let err = |r: Result<ConnParams, PgError>| match r {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted"),
+        };
+        let e = err(with(&cert_path, &other_key_path));
+        assert!(
+            e.contains("source.sslkey") && e.contains("do not fit"),
+            "{e}"
+        );
+        let e = err(with(&not_pem, &key_path));
+        assert!(e.contains("source.sslcert"), "{e}");
+        let e = err(with(&cert_path, &dir.path().join("missing.key")));
+        assert!(
+            e.contains("source.sslkey") && e.contains("cannot read"),
+            "{e}"
+        );
+        let e = err(with(&cert_path, &not_pem));
+        assert!(e.contains("source.sslkey"), "{e}");
     }
 }

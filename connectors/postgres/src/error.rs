@@ -3,6 +3,7 @@
 
 use walrus_core::error::{Classify, ErrorKind, SinkError};
 use walrus_core::Lsn;
+use walrus_replication::{ReplicationError, ServerError};
 
 use crate::decoding::pgoutput::{DecodeError, RelationError};
 
@@ -28,7 +29,21 @@ pub enum PgError {
     },
     /// The replication connection failed.
     #[error("replication connection: {0}")]
-    Replication(#[from] pgwire_replication::PgWireError),
+    Replication(#[from] walrus_replication::ReplicationError),
+    /// The configuration asks for something this server's PostgreSQL major does not have.
+    #[error(
+        "config key `{key}`: {feature} needs PostgreSQL {needs} or later; the server runs {server}"
+    )]
+    Unsupported {
+        /// The key that asks for it.
+        key: &'static str,
+        /// What it needs.
+        feature: &'static str,
+        /// The first major that has it.
+        needs: u32,
+        /// The server's version.
+        server: String,
+    },
     /// The slot does not exist and `source.create_slot` is off.
     #[error("replication slot {slot:?} does not exist; create it with SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput'), or set source.create_slot = true")]
     SlotMissing {
@@ -203,38 +218,65 @@ fn sqlstate_kind(e: &tokio_postgres::Error) -> ErrorKind {
     }
 }
 
+/// The kind of a replication connection failure: by SQLSTATE for the server's errors
+/// (PostgreSQL's Appendix A), by what failed for the client's own.
+fn replication_kind(e: &ReplicationError) -> ErrorKind {
+    match e {
+        ReplicationError::Io { .. }
+        | ReplicationError::Closed(_)
+        | ReplicationError::Timeout(_) => ErrorKind::SourceConnection,
+        ReplicationError::Tls(_) => ErrorKind::SourceTls,
+        ReplicationError::Auth(_) => ErrorKind::SourceAuth,
+        ReplicationError::Unsupported { .. } => ErrorKind::ServerVersion,
+        ReplicationError::Invalid(_) => ErrorKind::Config,
+        ReplicationError::Protocol(_) => ErrorKind::Decode,
+        ReplicationError::Server(s) => server_error_kind(s),
+    }
+}
+
+/// A server `ErrorResponse` on the replication connection, classified. Definite errors (the
+/// same request fails the same way until someone changes something) are fatal with the
+/// hint of their kind; only the connection and resource classes are retried.
+fn server_error_kind(e: &ServerError) -> ErrorKind {
+    let code = e.code.as_str();
+    let message = e.message.as_str();
+    match code {
+        // invalid_password, invalid_authorization_specification (pg_hba.conf rejects).
+        "28P01" | "28000" => ErrorKind::SourceAuth,
+        "42501" => ErrorKind::SourcePermission,
+        // object_in_use: the slot is active for another walsender.
+        "55006" => ErrorKind::SlotInUse,
+        // undefined_object: a publication or a slot that does not exist.
+        "42704" if message.contains("publication") => ErrorKind::Publication,
+        "42704" => ErrorKind::SlotUnavailable,
+        // object_not_in_prerequisite_state: an invalidated slot, a physical slot, a slot of
+        // another database, or wal_level too low.
+        "55000" if message.contains("wal_level") => ErrorKind::SourceSetup,
+        "55000"
+            if message.contains("invalidated")
+                || message.contains("can no longer get changes")
+                || message.contains("has been removed") =>
+        {
+            ErrorKind::SlotLost
+        }
+        "55000" => ErrorKind::SlotUnavailable,
+        // The output plugin rejected an option (pgoutput raises XX000 "unrecognized pgoutput
+        // option", another plugin 22023): an option the server's version does not have.
+        "XX000" | "22023" if message.contains("option") => ErrorKind::ServerVersion,
+        // undefined_file: the slot's output plugin is not installed.
+        "58P01" => ErrorKind::SlotUnavailable,
+        _ if e.is_retryable() => ErrorKind::SourceConnection,
+        _ => ErrorKind::Internal,
+    }
+}
+
 impl Classify for PgError {
     fn kind(&self) -> ErrorKind {
         match self {
             PgError::Config { .. } => ErrorKind::Config,
             PgError::Sql { source, .. } => sqlstate_kind(source),
-            PgError::Replication(e) => {
-                let text = e.to_string();
-                if e.is_auth() {
-                    ErrorKind::SourceAuth
-                } else if e.is_tls() {
-                    // Certificates and TLS settings do not fix themselves.
-                    ErrorKind::SourceTls
-                } else if text.contains("is active for PID") {
-                    ErrorKind::SlotInUse
-                } else if text.contains("publication") && text.contains("does not exist") {
-                    ErrorKind::Publication
-                } else if text.contains("does not exist") {
-                    ErrorKind::SlotUnavailable
-                } else if text.contains("can no longer get changes") || text.contains("invalidated")
-                {
-                    ErrorKind::SlotLost
-                } else if text.contains("permission denied") || text.contains("must be superuser") {
-                    ErrorKind::SourcePermission
-                } else if text.contains("wal_level") {
-                    ErrorKind::SourceSetup
-                } else {
-                    // Everything else (server restarts, "terminating connection due to
-                    // administrator command", network errors) is worth another attempt: the
-                    // slot keeps the WAL, and the retries are logged and counted.
-                    ErrorKind::SourceConnection
-                }
-            }
+            PgError::Replication(e) => replication_kind(e),
+            PgError::Unsupported { .. } => ErrorKind::ServerVersion,
             PgError::SlotMissing { .. } | PgError::SlotUnusable { .. } => {
                 ErrorKind::SlotUnavailable
             }
@@ -251,5 +293,113 @@ impl Classify for PgError {
             PgError::SnapshotState { .. } => ErrorKind::Config,
             PgError::Snapshot { .. } => ErrorKind::Decode,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use walrus_core::error::ErrorClass;
+
+    fn server(code: &str, message: &str) -> PgError {
+        PgError::Replication(ReplicationError::Server(ServerError {
+            severity: "ERROR".into(),
+            code: code.into(),
+            message: message.into(),
+            ..ServerError::default()
+        }))
+    }
+
+    #[test]
+    fn definite_server_errors_are_fatal_with_their_kind() {
+        let cases = [
+            // PostgreSQL 13 refusing a 14+ option.
+            (
+                server("XX000", "unrecognized pgoutput option: messages"),
+                ErrorKind::ServerVersion,
+            ),
+            (
+                server("42704", "publication \"walrus\" does not exist"),
+                ErrorKind::Publication,
+            ),
+            (
+                server("42704", "replication slot \"walrus\" does not exist"),
+                ErrorKind::SlotUnavailable,
+            ),
+            (
+                server(
+                    "55000",
+                    "cannot use physical replication slot for logical decoding",
+                ),
+                ErrorKind::SlotUnavailable,
+            ),
+            (
+                server(
+                    "55000",
+                    "can no longer get changes from replication slot \"s\"",
+                ),
+                ErrorKind::SlotLost,
+            ),
+            (
+                server("55000", "logical decoding requires wal_level >= logical"),
+                ErrorKind::SourceSetup,
+            ),
+            (
+                server("28P01", "password authentication failed for user \"w\""),
+                ErrorKind::SourceAuth,
+            ),
+            (
+                server("28000", "no pg_hba.conf entry for replication connection"),
+                ErrorKind::SourceAuth,
+            ),
+            (
+                server("42501", "permission denied to start WAL sender"),
+                ErrorKind::SourcePermission,
+            ),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+            assert_eq!(e.kind().class(), ErrorClass::Fatal, "{e}");
+        }
+    }
+
+    #[test]
+    fn connection_drops_are_retried() {
+        let cases = [
+            server(
+                "57P01",
+                "terminating connection due to administrator command",
+            ),
+            server("53300", "sorry, too many clients already"),
+            server("08006", "connection failure"),
+            PgError::Replication(ReplicationError::Closed("")),
+            PgError::Replication(ReplicationError::Io {
+                context: "reading from the server",
+                source: std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+            }),
+        ];
+        for e in cases {
+            assert_eq!(e.kind().class(), ErrorClass::Retryable, "{e}");
+        }
+        // Another walsender holds the slot: retried (it goes away when that one does).
+        assert_eq!(
+            server("55006", "replication slot \"s\" is active for PID 7").kind(),
+            ErrorKind::SlotInUse
+        );
+    }
+
+    #[test]
+    fn a_feature_the_server_lacks_names_key_and_version() {
+        let e = PgError::Unsupported {
+            key: "source.publish_via_partition_root",
+            feature: "publish_via_partition_root",
+            needs: 13,
+            server: "12.22".into(),
+        };
+        let text = e.to_string();
+        assert!(text.contains("source.publish_via_partition_root"), "{text}");
+        assert!(text.contains("PostgreSQL 13"), "{text}");
+        assert!(text.contains("12.22"), "{text}");
+        assert_eq!(e.kind().class(), ErrorClass::Fatal);
     }
 }

@@ -57,8 +57,6 @@ pub const DEFAULT_UNAVAILABLE_VALUE_PLACEHOLDER: &str = "__debezium_unavailable_
 pub const DEFAULT_BATCH_MAX_RECORDS: usize = 2048;
 /// Default longest time a record waits in the source before it is handed to the sink.
 pub const DEFAULT_BATCH_LINGER_MS: u64 = 5;
-/// Default events buffered between the replication connection and the decoder.
-pub const DEFAULT_REPLICATION_BUFFER_EVENTS: usize = 8192;
 
 /// A secret string: never printed by `Debug` or `Display`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -181,15 +179,20 @@ pub struct SourceConfig {
     /// CA certificate file for `verify-ca` / `verify-full`.
     #[serde(default)]
     pub sslrootcert: Option<PathBuf>,
+    /// Client certificate (PEM, may hold the chain) presented to the server, for
+    /// `cert` authentication in `pg_hba.conf`; on the SQL and the replication connection
+    /// alike. Needs `sslkey`.
+    #[serde(default)]
+    pub sslcert: Option<PathBuf>,
+    /// The client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1). Needs `sslcert`.
+    #[serde(default)]
+    pub sslkey: Option<PathBuf>,
     /// Interval between standby status updates, in milliseconds.
     #[serde(default = "default_status_interval_ms")]
     pub status_interval_ms: u64,
     /// `application_name` of walrus's connections.
     #[serde(default = "default_application_name")]
     pub application_name: String,
-    /// Events buffered between the replication connection and the decoder.
-    #[serde(default = "default_replication_buffer_events")]
-    pub replication_buffer_events: usize,
     /// Receive column values in PostgreSQL's binary (send) format instead of text
     /// (pgoutput `binary 'true'`, PostgreSQL 14+). Events are identical either way; binary
     /// is cheaper to decode for numbers, timestamps and arrays.
@@ -411,9 +414,6 @@ fn default_status_interval_ms() -> u64 {
 fn default_application_name() -> String {
     DEFAULT_APPLICATION_NAME.into()
 }
-fn default_replication_buffer_events() -> usize {
-    DEFAULT_REPLICATION_BUFFER_EVENTS
-}
 fn default_placeholder() -> String {
     DEFAULT_UNAVAILABLE_VALUE_PLACEHOLDER.into()
 }
@@ -543,10 +543,14 @@ impl Config {
                 "must be between 1 and 30000 (keep it well under wal_sender_timeout)".into(),
             ));
         }
-        if s.replication_buffer_events == 0 {
+        if s.sslcert.is_some() != s.sslkey.is_some() {
             return Err(bad(
-                "source.replication_buffer_events",
-                "must be at least 1".into(),
+                if s.sslcert.is_some() {
+                    "source.sslkey"
+                } else {
+                    "source.sslcert"
+                },
+                "a client certificate needs both source.sslcert and source.sslkey".into(),
             ));
         }
         if let SinkConfig::File(f) = &self.sink {
@@ -809,6 +813,20 @@ path = "events.jsonl"
             .unwrap_err()
             .to_string();
         assert!(err.contains("sink"), "{err}");
+        // A client certificate without its key (or the reverse) names the missing key.
+        let text = MINIMAL.replace(
+            "slot = \"walrus\"",
+            "slot = \"walrus\"\nsslcert = \"c.pem\"",
+        );
+        let err = Config::parse_with_env(&text, no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("source.sslkey"), "{err}");
+        let text = MINIMAL.replace("slot = \"walrus\"", "slot = \"walrus\"\nsslkey = \"k.pem\"");
+        let err = Config::parse_with_env(&text, no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("source.sslcert"), "{err}");
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub enum ErrorKind {
     SourcePermission,
     /// The server is not set up for logical replication (`wal_level`, slot/sender limits).
     SourceSetup,
+    /// The server's PostgreSQL major lacks something the configuration asks for (a
+    /// publication option, a pgoutput option, incremental snapshots), or is older than 10.
+    /// Retrying cannot help: the server answers the same until it is upgraded or the key
+    /// is changed.
+    ServerVersion,
     /// The replication slot is missing or of the wrong kind (not logical, not pgoutput).
     SlotUnavailable,
     /// The replication slot is active for another process (often the walsender of a
@@ -69,7 +74,9 @@ impl ErrorKind {
                 ErrorClass::Retryable
             }
             Config | SlotUnavailable | SourceAuth | SourceTls | SourcePermission | SourceSetup
-            | SlotLost | Publication | Decode | SinkRejected | Internal => ErrorClass::Fatal,
+            | ServerVersion | SlotLost | Publication | Decode | SinkRejected | Internal => {
+                ErrorClass::Fatal
+            }
         }
     }
 
@@ -83,12 +90,15 @@ impl ErrorKind {
             }
             SourceAuth => "check the user and password in [source].url (or [source].password_file)",
             SourceTls => {
-                "check source.sslmode and source.sslrootcert against the server's certificate (walrus check shows the TLS error)"
+                "check source.sslmode, source.sslrootcert (and source.sslcert/sslkey for a client certificate) against the server's certificate (walrus check shows the TLS error)"
             }
             SourcePermission => {
                 "grant the missing privilege shown above (walrus check prints the exact SQL)"
             }
             SourceSetup => "run `walrus check` and apply the settings it prints, then restart PostgreSQL",
+            ServerVersion => {
+                "turn off the configuration key named above or upgrade PostgreSQL to the version it names; `walrus check` prints the server's major and docs/operations.md what each major supports"
+            }
             SlotUnavailable => "run `walrus check`: it shows the slot's state and the SQL that fixes it",
             SlotInUse => {
                 "walrus retries by itself; if it persists, another process uses the slot (see pg_replication_slots.active_pid)"

@@ -367,7 +367,8 @@ impl ReplicationStream {
                     self.received = self.received.max(Lsn(end));
                 }
             }
-            if batch[at] == b'c' {
+            // CopyDone, or CommandComplete without one (a walsender at server shutdown).
+            if batch[at] == b'c' || batch[at] == b'C' {
                 self.ended = true;
             }
             at += 1 + len;

@@ -57,7 +57,9 @@ pub enum Frame {
         /// `wal_sender_timeout`).
         reply: bool,
     },
-    /// The server ended the copy (after our CopyDone, or on its own, e.g. at shutdown).
+    /// The server ended the copy: `CopyDone` (after ours, or on its own), or
+    /// `CommandComplete` without one, which is how a walsender ends replication when the
+    /// server shuts down (`WalSndDone` in walsender.c).
     CopyDone,
 }
 
@@ -168,7 +170,9 @@ fn next_message(rest: &mut Bytes) -> Result<Option<Frame>> {
     let mut body = rest.split_to(len - 4);
     match tag {
         b'd' => copy_data(&mut body).map(Some),
-        b'c' => Ok(Some(Frame::CopyDone)),
+        b'c' | b'C' => Ok(Some(Frame::CopyDone)),
+        // The command ended (after CopyDone / CommandComplete): nothing more follows.
+        b'Z' => Ok(None),
         b'E' => Err(ReplicationError::Server(parse_error_fields(&body))),
         b'N' => {
             let notice = parse_error_fields(&body);
@@ -396,6 +400,15 @@ pub(crate) mod tests {
         // Notices and parameter statuses are skipped; CopyDone is a frame.
         let mut bytes = vec![b'N', 0, 0, 0, 5, 0, b'S', 0, 0, 0, 4];
         bytes.extend([b'c', 0, 0, 0, 4]);
+        let (frames, rest) = parse_all(&bytes);
+        assert_eq!(rest, 0);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].as_ref().unwrap(), &Frame::CopyDone);
+        // A walsender at server shutdown ends with CommandComplete ("COPY 0") and
+        // ReadyForQuery, without CopyDone: the copy ended all the same.
+        let mut bytes = vec![b'C', 0, 0, 0, 11];
+        bytes.extend(b"COPY 0\0");
+        bytes.extend([b'Z', 0, 0, 0, 5, b'I']);
         let (frames, rest) = parse_all(&bytes);
         assert_eq!(rest, 0);
         assert_eq!(frames.len(), 1);

@@ -1,33 +1,35 @@
 //! The replication loop: from the slot to the sink, confirming exactly what was delivered.
 //!
 //! ```text
-//!  ReplicationClient::recv ──▶ Begin / XLogData / Commit / Message / KeepAlive
-//!        │                        │ decode (pgoutput) + convert (typed values)
-//!        │                        ▼
-//!        │                  JSON encoder ──▶ Batch ──reserve budget──▶ sink task
-//!        │                                                                │
-//!        └──◀── update_applied_lsn ◀── AckTracker ◀── Delivered counter ◀─┘
+//!  ReplicationStream::next_batch ──▶ Frames (whatever the socket held, one buffer)
+//!        │                              │ XLogData: decode (pgoutput) + convert (typed values)
+//!        │                              ▼
+//!        │                        JSON encoder ──▶ Batch ──reserve budget──▶ sink task
+//!        │                                                                     │
+//!        └──◀── set_flushed ◀── AckTracker ◀── Delivered counter ◀─────────────┘
 //! ```
 //!
-//! With pgoutput protocol 1 PostgreSQL sends a transaction only after it committed, as one
+//! The frames are read and decoded in this one task: `next_batch` returns every whole
+//! message the socket held as slices of one buffer, so no event crosses a channel or a
+//! thread between the socket and the encoder (walrus-replication's module docs).
+//!
+//! Without `streaming`, PostgreSQL sends a transaction only after it committed, as one
 //! contiguous Begin … Commit run, so events are passed on as they arrive — a transaction of
 //! any size never sits in memory whole; the in-flight byte budget bounds what waits for
 //! the sink. Records are numbered in order; at each Commit the [`AckTracker`] notes how many
 //! records the transaction ended at and its end LSN, and the LSN reported to PostgreSQL is
 //! that of the newest transaction whose records, and all before them, the sink delivered.
 //!
-//! The traps of the replication crate (see `shared/reference/pgwire-replication.md`) are
-//! handled here: the session starts with `ack_lsn` = the slot's own confirmed position, so
-//! connecting confirms nothing new; status updates go out every `status_interval_ms` (1 s
-//! by default); keepalives are confirmed when nothing is open or in flight, so an idle
-//! database does not pin WAL; and on shutdown walrus waits until the final position was
-//! actually sent before closing the connection.
+//! Feedback: the stream starts with the slot's own confirmed position as already flushed,
+//! so connecting confirms nothing new; `set_flushed` only moves forward; status updates go
+//! out at least every second, also while the loop waits for sink budget; keepalives are
+//! confirmed when nothing is open or in flight, so an idle database does not pin WAL; and
+//! on shutdown `finish` sends the final position and `CopyDone` before closing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use tokio::sync::watch;
 use tracing::Instrument;
 use walrus_core::ack::AckTracker;
@@ -42,6 +44,9 @@ use walrus_core::sink::{Delivered, Record, Sink};
 use walrus_core::status::{self, PipelineState, Status};
 use walrus_core::telemetry;
 use walrus_core::Lsn;
+use walrus_replication::{
+    Frame, Frames, OriginFilter, PluginRequest, ReplicationError, ReplicationStream, Streaming,
+};
 
 use crate::conn::ConnParams;
 use crate::decoding::convert::{Converter, UpdateOutcome};
@@ -50,26 +55,12 @@ use crate::error::PgError;
 use crate::operations::setup;
 use crate::snapshots::initial;
 
-/// Pause after the replication worker's queue ran dry while events were flowing, so the
-/// next wakeup finds many events queued (tokio's timer rounds it up to about 1 ms).
-const COALESCE_WAIT: Duration = Duration::from_micros(500);
-
-/// Polls a future once: its output if ready now, `None` if it would wait.
-fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
-    }
-}
-
 /// Size of the blocks encoded keys and values are copied into (see [`freeze`]).
 const ARENA_BLOCK: usize = 64 * 1024;
 /// Largest encode buffer kept between events.
 const MAX_KEPT_BUFFER: usize = 1024 * 1024;
 
-/// How long shutdown waits for the final status update to reach PostgreSQL.
+/// How long shutdown waits for PostgreSQL to take the final status update and end the copy.
 const FINAL_ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// What a session ended with.
@@ -224,15 +215,14 @@ pub async fn run<S: Sink>(
     let result = async move {
         tracing::info!(resume_lsn = %start, server = %params.display(), "starting replication");
         let status_interval = Duration::from_millis(config.source.status_interval_ms);
-        let repl = params
-            .replication_config(
-                &slot.name,
-                &config.source.publication,
-                start,
-                status_interval,
-                config.source.replication_buffer_events,
-            )
-            .with_binary(config.source.binary);
+        let request = PluginRequest {
+            publications: vec![config.source.publication.clone()],
+            binary: config.source.binary,
+            // Heartbeats and `pg_logical_emit_message` events; pgoutput sends them from 14.
+            messages: true,
+            streaming: Streaming::Off,
+            origin: OriginFilter::Any,
+        };
         let mut handle = SinkHandle::spawn(
             sink,
             delivered.clone(),
@@ -268,15 +258,25 @@ pub async fn run<S: Sink>(
         };
         let client = match decision.exported.take() {
             // START_REPLICATION on the connection that created the slot, from its
-            // consistent point.
-            Some(exported) => {
-                let mut client = exported.client;
-                client.start().await?;
-                client.wait_started().await?;
-                client
-            }
-            None => ReplicationClient::connect(repl).await?,
+            // consistent point (the slot's confirmed position, `start`).
+            Some(exported) => exported.client,
+            None => params.connect_replication().await?,
         };
+        // `start` is what the slot already confirmed: reported as flushed from the first
+        // status update, so connecting confirms nothing new.
+        let position = walrus_replication::Lsn(start.0);
+        let mut stream = client
+            .start(&slot.name, position, position, &request)
+            .await?;
+        stream.set_status_interval(status_interval);
+        tracing::info!(
+            server = %stream.server_version().text,
+            proto_version = stream.options().proto_version,
+            binary = stream.options().binary,
+            messages = stream.options().messages,
+            "replication started"
+        );
+        let proto_version = stream.options().proto_version;
         Status::global().set_state(PipelineState::Streaming);
         let incremental = match signal_oid {
             Some(oid) => Some(crate::snapshots::incremental::Incremental::start(
@@ -289,11 +289,11 @@ pub async fn run<S: Sink>(
         let session = Session {
             config,
             database: params.dbname.clone(),
-            client,
+            stream: Some(stream),
             handle,
             delivered,
             tracker,
-            decoder: Decoder::new(1),
+            decoder: Decoder::new(proto_version),
             converter: Converter::with_catalog(catalog),
             sql,
             encoder: JsonEncoder::new(crate::json_options(config, &params.dbname)),
@@ -342,7 +342,8 @@ struct Session<'a> {
     config: &'a Config,
     #[allow(dead_code)]
     database: String,
-    client: ReplicationClient,
+    /// The replication connection; `None` once let go of (`SlotReleased`).
+    stream: Option<ReplicationStream>,
     handle: SinkHandle,
     delivered: Delivered,
     tracker: AckTracker,
@@ -413,6 +414,14 @@ enum Flow {
     Stop,
 }
 
+/// The next batch of the replication stream, or `Closed` once the connection was let go.
+async fn next_batch(stream: &mut Option<ReplicationStream>) -> Result<Frames, ReplicationError> {
+    match stream {
+        Some(stream) => stream.next_batch().await,
+        None => Err(ReplicationError::Closed(" (walrus let go of it)")),
+    }
+}
+
 impl Session<'_> {
     async fn stream(
         mut self,
@@ -421,94 +430,98 @@ impl Session<'_> {
         let mut ticker = tokio::time::interval(self.linger);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_tick = Instant::now();
-        // `drain`: take events the replication worker already queued without parking;
-        // `worked`: something arrived since the last coalescing pause. Parking and waking
-        // per event (a futex and a context switch each time the worker hands one over) cost
-        // more than decoding it; pausing briefly once the queue runs dry lets one wakeup
-        // carry hundreds of events, at the price of at most COALESCE_WAIT of latency.
-        let mut drain = false;
-        let mut worked = false;
         let result: Result<(), PgError> = loop {
             if *shutdown.borrow() {
                 break Ok(());
             }
-            let ready = if drain {
-                poll_once(tokio::task::unconstrained(self.client.recv()))
-            } else {
-                None
-            };
-            let ev = match ready {
-                Some(ev) => ev,
-                None if drain && worked => {
-                    worked = false;
-                    tokio::time::sleep(COALESCE_WAIT).await;
+            // `next_batch` is cancel-safe: a tick or a stop request loses no data. It also
+            // sends the status updates that are due, so feedback keeps flowing whatever
+            // arrives.
+            let frames = tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    // A dropped sender means nobody can ask for a stop any more.
+                    if changed.is_err() {
+                        break Ok(());
+                    }
                     continue;
                 }
-                None => {
-                    drain = false;
-                    tokio::select! {
-                        biased;
-                        changed = shutdown.changed() => {
-                            // A dropped sender means nobody can ask for a stop any more.
-                            if changed.is_err() {
-                                break Ok(());
-                            }
-                            continue;
-                        }
-                        _ = ticker.tick() => {
-                            last_tick = Instant::now();
-                            match self.on_tick(&mut ticker, shutdown).await {
-                                Ok(Flow::Continue) => continue,
-                                Ok(Flow::Stop) => break Ok(()),
-                                Err(e) => break Err(e),
-                            }
-                        }
-                        ev = self.client.recv() => ev,
+                _ = ticker.tick() => {
+                    last_tick = Instant::now();
+                    match self.on_tick(&mut ticker, shutdown).await {
+                        Ok(Flow::Continue) => continue,
+                        Ok(Flow::Stop) => break Ok(()),
+                        Err(e) => break Err(e),
                     }
                 }
+                frames = next_batch(&mut self.stream) => frames,
             };
-            drain = true;
-            worked = true;
-            let flow = match ev {
-                Ok(Some(ev)) => match self.prepare(&ev).await {
-                    Ok(()) => self.handle_event(ev),
-                    Err(e) => Err(e),
-                },
-                Ok(None) => {
-                    break Err(PgError::Protocol {
-                        lsn: self.reported,
-                        message: "the server ended the replication stream".into(),
-                    })
-                }
+            let frames = match frames {
+                Ok(frames) => frames,
                 Err(e) => break Err(PgError::Replication(e)),
             };
-            if let Err(e) = flow {
-                break Err(e);
+            match self
+                .process(frames, &mut ticker, &mut last_tick, shutdown)
+                .await
+            {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.finish(result).await
+    }
+
+    /// Decodes, converts and encodes one batch of frames, handing records to the sink as
+    /// batches fill. Returns `Stop` when shutdown was requested while waiting for the sink;
+    /// the frames not processed yet are not confirmed, so PostgreSQL sends them again.
+    async fn process(
+        &mut self,
+        frames: Frames,
+        ticker: &mut tokio::time::Interval,
+        last_tick: &mut Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Flow, PgError> {
+        for frame in frames {
+            match frame.map_err(PgError::Replication)? {
+                Frame::XLogData {
+                    wal_start, data, ..
+                } => {
+                    let lsn = Lsn(wal_start.0);
+                    if data.first() == Some(&b'R') {
+                        self.prepare_relation(lsn, &data).await?;
+                    }
+                    self.handle_xlog(lsn, &data)?;
+                }
+                Frame::Keepalive { wal_end, .. } => self.on_keepalive(Lsn(wal_end.0)),
+                // The walsender ends the copy on its own when the server shuts down:
+                // reconnecting later resumes from the slot.
+                Frame::CopyDone => {
+                    return Err(PgError::Replication(ReplicationError::Closed(
+                        " (the server ended the replication stream)",
+                    )))
+                }
             }
             if let Some(e) = self.route_error.take() {
-                break Err(e);
+                return Err(e);
             }
             if self.batch.len() >= self.config.pipeline.batch_max_records
                 || self.batch.bytes >= self.batch_byte_limit
             {
-                match self.hand_over(&mut ticker, shutdown).await {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Stop) => break Ok(()),
-                    Err(e) => break Err(e),
+                if let Flow::Stop = self.hand_over(ticker, shutdown).await? {
+                    return Ok(Flow::Stop);
                 }
             }
-            // While events keep coming the ticker arm above is not reached; keep its work
-            // (progress reports, lingering batches) on schedule here.
+            // While frames keep coming the ticker arm of the loop is not reached; keep its
+            // work (progress reports, lingering batches) on schedule here.
             if last_tick.elapsed() >= self.linger {
-                last_tick = Instant::now();
-                match self.on_tick(&mut ticker, shutdown).await {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Stop) => break Ok(()),
-                    Err(e) => break Err(e),
+                *last_tick = Instant::now();
+                if let Flow::Stop = self.on_tick(ticker, shutdown).await? {
+                    return Ok(Flow::Stop);
                 }
             }
-        };
-        self.finish(result).await
+        }
+        Ok(Flow::Continue)
     }
 
     /// Periodic work: confirm what was delivered, notice a dead sink, and hand over a batch
@@ -555,6 +568,11 @@ impl Session<'_> {
                 _ = ticker.tick() => {
                     self.report_progress();
                     self.release_if_slot_at_risk()?;
+                    // The socket is not read while the sink holds delivery; status
+                    // updates still go out, or wal_sender_timeout ends the connection.
+                    if let Some(stream) = &mut self.stream {
+                        stream.send_status_if_due().await?;
+                    }
                 }
             }
         };
@@ -683,8 +701,9 @@ impl Session<'_> {
 
     fn confirm(&mut self, lsn: Lsn) {
         if lsn > self.reported {
-            self.client
-                .update_applied_lsn(pgwire_replication::Lsn(lsn.0));
+            if let Some(stream) = &mut self.stream {
+                stream.set_flushed(walrus_replication::Lsn(lsn.0));
+            }
             self.reported = lsn;
             metrics::gauge!(telemetry::CONFIRMED_LSN).set(lsn.0 as f64);
         }
@@ -694,18 +713,8 @@ impl Session<'_> {
     /// be converted (its primary key, descriptions of non-built-in column types). Relation
     /// messages are rare (once per table per session, and after DDL), so decoding them
     /// twice costs nothing.
-    async fn prepare(&mut self, ev: &ReplicationEvent) -> Result<(), PgError> {
-        let ReplicationEvent::XLogData {
-            wal_start, data, ..
-        } = ev
-        else {
-            return Ok(());
-        };
-        if data.first() != Some(&b'R') {
-            return Ok(());
-        }
-        let lsn = Lsn(wal_start.0);
-        let msg = Decoder::new(1)
+    async fn prepare_relation(&mut self, lsn: Lsn, data: &Bytes) -> Result<(), PgError> {
+        let msg = Decoder::new(self.decoder.protocol_version())
             .decode(data)
             .map_err(|source| PgError::Decode { lsn, source })?;
         if let PgOutputMessage::Relation(rel) = &msg {
@@ -716,103 +725,70 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn handle_event(&mut self, ev: ReplicationEvent) -> Result<(), PgError> {
-        match ev {
-            ReplicationEvent::Begin {
-                final_lsn,
-                xid,
-                commit_time_micros,
-            } => {
-                self.tracker.begin();
-                self.txn = Some(Txn {
-                    commit_lsn: Lsn(final_lsn.0),
-                    xid: Some(xid),
-                    commit_time_us: commit_time_micros.saturating_add(PG_EPOCH_OFFSET_MICROS),
-                    next_index: 0,
-                    origin: None,
-                    skip: self.resume.skips_transaction(Lsn(final_lsn.0)),
-                });
-            }
-            ReplicationEvent::Commit {
-                lsn,
-                end_lsn,
-                commit_time_micros,
-            } => {
-                self.tracker.commit_at(
-                    Lsn(end_lsn.0),
-                    commit_time_micros.saturating_add(PG_EPOCH_OFFSET_MICROS),
-                );
-                self.received = self.received.max(Lsn(end_lsn.0));
-                self.batch.end_unit(Some(Lsn(end_lsn.0)));
-                if self.txn.take().is_some_and(|t| t.skip) {
-                    self.skipped += 1;
-                    if !self.resume.skips_commit_end(Lsn(end_lsn.0 + 1)) {
-                        tracing::info!(transactions = self.skipped, through = %Lsn(end_lsn.0), "dropped the transactions the sink had already committed");
-                    }
-                }
-                self.last_commit_lsn = Some(Lsn(lsn.0));
-                self.transactions_total.increment(1);
-                self.received_lsn.set(end_lsn.0 as f64);
-                if self.batch_deadline.is_none() && !self.batch.is_empty() {
-                    self.batch_deadline = Some(Instant::now() + self.linger);
-                }
-            }
-            ReplicationEvent::XLogData {
-                wal_start, data, ..
-            } => {
-                self.handle_xlog(Lsn(wal_start.0), &data)?;
-            }
-            ReplicationEvent::Message {
-                transactional,
-                lsn,
-                prefix,
-                content,
-            } if prefix == self.config.heartbeat.prefix => {
-                self.handle_heartbeat(transactional, Lsn(lsn.0), &content);
-            }
-            ReplicationEvent::Message {
-                transactional,
-                lsn,
-                prefix,
-                content,
-            } => {
-                let msg = crate::decoding::pgoutput::LogicalMessage {
-                    xid: None,
-                    flags: u8::from(transactional),
-                    lsn: Lsn(lsn.0),
-                    prefix,
-                    content,
-                };
-                let source = self.position(Lsn(lsn.0));
-                let event = Converter::message(&msg, source);
-                let n = self.emit(&event, None);
-                self.tracker.produced_records(n);
-                if !transactional {
-                    self.tracker.standalone(Lsn(lsn.0));
-                    self.batch.end_unit(Some(Lsn(lsn.0)));
-                    if self.batch_deadline.is_none() {
-                        self.batch_deadline = Some(Instant::now() + self.linger);
-                    }
-                }
-            }
-            ReplicationEvent::KeepAlive { wal_end, .. } => {
-                self.received_lsn.set(wal_end.0 as f64);
-                self.received = self.received.max(Lsn(wal_end.0));
-                let delivered = self.delivered.get();
-                if let Some(lsn) = self.tracker.on_keepalive(Lsn(wal_end.0), delivered) {
-                    self.confirm(lsn);
-                }
-                self.publish_status(false);
-            }
-            ReplicationEvent::StoppedAt { reached } => {
-                return Err(PgError::Protocol {
-                    lsn: Lsn(reached.0),
-                    message: "the replication stream stopped at a stop LSN walrus never sets"
-                        .into(),
-                })
+    /// A primary keepalive: where the server's WAL is. With nothing open or in flight that
+    /// position may be confirmed, so an idle database does not pin WAL.
+    fn on_keepalive(&mut self, wal_end: Lsn) {
+        self.received_lsn.set(wal_end.0 as f64);
+        self.received = self.received.max(wal_end);
+        let delivered = self.delivered.get();
+        if let Some(lsn) = self.tracker.on_keepalive(wal_end, delivered) {
+            self.confirm(lsn);
+        }
+        self.publish_status(false);
+    }
+
+    fn on_begin(&mut self, final_lsn: Lsn, xid: u32, commit_time_micros: i64) {
+        self.tracker.begin();
+        self.txn = Some(Txn {
+            commit_lsn: final_lsn,
+            xid: Some(xid),
+            commit_time_us: commit_time_micros.saturating_add(PG_EPOCH_OFFSET_MICROS),
+            next_index: 0,
+            origin: None,
+            skip: self.resume.skips_transaction(final_lsn),
+        });
+    }
+
+    fn on_commit(&mut self, lsn: Lsn, end_lsn: Lsn, commit_time_micros: i64) {
+        self.tracker.commit_at(
+            end_lsn,
+            commit_time_micros.saturating_add(PG_EPOCH_OFFSET_MICROS),
+        );
+        self.received = self.received.max(end_lsn);
+        self.batch.end_unit(Some(end_lsn));
+        if self.txn.take().is_some_and(|t| t.skip) {
+            self.skipped += 1;
+            if !self.resume.skips_commit_end(Lsn(end_lsn.0 + 1)) {
+                tracing::info!(transactions = self.skipped, through = %end_lsn, "dropped the transactions the sink had already committed");
             }
         }
-        Ok(())
+        self.last_commit_lsn = Some(lsn);
+        self.transactions_total.increment(1);
+        self.received_lsn.set(end_lsn.0 as f64);
+        if self.batch_deadline.is_none() && !self.batch.is_empty() {
+            self.batch_deadline = Some(Instant::now() + self.linger);
+        }
+    }
+
+    /// A logical message (`pg_logical_emit_message`): walrus's heartbeat, or an event. A
+    /// non-transactional one is a unit of its own, confirmable once delivered.
+    fn on_message(&mut self, m: &crate::decoding::pgoutput::LogicalMessage) {
+        let transactional = m.flags & 1 != 0;
+        if m.prefix == self.config.heartbeat.prefix {
+            self.handle_heartbeat(transactional, m.lsn, &m.content);
+            return;
+        }
+        let source = self.position(m.lsn);
+        let event = Converter::message(m, source);
+        let n = self.emit(&event, None);
+        self.tracker.produced_records(n);
+        if !transactional {
+            self.tracker.standalone(m.lsn);
+            self.batch.end_unit(Some(m.lsn));
+            if self.batch_deadline.is_none() {
+                self.batch_deadline = Some(Instant::now() + self.linger);
+            }
+        }
     }
 
     /// The source position of the next event at `lsn` in the current transaction.
@@ -930,38 +906,14 @@ impl Session<'_> {
                     self.tracker.produced_records(n);
                 }
             }
-            PgOutputMessage::Message(m)
-                if m.prefix == self.config.heartbeat.prefix =>
-            {
-                let transactional = m.flags & 1 != 0;
-                self.handle_heartbeat(transactional, m.lsn, &m.content);
-            }
-            PgOutputMessage::Message(m) => {
-                let source = self.position(lsn);
-                let ev = Converter::message(m, source);
-                let n = self.emit(&ev, None);
-                self.tracker.produced_records(n);
-            }
-            // The crate decodes Begin and Commit itself; accept them raw too.
-            PgOutputMessage::Begin(b) => {
-                self.handle_event(ReplicationEvent::Begin {
-                    final_lsn: pgwire_replication::Lsn(b.final_lsn.0),
-                    xid: b.xid,
-                    commit_time_micros: b.commit_time.0,
-                })?;
-            }
-            PgOutputMessage::Commit(c) => {
-                self.handle_event(ReplicationEvent::Commit {
-                    lsn: pgwire_replication::Lsn(c.commit_lsn.0),
-                    end_lsn: pgwire_replication::Lsn(c.end_lsn.0),
-                    commit_time_micros: c.commit_time.0,
-                })?;
-            }
+            PgOutputMessage::Message(m) => self.on_message(m),
+            PgOutputMessage::Begin(b) => self.on_begin(b.final_lsn, b.xid, b.commit_time.0),
+            PgOutputMessage::Commit(c) => self.on_commit(c.commit_lsn, c.end_lsn, c.commit_time.0),
             other => {
                 return Err(PgError::Protocol {
                     lsn,
                     message: format!(
-                        "{} message on a protocol 1 stream (streaming and two-phase are not negotiated)",
+                        "{} message, but walrus negotiated neither streaming nor two-phase",
                         other.kind()
                     ),
                 })
@@ -1172,11 +1124,11 @@ impl Session<'_> {
     }
 
     /// Stops cleanly: hands over what was read, lets the sink deliver it, confirms it, and
-    /// waits until PostgreSQL was told before closing the connection.
+    /// ends the copy (final status update, then `CopyDone`) before closing the connection.
     async fn finish(mut self, result: Result<(), PgError>) -> Result<SessionSummary, PgError> {
         if let Err(PgError::SlotReleased { .. }) = &result {
             // Drop the connection now, not after the held sink: that is the point.
-            self.client.abort();
+            drop(self.stream.take());
         }
         if result.is_ok() && !self.batch.is_empty() {
             // Records of a transaction cut short are delivered but not confirmed; the next
@@ -1197,14 +1149,16 @@ impl Session<'_> {
         self.report_progress();
         self.publish_status(true);
         let confirmed = self.tracker.confirmed();
-        if self.reported > Lsn::ZERO {
-            let deadline = Instant::now() + FINAL_ACK_WAIT;
-            let metrics = self.client.metrics();
-            while metrics.last_applied_lsn().0 < self.reported.0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(stream) = self.stream.take() {
+            // After an error the connection may be gone; trying costs at most the wait.
+            match tokio::time::timeout(FINAL_ACK_WAIT, stream.finish()).await {
+                Ok(Ok(lsn)) => tracing::debug!(confirmed = %lsn, "replication stream ended"),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "ending the replication stream cleanly failed")
+                }
+                Err(_) => tracing::debug!("the server did not end the replication stream in time"),
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.shutdown()).await;
         let summary = SessionSummary {
             confirmed,
             events: self.events,

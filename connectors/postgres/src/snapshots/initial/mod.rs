@@ -3,7 +3,7 @@
 //! resumable after a crash.
 //!
 //! ```text
-//!  replication conn (gated) ── CREATE_REPLICATION_SLOT .. (SNAPSHOT 'export') ──▶ name, consistent point
+//!  replication conn (commands) ── CREATE_REPLICATION_SLOT .. (SNAPSHOT 'export') ──▶ name, consistent point
 //!        │ held open, idle, until the snapshot is read                    │
 //!        │                                         SET TRANSACTION SNAPSHOT 'name'
 //!        │                                 ┌────────────┬───────────────┴──┐
@@ -21,7 +21,7 @@
 //! consistent point, and the slot streams exactly the transactions committing after it
 //! (PostgreSQL docs, "Streaming Replication Protocol" and "Exported Snapshots"). The snapshot
 //! stays importable while the replication connection runs no other command, so walrus keeps
-//! that connection open and idle (`ReplicationClient::connect_gated`) while every worker
+//! that connection open and idle (`walrus_replication::ReplicationClient` in command mode) while every worker
 //! imports it with `SET TRANSACTION SNAPSHOT`, and only then sends `START_REPLICATION` on it.
 //! Nothing is confirmed to PostgreSQL before streaming starts, and the first confirmation
 //! waits for every snapshot record (they are numbered before the first streamed one).
@@ -73,84 +73,47 @@ pub(crate) use coordinator::set_snapshot_marker;
 
 use crate::conn::ConnParams;
 use crate::error::PgError;
-use crate::operations::setup::{quote_ident, quote_literal};
+use crate::operations::setup::quote_literal;
 
 /// Most records in one batch handed to the sink.
 const BATCH_RECORDS: usize = 2048;
 /// How often delivered progress is written to the state file.
 const SAVE_INTERVAL: Duration = Duration::from_millis(500);
 
-/// A slot just created on a gated replication connection, with its exported snapshot.
+/// A slot just created on a replication connection, with its exported snapshot.
 pub struct ExportedSlot {
-    /// The replication connection, not yet started; it must stay open (and idle) while
-    /// the snapshot is read.
-    pub client: pgwire_replication::ReplicationClient,
+    /// The replication connection, in command mode; it must stay open (and idle) while the
+    /// snapshot is read, then streams from the consistent point.
+    pub client: walrus_replication::ReplicationClient,
     /// The snapshot name for `SET TRANSACTION SNAPSHOT`.
     pub snapshot_name: String,
     /// The slot's consistent point: streaming starts here.
     pub consistent_point: Lsn,
 }
 
-/// Creates `slot` on a new gated replication connection with an exported snapshot
-/// (`SNAPSHOT 'export'` on PostgreSQL 15+, `EXPORT_SNAPSHOT` before), and tells the
-/// connection that the consistent point is already confirmed (it is: a new slot's
-/// `confirmed_flush_lsn` is its consistent point), so the first status update sends
-/// nothing older.
+/// Creates `slot` on a new replication connection with an exported snapshot, in the syntax
+/// of the server's version (`SNAPSHOT 'export'` on PostgreSQL 15+, `EXPORT_SNAPSHOT`
+/// before; walrus-replication's `version` module). A new slot's `confirmed_flush_lsn` is
+/// its consistent point, which is what the stream later reports as already flushed.
 pub async fn create_slot_exported(
-    sql: &Client,
     params: &ConnParams,
     config: &Config,
 ) -> Result<ExportedSlot, PgError> {
-    let version: i32 = sql
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(|e| PgError::sql("reading server_version_num", e))?
-        .get(0);
     let slot = &config.source.slot;
-    let repl = params
-        .replication_config(
-            slot,
-            &config.source.publication,
-            // 0/0: start where the slot's confirmed position is, i.e. the consistent point.
-            Lsn::ZERO,
-            Duration::from_millis(config.source.status_interval_ms),
-            config.source.replication_buffer_events,
-        )
-        .with_binary(config.source.binary);
-    let mut client = pgwire_replication::ReplicationClient::connect_gated(repl).await?;
-    let command = if version >= 150_000 {
-        format!(
-            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
-            quote_ident(slot)
-        )
-    } else {
-        format!(
-            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
-            quote_ident(slot)
-        )
-    };
-    let rows = client.simple_query(&command).await?;
-    let row = rows.first().ok_or_else(|| PgError::Protocol {
-        lsn: Lsn::ZERO,
-        message: "CREATE_REPLICATION_SLOT returned no row".into(),
-    })?;
-    let text = |i: usize| {
-        row.get(i)
-            .and_then(|c| c.as_ref())
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-    };
-    let consistent_point: Lsn =
-        text(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| PgError::Protocol {
-                lsn: Lsn::ZERO,
-                message: "CREATE_REPLICATION_SLOT returned no consistent point".into(),
-            })?;
-    let snapshot_name = text(2).ok_or_else(|| PgError::Protocol {
+    let mut client = params.connect_replication().await?;
+    let created = client
+        .create_slot(&walrus_replication::CreateSlot {
+            name: slot.clone(),
+            temporary: false,
+            snapshot: walrus_replication::SnapshotAction::Export,
+            failover: false,
+        })
+        .await?;
+    let consistent_point = Lsn(created.consistent_point.0);
+    let snapshot_name = created.snapshot_name.ok_or_else(|| PgError::Protocol {
         lsn: consistent_point,
         message: "CREATE_REPLICATION_SLOT exported no snapshot".into(),
     })?;
-    client.update_applied_lsn(pgwire_replication::Lsn(consistent_point.0));
     tracing::info!(slot = %slot, consistent_point = %consistent_point, snapshot = %snapshot_name, "created replication slot with an exported snapshot");
     Ok(ExportedSlot {
         client,
@@ -418,7 +381,7 @@ pub async fn decide(
         // must not look like "slot exists, nothing to snapshot" on the next start.
         let mut st = State::new(slot, &params.dbname, Phase::Creating);
         st.save(&path)?;
-        let exported = create_slot_exported(sql, params, config).await?;
+        let exported = create_slot_exported(params, config).await?;
         st.stream_from = Some(exported.consistent_point.to_string());
         return Ok(Decision {
             exported: Some(exported),
