@@ -17,17 +17,20 @@
 //!   and the catalog reads they need.
 //! - [`snapshots`]: the initial snapshot and incremental snapshots, with their progress.
 //! - [`operations`]: setup (publication, slot), `walrus check`, and the slot watchdog.
-//! - [`conn`]: connection parameters and TLS; [`error`]: the crate's error type.
+//! - [`conn`]: connection parameters and TLS; [`error`]: the crate's error type;
+//!   [`server`]: the server's PostgreSQL major, what walrus does differently on it, and the
+//!   configuration it refuses there.
 //!
 //! Dependencies point one way: `replication` uses `snapshots`, `decoding` and `operations`;
-//! `snapshots` use `decoding` and `operations`; `decoding` and `operations` use only `conn`
-//! and `error`.
+//! `snapshots` use `decoding` and `operations`; `decoding` and `operations` use only `conn`,
+//! `server` and `error`.
 
 pub mod conn;
 pub mod decoding;
 pub mod error;
 pub mod operations;
 pub mod replication;
+pub mod server;
 pub mod snapshots;
 
 pub use error::PgError;

@@ -30,6 +30,7 @@ use walrus_core::value::TypeDesc;
 use crate::decoding::pgoutput::Relation;
 use crate::decoding::text;
 use crate::error::PgError;
+use crate::server::{server_num, ServerInfo};
 
 /// OIDs below this are built into PostgreSQL (`FirstNormalObjectId`); the rest were created
 /// by users or extensions.
@@ -189,15 +190,23 @@ pub fn resolve_type(
                 name: format!("oid{type_oid}"),
             });
         }
+        // Multiranges (and `pg_range.rngmultitypid`) exist from PostgreSQL 14.
+        let multirange = if server_num(client).await? >= ServerInfo::num_of(14) {
+            "(SELECT r.rngsubtype FROM pg_range r WHERE r.rngmultitypid = t.oid)"
+        } else {
+            "NULL::oid"
+        };
         let row = client
             .query_opt(
-                "SELECT t.typname::text, t.typtype::text, t.typbasetype, t.typtypmod, t.typelem,
-                        t.typrelid, t.typcategory::text,
-                        (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
-                           FROM pg_enum e WHERE e.enumtypid = t.oid),
-                        (SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = t.oid),
-                        (SELECT r.rngsubtype FROM pg_range r WHERE r.rngmultitypid = t.oid)
-                   FROM pg_type t WHERE t.oid = $1",
+                &format!(
+                    "SELECT t.typname::text, t.typtype::text, t.typbasetype, t.typtypmod, t.typelem,
+                            t.typrelid, t.typcategory::text,
+                            (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
+                               FROM pg_enum e WHERE e.enumtypid = t.oid),
+                            (SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = t.oid),
+                            {multirange}
+                       FROM pg_type t WHERE t.oid = $1"
+                ),
                 &[&type_oid],
             )
             .await
@@ -271,14 +280,22 @@ pub(crate) async fn describe_columns(
     identity: ReplicaIdentity,
     pk_names: &[String],
 ) -> Result<(Vec<Column>, Vec<String>), PgError> {
+    // Generated columns (and `attgenerated`) exist from PostgreSQL 12.
+    let not_generated = if server_num(client).await? >= ServerInfo::num_of(12) {
+        "AND a.attgenerated = ''"
+    } else {
+        ""
+    };
     let cols = client
         .query(
-            "SELECT a.attname::text, a.atttypid, a.atttypmod,
-                    format_type(a.atttypid, a.atttypmod), t.typname::text
-               FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-                AND a.attgenerated = ''
-              ORDER BY a.attnum",
+            &format!(
+                "SELECT a.attname::text, a.atttypid, a.atttypmod,
+                        format_type(a.atttypid, a.atttypmod), t.typname::text
+                   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                    {not_generated}
+                  ORDER BY a.attnum"
+            ),
             &[&oid],
         )
         .await

@@ -12,6 +12,7 @@ use walrus_core::config::{Config, TablePattern};
 use crate::conn::ConnParams;
 use crate::error::PgError;
 use crate::operations::setup::{self, quote_ident, quote_literal};
+use crate::server::{self, ServerInfo};
 
 /// How a check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -115,21 +116,41 @@ async fn checks(
     params: &ConnParams,
     out: &mut Vec<CheckResult>,
 ) -> Result<(), PgError> {
-    let version: i32 = setting(client, "server_version_num")
-        .await?
-        .parse()
-        .unwrap_or(0);
-    let version_text = setting(client, "server_version").await?;
-    if version >= 100_000 {
-        out.push(CheckResult::ok(
-            "server version",
-            format!("PostgreSQL {version_text}"),
-        ));
+    let server = ServerInfo::query(client).await?;
+    if server.at_least(server::MIN_MAJOR) {
+        let differences = server.differences();
+        let detail = if differences.is_empty() {
+            format!(
+                "PostgreSQL {} (major {}): every feature walrus uses",
+                server.text, server.major
+            )
+        } else {
+            format!(
+                "PostgreSQL {} (major {}); on this major walrus: {}",
+                server.text,
+                server.major,
+                differences.join("; ")
+            )
+        };
+        out.push(CheckResult::ok("server version", detail));
     } else {
         out.push(CheckResult::fail(
             "server version",
-            format!("PostgreSQL {version_text} has no pgoutput"),
+            format!(
+                "PostgreSQL {} (major {}) has no logical replication with pgoutput",
+                server.text, server.major
+            ),
             "upgrade to PostgreSQL 10 or later (14+ recommended)",
+        ));
+        // The catalog queries below name what 9.x does not have.
+        return Ok(());
+    }
+    // Settings this major cannot serve: `walrus run` refuses them at startup.
+    if let Err(e) = server::refuse_unsupported(config, &server) {
+        out.push(CheckResult::fail(
+            "server features",
+            e.to_string(),
+            "turn the named key off, or upgrade PostgreSQL to the version named",
         ));
     }
 

@@ -12,6 +12,7 @@ use walrus_core::config::Config;
 use walrus_core::Lsn;
 
 use crate::error::PgError;
+use crate::server::{server_num, ServerInfo};
 
 /// What the slot looked like when walrus started.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,19 +42,27 @@ pub fn quote_literal(s: &str) -> String {
 
 /// Ordinary tables and partitioned tables (not partitions, which publish through their
 /// root or on their own) in user schemas that the config selects, as (schema, table).
+/// Before PostgreSQL 13 a publication cannot hold a partitioned table: there the
+/// partitions themselves are listed (each publishes its own changes).
 pub async fn matching_tables(
     client: &Client,
     config: &Config,
 ) -> Result<Vec<(String, String)>, PgError> {
+    let kinds = if server_num(client).await? >= ServerInfo::num_of(13) {
+        "c.relkind IN ('r', 'p') AND NOT c.relispartition"
+    } else {
+        "c.relkind = 'r'"
+    };
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind IN ('r', 'p')
-                AND NOT c.relispartition
-                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                AND n.nspname NOT LIKE 'pg\\_%'
-              ORDER BY 1, 2",
+            &format!(
+                "SELECT n.nspname::text, c.relname::text
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE {kinds}
+                    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                    AND n.nspname NOT LIKE 'pg\\_%'
+                  ORDER BY 1, 2"
+            ),
             &[],
         )
         .await

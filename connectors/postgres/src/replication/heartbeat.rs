@@ -29,19 +29,26 @@ use walrus_core::telemetry;
 
 use crate::conn::ConnParams;
 
-/// Writes one heartbeat (and runs the action query, if any).
-pub async fn beat(client: &Client, config: &Config) -> Result<(), tokio_postgres::Error> {
+/// Writes one heartbeat when `message` (the server's pgoutput sends logical messages),
+/// and runs the action query, if any.
+pub async fn beat(
+    client: &Client,
+    config: &Config,
+    message: bool,
+) -> Result<(), tokio_postgres::Error> {
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
         .to_string();
-    client
-        .execute(
-            "SELECT pg_logical_emit_message(false, $1::text, $2::text)",
-            &[&config.heartbeat.prefix, &now_us],
-        )
-        .await?;
+    if message {
+        client
+            .execute(
+                "SELECT pg_logical_emit_message(false, $1::text, $2::text)",
+                &[&config.heartbeat.prefix, &now_us],
+            )
+            .await?;
+    }
     if let Some(q) = &config.heartbeat.action_query {
         client.batch_execute(q).await?;
     }
@@ -64,6 +71,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut client: Option<Client> = None;
         let mut failing = false;
+        // Whether the server's pgoutput sends logical messages (14+); a heartbeat message
+        // walrus never receives back would only fill WAL.
+        let mut messages = true;
         tracing::info!(
             interval_ms = config.heartbeat.interval_ms,
             prefix = %config.heartbeat.prefix,
@@ -82,15 +92,28 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
             }
             if client.as_ref().is_none_or(|c| c.is_closed()) {
                 client = params.connect_sql().await.ok();
+                if let Some(c) = &client {
+                    messages = match crate::server::ServerInfo::query(c).await {
+                        Ok(server) => {
+                            if !server.has_pgoutput_messages() && messages {
+                                tracing::info!(server = %server.text, "pgoutput sends logical messages from PostgreSQL 14 on: no heartbeat messages (keepalives confirm the slot on a quiet database); the action query, if any, still runs");
+                            }
+                            server.has_pgoutput_messages()
+                        }
+                        Err(_) => messages,
+                    };
+                }
             }
             let result = match &client {
-                Some(c) => beat(c, &config).await.map_err(|e| e.to_string()),
+                Some(c) => beat(c, &config, messages).await.map_err(|e| e.to_string()),
                 None => Err("cannot connect".to_string()),
             };
             match result {
                 Ok(()) => {
-                    metrics::counter!(telemetry::HEARTBEATS_SENT_TOTAL).increment(1);
-                    Status::global().heartbeat_sent();
+                    if messages {
+                        metrics::counter!(telemetry::HEARTBEATS_SENT_TOTAL).increment(1);
+                        Status::global().heartbeat_sent();
+                    }
                     if failing {
                         tracing::info!("heartbeats succeed again");
                         failing = false;

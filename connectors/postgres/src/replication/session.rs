@@ -156,6 +156,16 @@ pub async fn run<S: Sink>(
 ) -> Result<SessionSummary, PgError> {
     let params = ConnParams::from_config(&config.source)?;
     let sql = params.connect_sql().await?;
+    // Before anything is created: a setting this server cannot serve stops walrus here,
+    // naming the key and the version it needs, instead of failing later in a retry loop.
+    let server = crate::server::ServerInfo::query(&sql).await?;
+    crate::server::refuse_unsupported(config, &server)?;
+    for difference in server.differences() {
+        tracing::info!(server = %server.text, "on this PostgreSQL major: {difference}");
+    }
+    if config.source.binary && !server.has_pgoutput_messages() {
+        tracing::warn!(server = %server.text, "source.binary needs PostgreSQL 14; receiving text values (the events are the same)");
+    }
     setup::ensure_publication(&sql, config).await?;
     // Before the slot streams, so its rows (commands, watermarks) are in the stream.
     let signal_oid = crate::snapshots::incremental::ensure_signal_table(&sql, config).await?;

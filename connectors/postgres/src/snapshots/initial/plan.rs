@@ -28,7 +28,8 @@ pub(super) enum KeyKind {
     /// By `ctid` block ranges of `step` blocks; `blocks` is the relation's size when
     /// planned (the last range reads past it).
     Ctid { step: u64, blocks: u64 },
-    /// In one piece (a partitioned table without primary key).
+    /// In one piece (a partitioned table without primary key, or any table without one
+    /// before PostgreSQL 14, which has no TID range scans).
     Whole,
 }
 
@@ -78,6 +79,10 @@ pub(super) async fn plan_tables(
         .map_err(|e| PgError::sql("listing published tables for the snapshot", e))?;
     let pk_oids: Vec<u32> = rows.iter().map(|r| r.get(0)).collect();
     let keys = catalog::primary_keys(client, &pk_oids).await?;
+    // Before PostgreSQL 14 a `ctid` range is no scan of its own: every chunk would read the
+    // whole table, so a table without a primary key is read in one piece there.
+    let tid_range_scans =
+        crate::server::server_num(client).await? >= crate::server::ServerInfo::num_of(14);
     let mut plans = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for r in &rows {
@@ -136,7 +141,7 @@ pub(super) async fn plan_tables(
                 },
                 "pk",
             )
-        } else if relkind == "r" {
+        } else if relkind == "r" && tid_range_scans {
             let step = ((chunk as f64 / rows_per_block).ceil() as u64).max(1);
             (KeyKind::Ctid { step, blocks }, "ctid")
         } else {
