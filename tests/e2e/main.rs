@@ -18,4 +18,5 @@ mod slot_lost;
 mod snapshot;
 mod tls;
 mod types;
+mod versions;
 mod watchdog;
