@@ -8,8 +8,9 @@
 #                                            Maven; Java and Maven from apt when missing)
 #   scripts/install-deps.sh --postgres-only  the PostgreSQL server and build packages (what the
 #                                            demo needs)
-#   scripts/install-deps.sh --kafka-only     only Apache Kafka's jars (and Java and Maven)
-#   scripts/install-deps.sh --no-broker      everything but Apache Kafka
+#   scripts/install-deps.sh --kafka-only     only Apache Kafka's jars and the Debezium
+#                                            PostgreSQL connector (and Java and Maven)
+#   scripts/install-deps.sh --no-broker      everything but Apache Kafka and Debezium
 #                                            (or WALRUS_INSTALL_BROKER=0)
 #   scripts/install-deps.sh --bench          also the wal2json output plugin, for the
 #                                            benchmark's do-it-yourself pipe (benches/e2e)
@@ -221,6 +222,37 @@ install_kafka() {
     log "Apache Kafka $kafka_version in $libs ($(ls "$libs" | wc -l) jars)"
 }
 
+# The Debezium PostgreSQL connector, the reference walrus's compatibility suite (tests/compat)
+# runs beside walrus on Kafka Connect: the connector's plugin archive from Maven Central,
+# unpacked once into ${WALRUS_CACHE:-$HOME/.cache/walrus}/debezium-<version>/plugins, the
+# `plugin.path` walrus-testkit (src/debezium.rs) gives the Connect worker. The archive also
+# carries Debezium's transforms (ExtractNewRecordState, the outbox EventRouter).
+debezium_version=3.6.1.Final
+install_debezium() {
+    local cache="${WALRUS_CACHE:-$HOME/.cache/walrus}"
+    local plugins="$cache/debezium-$debezium_version/plugins"
+    if [ -f "$plugins/debezium-connector-postgres/debezium-connector-postgres-$debezium_version.jar" ]; then
+        log "Debezium $debezium_version present ($plugins); nothing to fetch"
+        return 0
+    fi
+    log "fetching the Debezium PostgreSQL connector $debezium_version with Maven into $plugins"
+    local staging
+    mkdir -p "$(dirname "$plugins")"
+    staging="$(mktemp -d "$(dirname "$plugins")/plugins.staging.XXXXXX")"
+    if ! mvn -B -q org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+        -Dartifact="io.debezium:debezium-connector-postgres:$debezium_version:tar.gz:plugin" \
+        -DoutputDirectory="$staging"; then
+        rm -rf "$staging"
+        echo "install-deps: fetching the Debezium connector with Maven failed" >&2
+        return 1
+    fi
+    tar -xzf "$staging"/debezium-connector-postgres-*-plugin.tar.gz -C "$staging"
+    rm -f "$staging"/debezium-connector-postgres-*-plugin.tar.gz
+    rm -rf "$plugins"
+    mv "$staging" "$plugins"
+    log "Debezium $debezium_version in $plugins"
+}
+
 # The wal2json output plugin for the server found, only for benchmarks: the do-it-yourself
 # baseline (`pg_recvlogical -P wal2json | producer`) needs it; walrus itself uses pgoutput.
 install_wal2json() {
@@ -316,6 +348,7 @@ if [ "$pg_matrix_only" = 1 ]; then
 fi
 if [ "${kafka_only:-0}" = 1 ]; then
     install_kafka
+    install_debezium
     exit
 fi
 install_postgres
@@ -334,6 +367,7 @@ install_nextest
 install_rust_components
 if [ "$with_broker" = 1 ]; then
     install_kafka
+    install_debezium
 else
     log "Apache Kafka skipped (--no-broker or WALRUS_INSTALL_BROKER=0); the Kafka tests will fail without it"
 fi

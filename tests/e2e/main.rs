@@ -4,6 +4,7 @@
 mod common;
 
 mod check;
+mod compat;
 mod crash;
 mod dual_write;
 mod events;

@@ -226,7 +226,7 @@ fn java_command_with(work_dir: &Path, quick_start: bool) -> Result<Command> {
 }
 
 /// A port that was free when asked; see [`KafkaBroker::start`] for the race this leaves.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((HOST, 0)).context("binding a free port on 127.0.0.1")?;
     Ok(listener.local_addr()?.port())
 }
@@ -698,7 +698,7 @@ fn launch(files: &BrokerFiles, full_jit: bool) -> std::result::Result<Child, Sta
 }
 
 /// What `path` holds from byte `from` on (lossily decoded), or nothing.
-fn read_from(path: &Path, from: u64) -> String {
+pub(crate) fn read_from(path: &Path, from: u64) -> String {
     let mut out = Vec::new();
     if let Ok(mut f) = File::open(path) {
         if f.seek(SeekFrom::Start(from)).is_ok() {
@@ -709,14 +709,14 @@ fn read_from(path: &Path, from: u64) -> String {
 }
 
 /// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Starts the watchdog of the module docs for the broker in `dir`, owned by process `owner`.
 /// `extra` files are deleted with the directory.
-fn spawn_watchdog(owner: u32, dir: &Path, extra: &[PathBuf]) -> Result<()> {
+pub(crate) fn spawn_watchdog(owner: u32, dir: &Path, extra: &[PathBuf]) -> Result<()> {
     Command::new("sh")
         .arg("-c")
         .arg(WATCHDOG)

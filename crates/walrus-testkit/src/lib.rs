@@ -68,6 +68,7 @@
 
 mod binaries;
 mod cluster;
+pub mod debezium;
 pub mod kafka;
 mod privileges;
 pub mod process;
@@ -75,4 +76,5 @@ mod template;
 
 pub use binaries::{find_bindir, matrix_cache, MAJOR_ENV, MATRIX_MAJORS};
 pub use cluster::{unique_name, PgCluster, PgClusterBuilder, WalLevel};
+pub use debezium::KafkaConnect;
 pub use kafka::{KafkaBroker, KafkaBrokerBuilder, SharedKafkaBroker};

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use walrus_testkit::kafka::{java_command, probe};
-use walrus_testkit::KafkaBroker;
+use walrus_testkit::{KafkaBroker, KafkaConnect, PgCluster};
 
 /// How long a probe waits: long enough for a loaded machine, short enough for a paused broker.
 const PROBE: Duration = Duration::from_secs(3);
@@ -80,4 +80,88 @@ fn java_command_runs_kafka_connect_from_the_cache() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("Usage"), "unexpected output: {text}");
+}
+
+/// Debezium on a Kafka Connect worker against a real PostgreSQL: the connector starts, takes
+/// its snapshot, and its record for the one row reaches the broker (read back with the console
+/// consumer from the same jars, so no Kafka client library is involved).
+#[test]
+fn kafka_connect_runs_debezium_against_postgres() {
+    let broker = KafkaBroker::shared().unwrap();
+    let pg = PgCluster::new().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let sql = pg.connect("postgres").await.unwrap();
+        sql.batch_execute(
+            "CREATE TABLE smoke (id int PRIMARY KEY, name text); INSERT INTO smoke VALUES (1, 'one');",
+        )
+        .await
+        .unwrap();
+    });
+    let prefix = walrus_testkit::unique_name("dbz");
+    let connect = KafkaConnect::start(&broker.bootstrap()).unwrap();
+    let port = pg.port().to_string();
+    connect
+        .add_connector(
+            "smoke",
+            &[
+                (
+                    "connector.class",
+                    walrus_testkit::debezium::POSTGRES_CONNECTOR,
+                ),
+                ("database.hostname", "127.0.0.1"),
+                ("database.port", &port),
+                ("database.user", "postgres"),
+                ("database.password", "unused"),
+                ("database.dbname", "postgres"),
+                ("topic.prefix", &prefix),
+                ("plugin.name", "pgoutput"),
+                ("slot.name", &prefix),
+                ("publication.name", &prefix),
+                ("publication.autocreate.mode", "filtered"),
+                ("table.include.list", "public.smoke"),
+                (
+                    "key.converter",
+                    "org.apache.kafka.connect.json.JsonConverter",
+                ),
+                ("key.converter.schemas.enable", "false"),
+                (
+                    "value.converter",
+                    "org.apache.kafka.connect.json.JsonConverter",
+                ),
+                ("value.converter.schemas.enable", "false"),
+            ],
+        )
+        .unwrap();
+    let topic = format!("{prefix}.public.smoke");
+    let dir = tempfile::tempdir().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = java_command(dir.path())
+            .unwrap()
+            .arg("org.apache.kafka.tools.consumer.ConsoleConsumer")
+            .args(["--bootstrap-server", &broker.bootstrap(), "--topic", &topic])
+            .args([
+                "--from-beginning",
+                "--max-messages",
+                "1",
+                "--timeout-ms",
+                "10000",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(line) = text.lines().find(|l| l.starts_with('{')) {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(value["op"], "r", "{line}");
+            assert_eq!(value["after"]["name"], "one", "{line}");
+            assert_eq!(value["source"]["connector"], "postgresql", "{line}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Debezium record on {topic}; Connect log:\n{}",
+            connect.log_tail(60)
+        );
+    }
 }

@@ -266,6 +266,10 @@ pub async fn run<S: Sink>(
                 });
             }
         };
+        // `source.sequence` starts with the end of the last commit processed, as Debezium's
+        // does: none yet on a slot this run created, the slot's confirmed position (the end of
+        // the last delivered commit) when resuming.
+        let fresh_slot = decision.exported.is_some();
         let client = match decision.exported.take() {
             // START_REPLICATION on the connection that created the slot, from its
             // consistent point (the slot's confirmed position, `start`).
@@ -310,7 +314,7 @@ pub async fn run<S: Sink>(
             batch: Batch::default(),
             batch_deadline: None,
             txn: None,
-            last_commit_lsn: Some(start),
+            last_commit_lsn: (!fresh_slot).then_some(start),
             reported: start,
             events: 0,
             message_topic: Arc::from(format!("{}.message", config.topic_prefix)),
@@ -759,7 +763,7 @@ impl Session<'_> {
         });
     }
 
-    fn on_commit(&mut self, lsn: Lsn, end_lsn: Lsn, commit_time_micros: i64) {
+    fn on_commit(&mut self, end_lsn: Lsn, commit_time_micros: i64) {
         self.tracker.commit_at(
             end_lsn,
             commit_time_micros.saturating_add(PG_EPOCH_OFFSET_MICROS),
@@ -772,7 +776,7 @@ impl Session<'_> {
                 tracing::info!(transactions = self.skipped, through = %end_lsn, "dropped the transactions the sink had already committed");
             }
         }
-        self.last_commit_lsn = Some(lsn);
+        self.last_commit_lsn = Some(end_lsn);
         self.transactions_total.increment(1);
         self.received_lsn.set(end_lsn.0 as f64);
         if self.batch_deadline.is_none() && !self.batch.is_empty() {
@@ -886,7 +890,10 @@ impl Session<'_> {
                         let n = self.emit(&delete, None);
                         let m = self.emit(&create, None);
                         self.tracker.produced_records(n + m);
-                        mark_key_change(&mut self.batch.records[first..]);
+                        mark_key_change(
+                            &mut self.batch.records[first..],
+                            self.config.format.schemas_enable,
+                        );
                     }
                 }
             }
@@ -918,7 +925,7 @@ impl Session<'_> {
             }
             PgOutputMessage::Message(m) => self.on_message(m),
             PgOutputMessage::Begin(b) => self.on_begin(b.final_lsn, b.xid, b.commit_time.0),
-            PgOutputMessage::Commit(c) => self.on_commit(c.commit_lsn, c.end_lsn, c.commit_time.0),
+            PgOutputMessage::Commit(c) => self.on_commit(c.end_lsn, c.commit_time.0),
             other => {
                 return Err(PgError::Protocol {
                     lsn,
@@ -1198,14 +1205,22 @@ fn freeze(arena: &mut BytesMut, bytes: &[u8]) -> Bytes {
 
 /// Debezium's headers on a primary-key change: the delete (and its tombstone) carry the new
 /// key as `__debezium.newkey`, the create carries the old key as `__debezium.oldkey`, each
-/// encoded as the record's own key is. `records` are the delete, its tombstone if any, then
-/// the create.
-fn mark_key_change(records: &mut [Record]) {
+/// the key's fields as JSON without a Connect schema (Kafka Connect's header converter writes
+/// the key struct schemaless even where the record's key has `schemas_enable`). `records` are
+/// the delete, its tombstone if any, then the create.
+fn mark_key_change(records: &mut [Record], schemas_enable: bool) {
     let Some((create, deletes)) = records.split_last_mut() else {
         return;
     };
-    let old_key = deletes.first().and_then(|d| d.key.clone());
-    if let Some(new_key) = create.key.clone() {
+    let plain = |key: &Bytes| {
+        if schemas_enable {
+            key_payload(key)
+        } else {
+            key.clone()
+        }
+    };
+    let old_key = deletes.first().and_then(|d| d.key.as_ref()).map(plain);
+    if let Some(new_key) = create.key.as_ref().map(plain) {
         for d in deletes.iter_mut() {
             d.headers
                 .push((Arc::from(PK_UPDATE_NEWKEY_HEADER), new_key.clone()));
@@ -1215,6 +1230,21 @@ fn mark_key_change(records: &mut [Record]) {
         create
             .headers
             .push((Arc::from(PK_UPDATE_OLDKEY_HEADER), old_key));
+    }
+}
+
+/// The `payload` of a key encoded with its schema (`{"schema":…,"payload":…}`); the key
+/// itself when it is not so wrapped. The schema part holds no `,"payload":` member (its
+/// members are type, fields, optional, name, field, version, parameters), so the first one
+/// starts the payload.
+fn key_payload(key: &Bytes) -> Bytes {
+    const MEMBER: &[u8] = b",\"payload\":";
+    if !key.starts_with(b"{\"schema\":") || !key.ends_with(b"}") {
+        return key.clone();
+    }
+    match key.windows(MEMBER.len()).position(|w| w == MEMBER) {
+        Some(at) => key.slice(at + MEMBER.len()..key.len() - 1),
+        None => key.clone(),
     }
 }
 
@@ -1251,7 +1281,7 @@ mod key_change_tests {
             record(r#"{"id":1}"#, None),
             record(r#"{"id":2}"#, Some("create")),
         ];
-        mark_key_change(&mut records);
+        mark_key_change(&mut records, false);
         let header = |r: &Record| -> Vec<(String, String)> {
             r.headers
                 .iter()
@@ -1264,6 +1294,27 @@ mod key_change_tests {
         assert_eq!(
             header(&records[2]),
             vec![("__debezium.oldkey".to_string(), r#"{"id":1}"#.to_string())]
+        );
+    }
+
+    #[test]
+    fn key_change_headers_carry_the_key_without_its_schema() {
+        let wrapped = |id: u32| {
+            format!(
+                r#"{{"schema":{{"type":"struct","fields":[{{"type":"int32","optional":false,"field":"id"}}],"optional":false,"name":"p.public.t.Key"}},"payload":{{"id":{id}}}}}"#
+            )
+        };
+        let (old, new) = (wrapped(1), wrapped(2));
+        let mut records = vec![
+            record(Box::leak(old.into_boxed_str()), Some("delete")),
+            record(Box::leak(new.into_boxed_str()), Some("create")),
+        ];
+        mark_key_change(&mut records, true);
+        assert_eq!(&records[0].headers[0].1[..], br#"{"id":2}"#);
+        assert_eq!(&records[1].headers[0].1[..], br#"{"id":1}"#);
+        assert_eq!(
+            &key_payload(&Bytes::from_static(br#"{"id":1}"#))[..],
+            br#"{"id":1}"#
         );
     }
 }
