@@ -8,10 +8,9 @@
 //! client's standby status updates, and ends a walsender that has not heard from its client
 //! for `wal_sender_timeout`. The stream therefore:
 //!
-//! - sends a status update every [`DEFAULT_STATUS_INTERVAL`] (1 s, or the caller's interval up
-//!   to [`MAX_STATUS_INTERVAL`]) whether or not the position moved (proactively, as
-//!   Materialize does: the timeout and the lag views depend on it), and at once when a
-//!   keepalive asks for a reply;
+//! - sends a status update at least every [`MAX_STATUS_INTERVAL`] (1 s) whether or not the
+//!   position moved (proactively, as Materialize does: the timeout and the lag views depend
+//!   on it), and at once when a keepalive asks for a reply;
 //! - reports one position, [`ReplicationStream::set_flushed`], as write, flush and apply; it
 //!   only ever moves forward, and starts at the position the caller says is already durable
 //!   (never at the start position by itself, so connecting confirms nothing);
@@ -35,14 +34,8 @@ use crate::lsn::Lsn;
 use crate::transport::{self, unexpected, Conn, ConnectConfig};
 use crate::version::{CreateSlot, PluginOptions, PluginRequest, ServerVersion};
 
-/// The time between two standby status updates unless the caller sets another.
-pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The longest interval [`ReplicationStream::set_status_interval`] accepts: half of
-/// PostgreSQL's default `wal_sender_timeout` (60 s), so a walsender never gives up on a
-/// client that is only quiet. A caller asking for more (walrus's `status_interval_ms` allows
-/// up to 30 s) gets exactly what it asked for, never a shorter interval it did not choose.
-pub const MAX_STATUS_INTERVAL: Duration = Duration::from_secs(30);
+/// The longest time between two standby status updates.
+pub const MAX_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long [`ReplicationStream::finish`] waits for the server to end the copy.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -215,7 +208,7 @@ impl ReplicationClient {
             received: start.max(acked),
             reply_pending: false,
             last_status: Instant::now(),
-            status_interval: DEFAULT_STATUS_INTERVAL,
+            status_interval: MAX_STATUS_INTERVAL,
             status_sent: 0,
             ended: false,
         })

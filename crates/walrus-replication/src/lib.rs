@@ -31,8 +31,7 @@ mod transport;
 pub mod version;
 
 pub use client::{
-    CreatedSlot, IdentifySystem, ReplicationClient, ReplicationStream, Rows,
-    DEFAULT_STATUS_INTERVAL, MAX_STATUS_INTERVAL,
+    CreatedSlot, IdentifySystem, ReplicationClient, ReplicationStream, Rows, MAX_STATUS_INTERVAL,
 };
 pub use error::{ReplicationError, Result, ServerError};
 pub use frame::{Frame, Frames};
