@@ -832,9 +832,22 @@ impl KafkaBroker {
         }
     }
 
-    /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered.
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered. Returns once
+    /// every thread of the JVM is stopped: `kill(2)` returns before the signal has reached
+    /// them, and a network thread still running for those microseconds answers a request.
     pub fn pause(&self) -> Result<()> {
-        self.signal(libc::SIGSTOP)
+        self.signal(libc::SIGSTOP)?;
+        let Some(pid) = self.pid() else {
+            bail!("the Kafka broker is not running");
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(pid) {
+            if Instant::now() > deadline {
+                bail!("the Kafka broker's threads did not all stop within 5 s of SIGSTOP");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
     }
 
     /// Lets a paused broker go on (SIGCONT).
@@ -1021,6 +1034,30 @@ impl SharedKafkaBroker {
             .with_context(|| format!("writing {}", state.display()))?;
         Ok(SharedKafkaBroker { bootstrap })
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc/<pid>/task/*/stat`);
+/// false when it cannot tell.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ...`: comm may hold spaces and parentheses, so the state is the
+        // first field after the last `)`.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if state != Some("T") && state != Some("t") {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 /// Whether a Kafka broker answers at `addr` (see [`probe`]).
