@@ -970,15 +970,9 @@ async fn kafka_exactly_once_kill9_mid_transaction_then_restart_delivers_every_ro
         start_under_workload(&env, &cfg, 600, Duration::from_millis(5), 150).await;
     // One large source transaction: walrus streams its rows into one Kafka transaction that
     // stays open until the last row is acknowledged. Kill walrus as soon as a
-    // read_uncommitted consumer sees one of them: mid-transaction, for certain.
-    env.sql()
-        .await
-        .batch_execute(&format!(
-            "INSERT INTO items SELECT g, repeat('y', 100) FROM generate_series({BIG_FIRST_ID}, {}) g",
-            BIG_FIRST_ID + BIG_ROWS - 1
-        ))
-        .await
-        .unwrap();
+    // read_uncommitted consumer sees one of them: mid-transaction, for certain. The watcher
+    // starts at the partitions' ends as they are *before* the insert: resolved after it,
+    // walrus may already have written every row of it, and the watcher would wait for none.
     let watcher: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("group.id", unique_name_group())
@@ -988,10 +982,21 @@ async fn kafka_exactly_once_kill9_mid_transaction_then_restart_delivers_every_ro
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..3 {
-        tpl.add_partition_offset(&items, p, rdkafka::Offset::End)
+        let (_, high) = watcher
+            .fetch_watermarks(&items, p, Duration::from_secs(10))
+            .unwrap();
+        tpl.add_partition_offset(&items, p, rdkafka::Offset::Offset(high))
             .unwrap();
     }
     watcher.assign(&tpl).unwrap();
+    env.sql()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO items SELECT g, repeat('y', 100) FROM generate_series({BIG_FIRST_ID}, {}) g",
+            BIG_FIRST_ID + BIG_ROWS - 1
+        ))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert!(
