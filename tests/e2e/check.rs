@@ -19,11 +19,7 @@ async fn check_fails_on_wal_level_replica_and_prints_the_fix() {
         .await
         .unwrap();
     let cfg = env.write_config(&env.config(r#"["public.*"]"#, ""));
-    let out = Command::new(env!("CARGO_BIN_EXE_walrus"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = walrus_check(&cfg);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "check must fail:\n{stdout}");
     assert!(stdout.contains("FAIL wal_level"), "{stdout}");
@@ -46,11 +42,7 @@ async fn check_passes_on_a_ready_cluster() {
         .await
         .unwrap();
     let cfg = env.write_config(&env.config(r#"["public.t"]"#, ""));
-    let out = Command::new(env!("CARGO_BIN_EXE_walrus"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = walrus_check(&cfg);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -92,11 +84,7 @@ async fn check_warns_about_replica_identity_nothing() {
         .await
         .unwrap();
     let cfg = env.write_config(&env.config(r#"["public.quiet", "public.keyed"]"#, ""));
-    let out = Command::new(env!("CARGO_BIN_EXE_walrus"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = walrus_check(&cfg);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // A warning, not a failure: inserts still flow.
     assert!(

@@ -5,7 +5,6 @@
 //! walrus stops with the authentication error instead of retrying.
 
 use std::os::unix::fs::MetadataExt;
-use std::process::Command;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
@@ -164,11 +163,7 @@ async fn tls_require_and_verify_full() {
         other.display()
     );
     let cfg = env.write_config(&by_name(env.config(r#"["public.secret"]"#, &extra)));
-    let out = Command::new(env!("CARGO_BIN_EXE_walrus"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = walrus_check(&cfg);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("FAIL connection"), "{stdout}");

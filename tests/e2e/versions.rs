@@ -14,7 +14,6 @@
 //! must stop `walrus run` at once with the key and the version it needs.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -140,11 +139,7 @@ async fn scenario(major: u32) {
     .unwrap();
     let cfg = env.write_config(&env.config(r#"["public.*"]"#, ""));
 
-    let out = Command::new(env!("CARGO_BIN_EXE_walrus"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = walrus_check(&cfg);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("(major {major}")), "{stdout}");
     assert!(stdout.contains("ok   server version"), "{stdout}");

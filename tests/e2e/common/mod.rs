@@ -91,6 +91,15 @@ pub fn parse_lsn(s: &str) -> u64 {
     (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
 }
 
+/// Runs `walrus check --config <config>` to completion.
+pub fn walrus_check(config: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_walrus"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("run walrus check")
+}
+
 /// A running `walrus run`.
 pub struct Walrus {
     pub child: Child,
