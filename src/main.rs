@@ -106,6 +106,33 @@ enum Command {
         #[arg(long, conflicts_with = "filter")]
         resume: bool,
     },
+    /// Write a walrus.toml equivalent to another tool's configuration
+    /// (docs/migrating-from-debezium.md).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// A Kafka Connect config of Debezium's PostgreSQL connector: REST JSON
+    /// (`{"name", "config"}`), flat JSON or `.properties`. What cannot be mapped is printed
+    /// and written as a comment block at the top of the file.
+    Debezium {
+        /// The connector config file.
+        file: PathBuf,
+        /// Where to write the walrus.toml (standard output when not given).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Kafka bootstrap servers for `[sink] brokers` (the worker's `bootstrap.servers`);
+        /// without it the file reads `${KAFKA_BOOTSTRAP_SERVERS}`.
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Overwrite the output file when it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Tokio worker threads when `TOKIO_WORKER_THREADS` is not set (see `main`).
@@ -149,6 +176,7 @@ fn main() -> ExitCode {
                 pause,
                 resume,
             } => snapshot_cmd(config, tables, filter, stop, pause, resume).await,
+            Command::Import { from } => import_cmd(from),
         }
     };
     // Spawned rather than run by `block_on`, which would poll it on the main thread,
@@ -165,6 +193,59 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `walrus import debezium`: writes the walrus.toml, prints what was not mapped to stderr.
+fn import_cmd(from: ImportFrom) -> anyhow::Result<ExitCode> {
+    use walrus_core::config::debezium::{self, ConnectorConfig, FindingKind, ImportOptions};
+    let ImportFrom::Debezium {
+        file,
+        output,
+        brokers,
+        force,
+    } = from;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let connector = ConnectorConfig::parse(&text)?;
+    let import = debezium::import(&connector, &ImportOptions { brokers })?;
+    match &output {
+        Some(path) => {
+            if path.exists() && !force {
+                anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
+            }
+            std::fs::write(path, &import.toml)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => print!("{}", import.toml),
+    }
+    for (kind, title) in [
+        (FindingKind::Unmapped, "not mapped (act on these)"),
+        (FindingKind::Review, "review"),
+        (FindingKind::NoEffect, "no effect in walrus"),
+    ] {
+        let items: Vec<_> = import.of_kind(kind).collect();
+        if !items.is_empty() {
+            eprintln!("{title}:");
+            for f in items {
+                eprintln!(
+                    "  {} {}
+      {}",
+                    f.key, f.value, f.text
+                );
+            }
+        }
+    }
+    for (var, what) in &import.env {
+        eprintln!("set {var}: {what}");
+    }
+    if let Some(path) = &output {
+        eprintln!(
+            "wrote {}; next: walrus check --config {}",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `walrus snapshot`: writes a signal row that the running walrus reads from the stream.

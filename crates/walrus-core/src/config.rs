@@ -3,9 +3,9 @@
 //!
 //! Loading runs in three steps: the text is parsed as TOML (syntax errors carry line and
 //! column), `${VAR}` / `${VAR:-default}` are substituted inside string values only (so a
-//! secret containing quotes cannot break the syntax), and the tree is deserialised into
-//! [`Config`] with `deny_unknown_fields` everywhere, then [`Config::validate`] checks what
-//! types cannot (names, patterns, ranges). Defaults are the named constants below.
+//! secret containing quotes cannot break the syntax; `$${` is a literal `${`), and the tree
+//! is deserialised into [`Config`] with `deny_unknown_fields` everywhere, then
+//! [`Config::validate`] checks what types cannot (names, patterns, ranges). Defaults are the named constants below.
 //!
 //! The minimal form used by tools outside this repository must keep working:
 //!
@@ -37,6 +37,8 @@ pub use kafka::*;
 
 mod snapshot;
 pub use snapshot::*;
+
+pub mod debezium;
 
 /// Default topic prefix (Debezium's `topic.prefix`), also `source.name` in events.
 pub const DEFAULT_TOPIC_PREFIX: &str = "walrus";
@@ -87,6 +89,10 @@ pub struct Config {
     /// Prefix of every topic name, and `source.name` in events (Debezium's `topic.prefix`).
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
+    /// Operations not published for any table (Debezium's `skipped.operations`); a table's
+    /// own `skip_ops` adds to these.
+    #[serde(default)]
+    pub skip_ops: Vec<crate::router::OpName>,
     /// Where changes come from.
     pub source: SourceConfig,
     /// Where events go.
@@ -158,7 +164,8 @@ pub struct SourceConfig {
     /// Publication (created for the configured tables when missing).
     #[serde(default = "default_publication")]
     pub publication: String,
-    /// Include patterns `schema.table`, with `*` and `?` wildcards.
+    /// Include patterns `schema.table`, with `*` and `?` wildcards, or `re:<regex>`
+    /// matched against the whole `schema.table`, case-insensitively (Debezium's lists).
     #[serde(default = "default_tables")]
     pub tables: Vec<String>,
     /// Exclude patterns, same syntax; applied after `tables`.
@@ -529,11 +536,8 @@ impl Config {
             ("source.exclude_tables", &s.exclude_tables),
         ] {
             for (i, p) in list.iter().enumerate() {
-                if TablePattern::parse(p).is_none() {
-                    return Err(bad(
-                        &format!("{key}[{i}]"),
-                        format!("{p:?} is not a pattern of the form schema.table (wildcards * and ? allowed)"),
-                    ));
+                if let Err(message) = TablePattern::try_parse(p) {
+                    return Err(bad(&format!("{key}[{i}]"), message));
                 }
             }
         }
@@ -593,6 +597,7 @@ impl Config {
             routes: &self.routes,
             tables: Some(&self.tables),
             outbox: &self.outbox,
+            skip_ops: &self.skip_ops,
         })
     }
 
@@ -608,30 +613,97 @@ impl Config {
     }
 }
 
-/// A `schema.table` pattern with `*` and `?` wildcards in either part.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TablePattern {
-    schema: String,
-    table: String,
+/// Prefix of a table pattern that is a regular expression (Debezium's `table.include.list`
+/// syntax) rather than a `schema.table` glob.
+pub const REGEX_PATTERN_PREFIX: &str = "re:";
+
+/// A table pattern of `source.tables` / `source.exclude_tables`: either `schema.table` with
+/// `*` and `?` wildcards in either part, or `re:<regex>`, a regular expression matched
+/// against the whole `schema.table`, case-insensitively, as Debezium matches its
+/// `schema.include.list` and `table.include.list` entries (Java's `Pattern.matches` with
+/// `CASE_INSENSITIVE`).
+#[derive(Clone, Debug)]
+pub enum TablePattern {
+    /// `schema.table` with wildcards.
+    Glob {
+        /// The schema part.
+        schema: String,
+        /// The table part.
+        table: String,
+    },
+    /// `re:<regex>`, compiled anchored and case-insensitive.
+    Regex(regex::Regex),
 }
 
-impl TablePattern {
-    /// Parses `schema.table`; `None` when there is no dot or a part is empty.
-    pub fn parse(p: &str) -> Option<TablePattern> {
-        let (schema, table) = p.split_once('.')?;
-        if schema.is_empty() || table.is_empty() || table.contains('.') {
-            return None;
+impl PartialEq for TablePattern {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                TablePattern::Glob { schema, table },
+                TablePattern::Glob {
+                    schema: s2,
+                    table: t2,
+                },
+            ) => schema == s2 && table == t2,
+            (TablePattern::Regex(a), TablePattern::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
         }
-        Some(TablePattern {
+    }
+}
+
+impl Eq for TablePattern {}
+
+impl TablePattern {
+    /// Parses `schema.table` or `re:<regex>`; `None` when a glob has no dot or an empty
+    /// part, or the regex does not compile.
+    pub fn parse(p: &str) -> Option<TablePattern> {
+        Self::try_parse(p).ok()
+    }
+
+    /// Like [`TablePattern::parse`], with the reason when the pattern is refused.
+    pub fn try_parse(p: &str) -> Result<TablePattern, String> {
+        if let Some(re) = p.strip_prefix(REGEX_PATTERN_PREFIX) {
+            return regex::RegexBuilder::new(&format!("^(?:{re})$"))
+                .case_insensitive(true)
+                .build()
+                .map(TablePattern::Regex)
+                .map_err(|e| format!("{re:?} is not a valid regular expression: {e}"));
+        }
+        let bad = || {
+            format!("{p:?} is not a pattern of the form schema.table (wildcards * and ? allowed) or re:<regex>")
+        };
+        let (schema, table) = p.split_once('.').ok_or_else(bad)?;
+        if schema.is_empty() || table.is_empty() || table.contains('.') {
+            return Err(bad());
+        }
+        Ok(TablePattern::Glob {
             schema: schema.into(),
             table: table.into(),
         })
     }
 
-    /// True when both parts match.
+    /// The table a glob without wildcards names exactly, as (schema, table).
+    pub fn literal(&self) -> Option<(&str, &str)> {
+        match self {
+            TablePattern::Glob { schema, table }
+                if !format!("{schema}{table}").contains(['*', '?']) =>
+            {
+                Some((schema, table))
+            }
+            _ => None,
+        }
+    }
+
+    /// True when the table matches: both parts of a glob, or the whole `schema.table` for
+    /// a regex.
     pub fn matches(&self, schema: &str, table: &str) -> bool {
-        glob(self.schema.as_bytes(), schema.as_bytes())
-            && glob(self.table.as_bytes(), table.as_bytes())
+        match self {
+            TablePattern::Glob {
+                schema: s,
+                table: t,
+            } => glob(s.as_bytes(), schema.as_bytes()) && glob(t.as_bytes(), table.as_bytes()),
+            TablePattern::Regex(re) => re.is_match(&format!("{schema}.{table}")),
+        }
     }
 }
 
@@ -660,7 +732,8 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
     pi == p.len()
 }
 
-/// Replaces `${VAR}` and `${VAR:-default}` in every string of the tree.
+/// Replaces `${VAR}` and `${VAR:-default}` in every string of the tree; `$${` stands for a
+/// literal `${`.
 fn interpolate(
     v: &mut toml::Value,
     path: &mut String,
@@ -702,6 +775,13 @@ fn substitute(
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
+        if let Some(literal) = rest[..start].strip_suffix('$') {
+            // `$${` is a literal `${` (regex replacements such as `$${1}` in [[routes]]).
+            out.push_str(literal);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
@@ -787,6 +867,13 @@ path = "events.jsonl"
             .unwrap();
         assert!(c.source.url.contains("alice@"));
         assert_eq!(c.source.slot, "s1");
+        // `$${` is a literal `${`, for regex replacements.
+        let escaped = MINIMAL.replace(
+            "\"app\"",
+            "\"app\"\n[[routes]]\nmatch = '(.*)'\ntopic = 'x.$${1}y'",
+        );
+        let c = Config::parse_with_env(&escaped, no_env).unwrap();
+        assert_eq!(c.routes[0].topic, "x.${1}y");
         let err = Config::parse_with_env(&text, no_env)
             .unwrap_err()
             .to_string();
@@ -837,6 +924,60 @@ path = "events.jsonl"
         );
         let c = Config::parse_with_env(&text, no_env).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn regex_patterns_are_anchored_and_case_insensitive() {
+        let p = TablePattern::parse(r"re:inventory\.(customers|orders)").unwrap();
+        assert!(p.matches("inventory", "customers"));
+        assert!(p.matches("Inventory", "ORDERS"));
+        assert!(!p.matches("inventory", "customers_old"));
+        assert!(!p.matches("xinventory", "orders"));
+        assert_eq!(p.literal(), None);
+        assert_eq!(
+            TablePattern::parse("public.t").unwrap().literal(),
+            Some(("public", "t"))
+        );
+        assert_eq!(TablePattern::parse("public.t*").unwrap().literal(), None);
+        let text = MINIMAL.replace(
+            "[\"public.*\"]",
+            "['re:public\\.o.*']\nexclude_tables = ['re:.*\\.orders_old']",
+        );
+        let c = Config::parse_with_env(&text, no_env).unwrap();
+        assert!(c.table_selected("public", "orders"));
+        assert!(c.table_selected("PUBLIC", "Others"));
+        assert!(!c.table_selected("public", "orders_old"));
+        assert!(!c.table_selected("public", "users"));
+        let text = MINIMAL.replace("[\"public.*\"]", "['re:(']");
+        let err = Config::parse_with_env(&text, no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("source.tables[0]") && err.contains("regular expression"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn global_skip_ops_add_to_the_tables_own() {
+        let text =
+            format!("skip_ops = [\"t\"]\n{MINIMAL}\n[tables.\"public.a\"]\nskip_ops = [\"d\"]\n");
+        let c = Config::parse_with_env(&text, no_env).unwrap();
+        assert_eq!(c.skip_ops, vec![crate::router::OpName::Truncate]);
+        let r = c.router().unwrap();
+        let table = |name: &str| {
+            std::sync::Arc::new(crate::event::Table {
+                id: 1,
+                schema: "public".into(),
+                name: name.into(),
+                columns: vec![],
+                replica_identity: crate::event::ReplicaIdentity::Default,
+            })
+        };
+        let a = r.resolve(&table("a")).unwrap();
+        assert!(a.skips(crate::event::Op::Truncate) && a.skips(crate::event::Op::Delete));
+        let b = r.resolve(&table("b")).unwrap();
+        assert!(b.skips(crate::event::Op::Truncate) && !b.skips(crate::event::Op::Delete));
     }
 
     #[test]

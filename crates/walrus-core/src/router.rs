@@ -76,11 +76,28 @@ pub const HEADER_TX_ID: &str = "txId";
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRule {
-    /// Regex matched against the whole `schema.table`.
+    /// Regex matched against the whole `schema.table` (or the default topic name, see
+    /// `match_on`).
     #[serde(rename = "match")]
     pub pattern: String,
     /// Topic, with `$1` / `${name}` replaced by capture groups.
     pub topic: String,
+    /// What `match` is matched against: the table's `schema.table` (default), or its
+    /// default topic name `<topic_prefix>.<schema>.<table>`, as Kafka's `RegexRouter`
+    /// transform matches the topic Debezium gave the record.
+    #[serde(default)]
+    pub match_on: MatchOn,
+}
+
+/// What a `[[routes]]` rule's `match` is matched against.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchOn {
+    /// `schema.table`.
+    #[default]
+    Table,
+    /// The default topic name, `<topic_prefix>.<schema>.<table>` (Kafka's `RegexRouter`).
+    Topic,
 }
 
 /// An operation as written in `skip_ops`.
@@ -231,6 +248,8 @@ pub struct RoutingConfig<'a> {
     pub tables: Option<&'a BTreeMap<String, TableConfig>>,
     /// `[[outbox]]`.
     pub outbox: &'a [OutboxConfig],
+    /// Top-level `skip_ops`: operations skipped for every table.
+    pub skip_ops: &'a [OpName],
 }
 
 /// A table's events could not be routed: configuration that does not fit the table.
@@ -255,7 +274,8 @@ impl crate::error::Classify for RouteError {
 #[derive(Clone, Debug)]
 pub struct Router {
     prefix: String,
-    rules: Vec<(Regex, String)>,
+    rules: Vec<(Regex, String, MatchOn)>,
+    skip: Vec<Op>,
     tables: BTreeMap<String, TableConfig>,
     outbox: BTreeMap<String, OutboxConfig>,
     names: HeaderNames,
@@ -406,7 +426,7 @@ impl Router {
                     "must not be empty".into(),
                 ));
             }
-            rules.push((re, r.topic.clone()));
+            rules.push((re, r.topic.clone(), r.match_on));
         }
         let tables = cfg.tables.cloned().unwrap_or_default();
         for (name, t) in &tables {
@@ -474,6 +494,7 @@ impl Router {
         Ok(Router {
             prefix: cfg.topic_prefix.to_string(),
             rules,
+            skip: cfg.skip_ops.iter().map(|o| o.op()).collect(),
             tables,
             outbox,
             names: HeaderNames::default(),
@@ -491,14 +512,19 @@ impl Router {
         if let Some(t) = self.tables.get(&qualified).and_then(|t| t.topic.as_ref()) {
             return sanitize_topic(t);
         }
-        for (re, template) in &self.rules {
-            if let Some(caps) = re.captures(&qualified) {
+        let default = format!("{}.{schema}.{table}", self.prefix);
+        for (re, template, on) in &self.rules {
+            let input = match on {
+                MatchOn::Table => &qualified,
+                MatchOn::Topic => &default,
+            };
+            if let Some(caps) = re.captures(input) {
                 let mut out = String::new();
                 caps.expand(template, &mut out);
                 return sanitize_topic(&out);
             }
         }
-        sanitize_topic(&format!("{}.{schema}.{table}", self.prefix))
+        sanitize_topic(&default)
     }
 
     /// Resolves how a table version is routed. Fails when its section names columns the
@@ -571,9 +597,12 @@ impl Router {
                 projection = Some((Arc::new(projected), keep));
             }
         }
-        let skip = section
-            .map(|s| s.skip_ops.iter().map(|o| o.op()).collect())
-            .unwrap_or_default();
+        let mut skip = self.skip.clone();
+        for op in section.iter().flat_map(|s| &s.skip_ops) {
+            if !skip.contains(&op.op()) {
+                skip.push(op.op());
+            }
+        }
         let outbox = match self.outbox.get(&qualified) {
             Some(o) => Some(Arc::new(OutboxRoute::new(o, table, &self.outbox_index(o))?)),
             None => None,
@@ -910,6 +939,7 @@ mod tests {
             routes: &routes,
             tables: Some(&tables),
             outbox: &outbox,
+            skip_ops: &[],
         })
     }
 
@@ -945,6 +975,23 @@ topic = "orders-europe"
         assert_eq!(&*topic("sales", "audit_log"), "sales.audit");
         // The match is anchored: a prefix match is not enough.
         assert_eq!(&*topic("xpublic", "orders_us"), "app.xpublic.orders_us");
+    }
+
+    #[test]
+    fn rules_can_match_the_default_topic_like_regex_router() {
+        let r = router(
+            r#"
+[[routes]]
+match = 'app\.public\.(.*)'
+topic = "dbz.${1}x"
+match_on = "topic"
+"#,
+        )
+        .unwrap();
+        let topic = |s: &str, n: &str| r.resolve(&table(s, n, &[("id", true)])).unwrap().topic;
+        assert_eq!(&*topic("public", "orders"), "dbz.ordersx");
+        // No match: the default topic, as RegexRouter leaves a topic it does not match.
+        assert_eq!(&*topic("sales", "orders"), "app.sales.orders");
     }
 
     #[test]

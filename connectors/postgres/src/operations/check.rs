@@ -237,9 +237,9 @@ async fn checks(
     // Tables.
     let tables = setup::matching_tables(client, config).await?;
     for pattern in &config.source.tables {
-        let literal = !pattern.contains('*') && !pattern.contains('?');
-        if literal && TablePattern::parse(pattern).is_some() {
-            let found = tables.iter().any(|(s, t)| format!("{s}.{t}") == *pattern);
+        let parsed = TablePattern::parse(pattern);
+        if let Some((schema, table)) = parsed.as_ref().and_then(TablePattern::literal) {
+            let found = tables.iter().any(|(s, t)| s == schema && t == table);
             if !found {
                 out.push(CheckResult::fail(
                     format!("table {pattern}"),
