@@ -17,6 +17,7 @@ mod restart;
 mod schema_evolution;
 mod slot_lost;
 mod snapshot;
+mod takeover;
 mod tls;
 mod types;
 mod versions;
