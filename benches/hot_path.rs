@@ -26,6 +26,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use walrus_core::event::SourcePosition;
+use walrus_core::format::avro::{AvroEncoder, AvroOptions, MemoryRegistry, SubjectNameStrategy};
 use walrus_core::format::json::{JsonEncoder, JsonOptions};
 use walrus_core::value::TypeDesc;
 use walrus_postgres::decoding::catalog::CatalogCache;
@@ -151,5 +152,91 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Encoding alone, JSON beside Avro, on the converted events of each stream (text format):
+/// `encode/<stream>/json` and `encode/<stream>/avro` (Confluent framing, schema ids from an
+/// in-process registry after the first event), events/s.
+fn bench_encode(c: &mut Criterion) {
+    for name in ["narrow", "wide", "zoo"] {
+        let stream = load(name, "text");
+        let mut decoder = Decoder::new(1);
+        let setup: Vec<PgOutputMessage> = stream
+            .setup
+            .iter()
+            .map(|f| decoder.decode(f).expect("set-up message"))
+            .collect();
+        let catalog = CatalogCache {
+            types: setup
+                .iter()
+                .filter_map(|m| match m {
+                    PgOutputMessage::Type(t) => Some((t.oid, zoo_type(&t.name).map(Arc::new))),
+                    _ => None,
+                })
+                .collect(),
+            ..CatalogCache::default()
+        };
+        let mut converter = Converter::with_catalog(catalog);
+        let mut key_columns: Vec<usize> = Vec::new();
+        for m in &setup {
+            if let Some(entry) = converter.observe(m) {
+                key_columns = entry.table.primary_key_indexes().collect();
+            }
+        }
+        let events: Vec<_> = stream
+            .inserts
+            .iter()
+            .map(|f| match decoder.decode(f) {
+                Ok(PgOutputMessage::Insert(m)) => converter
+                    .insert(&m, SourcePosition::default())
+                    .expect("convert"),
+                _ => panic!("not an insert"),
+            })
+            .collect();
+        let topic = "bench.public.t";
+        let (mut key, mut value) = (Vec::with_capacity(256), Vec::with_capacity(16 * 1024));
+        let mut json = JsonEncoder::new(JsonOptions::default());
+        let mut avro = AvroEncoder::new(
+            AvroOptions {
+                format: JsonOptions::default(),
+                subject_strategy: SubjectNameStrategy::default(),
+            },
+            Arc::new(MemoryRegistry::default()),
+        );
+        let mut json_run = || {
+            let mut out = 0;
+            for ev in &events {
+                json.encode_key(ev, &key_columns, &mut key);
+                json.encode_value_at(ev, 0, &mut value);
+                out += key.len() + value.len();
+            }
+            out
+        };
+        let json_bytes = json_run();
+        let (mut akey, mut avalue) = (Vec::with_capacity(256), Vec::with_capacity(16 * 1024));
+        let mut avro_run = || {
+            let mut out = 0;
+            for ev in &events {
+                avro.encode_key(topic, ev, &key_columns, &mut akey)
+                    .expect("avro key");
+                avro.encode_value_at(topic, ev, 0, &mut avalue)
+                    .expect("avro value");
+                out += akey.len() + avalue.len();
+            }
+            out
+        };
+        let avro_bytes = avro_run();
+        eprintln!(
+            "{name}: {} events; per event {:.0} JSON bytes, {:.0} Avro bytes (key + value)",
+            events.len(),
+            json_bytes as f64 / events.len() as f64,
+            avro_bytes as f64 / events.len() as f64
+        );
+        let mut group = c.benchmark_group(format!("encode/{name}"));
+        group.throughput(Throughput::Elements(events.len() as u64));
+        group.bench_function("json", |b| b.iter(&mut json_run));
+        group.bench_function("avro", |b| b.iter(&mut avro_run));
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench, bench_encode);
 criterion_main!(benches);

@@ -253,6 +253,56 @@ install_debezium() {
     log "Debezium $debezium_version in $plugins"
 }
 
+# Apicurio Registry, the schema registry of the Avro tests (tests/e2e/avro.rs): the runnable
+# Quarkus archive from Maven Central, unpacked once into
+# ${WALRUS_CACHE:-$HOME/.cache/walrus}/apicurio-registry-<version>, which walrus-testkit
+# (src/registry.rs) starts with a Java 21+ JVM (the machines' Temurin JDK under /usr/lib/jvm).
+apicurio_version=3.3.3
+install_apicurio() {
+    local cache="${WALRUS_CACHE:-$HOME/.cache/walrus}"
+    local dest="$cache/apicurio-registry-$apicurio_version"
+    if [ -f "$dest/quarkus-run.jar" ]; then
+        log "Apicurio Registry $apicurio_version present ($dest); nothing to fetch"
+        return 0
+    fi
+    log "fetching Apicurio Registry $apicurio_version with Maven into $dest"
+    local staging
+    mkdir -p "$cache"
+    staging="$(mktemp -d "$cache/apicurio.staging.XXXXXX")"
+    if ! mvn -B -q org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+        -Dartifact="io.apicurio:apicurio-registry-app:$apicurio_version:tar.gz:all" \
+        -DoutputDirectory="$staging"; then
+        rm -rf "$staging"
+        echo "install-deps: fetching Apicurio Registry with Maven failed" >&2
+        return 1
+    fi
+    tar -xzf "$staging"/apicurio-registry-app-*-all.tar.gz -C "$staging"
+    rm -f "$staging"/apicurio-registry-app-*-all.tar.gz
+    rm -rf "$dest"
+    mv "$staging" "$dest"
+    log "Apicurio Registry $apicurio_version in $dest"
+}
+
+# Confluent's Python client, the judge of walrus's Avro output (tests/e2e/avro.rs): it fetches
+# the schemas walrus registered and decodes every record. In a venv under
+# ${WALRUS_CACHE:-$HOME/.cache/walrus}/py-confluent.
+install_confluent_python() {
+    local cache="${WALRUS_CACHE:-$HOME/.cache/walrus}"
+    local venv="$cache/py-confluent"
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import confluent_kafka.schema_registry.avro, fastavro' 2>/dev/null; then
+        log "confluent-kafka (Python) present ($venv); nothing to install"
+        return 0
+    fi
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        log "installing python3-venv for the Avro judge"
+        apt_install python3-venv
+    fi
+    log "installing confluent-kafka[avro,schemaregistry] into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'confluent-kafka[avro,schemaregistry]'
+}
+
 # The wal2json output plugin for the server found, only for benchmarks: the do-it-yourself
 # baseline (`pg_recvlogical -P wal2json | producer`) needs it; walrus itself uses pgoutput.
 install_wal2json() {
@@ -349,6 +399,8 @@ fi
 if [ "${kafka_only:-0}" = 1 ]; then
     install_kafka
     install_debezium
+    install_apicurio
+    install_confluent_python
     exit
 fi
 install_postgres
@@ -368,6 +420,8 @@ install_rust_components
 if [ "$with_broker" = 1 ]; then
     install_kafka
     install_debezium
+    install_apicurio
+    install_confluent_python
 else
     log "Apache Kafka skipped (--no-broker or WALRUS_INSTALL_BROKER=0); the Kafka tests will fail without it"
 fi

@@ -40,6 +40,9 @@ pub use snapshot::*;
 
 pub mod debezium;
 
+mod registry;
+pub use registry::*;
+
 /// Default topic prefix (Debezium's `topic.prefix`), also `source.name` in events.
 pub const DEFAULT_TOPIC_PREFIX: &str = "walrus";
 /// Default replication slot name.
@@ -354,6 +357,15 @@ pub struct FormatConfig {
     /// `unavailable.value.placeholder` for unchanged TOASTed values.
     #[serde(default = "default_placeholder")]
     pub unavailable_value_placeholder: String,
+    /// How keys are encoded: `json` (default) or `avro` (`key.converter`).
+    #[serde(default)]
+    pub key: FormatKind,
+    /// How values are encoded: `json` (default) or `avro` (`value.converter`).
+    #[serde(default)]
+    pub value: FormatKind,
+    /// The schema registry Avro schemas are registered with; required for `avro`.
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
 }
 
 impl Default for FormatConfig {
@@ -367,6 +379,9 @@ impl Default for FormatConfig {
             interval_handling_mode: IntervalHandlingMode::default(),
             hstore_handling_mode: HstoreHandlingMode::default(),
             unavailable_value_placeholder: DEFAULT_UNAVAILABLE_VALUE_PLACEHOLDER.to_string(),
+            key: FormatKind::default(),
+            value: FormatKind::default(),
+            registry: None,
         }
     }
 }
@@ -583,6 +598,19 @@ impl Config {
         }
         observability::validate(&self.watchdog, &self.alerts, &self.heartbeat)?;
         snapshot::validate(&self.snapshot)?;
+        registry::validate(&self.format)?;
+        if self.format.uses_avro()
+            && matches!(self.sink, SinkConfig::File(_) | SinkConfig::Stdout(_))
+        {
+            return Err(bad(
+                if self.format.value == FormatKind::Avro {
+                    "format.value"
+                } else {
+                    "format.key"
+                },
+                "Avro is binary and the stdout and file sinks write JSON Lines: use the kafka (or null) sink, or \"json\"".into(),
+            ));
+        }
         if let SinkConfig::Kafka(k) = &self.sink {
             k.validate()?;
         }

@@ -59,6 +59,12 @@ pub enum ErrorKind {
     SinkTransient,
     /// A sink's destination rejected data in a way retrying will not fix.
     SinkRejected,
+    /// The schema registry could not be reached or answered with a transient error.
+    SchemaRegistry,
+    /// The schema registry refused a new schema under the subject's compatibility level.
+    SchemaIncompatible,
+    /// The schema registry refused walrus's requests (credentials, TLS, URL).
+    SchemaRegistryRejected,
     /// A bug: an invariant inside walrus did not hold.
     Internal,
 }
@@ -70,13 +76,22 @@ impl ErrorKind {
         match self {
             // A stale walsender holding the slot goes away once PostgreSQL notices its
             // client is gone; a second walrus on the same slot keeps this retrying loudly.
-            SourceConnection | SinkTransient | SlotInUse | SlotReleased | SchemaChanged => {
-                ErrorClass::Retryable
-            }
-            Config | SlotUnavailable | SourceAuth | SourceTls | SourcePermission | SourceSetup
-            | ServerVersion | SlotLost | Publication | Decode | SinkRejected | Internal => {
-                ErrorClass::Fatal
-            }
+            SourceConnection | SinkTransient | SlotInUse | SlotReleased | SchemaChanged
+            | SchemaRegistry => ErrorClass::Retryable,
+            Config
+            | SlotUnavailable
+            | SourceAuth
+            | SourceTls
+            | SourcePermission
+            | SourceSetup
+            | ServerVersion
+            | SlotLost
+            | Publication
+            | Decode
+            | SinkRejected
+            | SchemaIncompatible
+            | SchemaRegistryRejected
+            | Internal => ErrorClass::Fatal,
         }
     }
 
@@ -116,6 +131,15 @@ impl ErrorKind {
             Decode => "this is a bug or an unsupported server version; report it with the message above",
             SinkTransient => "walrus retries by itself; check the sink's destination",
             SinkRejected => "fix the destination or the event named above; the slot holds the WAL meanwhile",
+            SchemaRegistry => {
+                "walrus retries by itself; check that the schema registry at format.registry.url is up"
+            }
+            SchemaIncompatible => {
+                "nothing of the new shape was written and the slot holds the WAL: undo the table change, or change the subject's compatibility level (PUT /config/<subject> {\"compatibility\": \"NONE\"}) and start walrus again"
+            }
+            SchemaRegistryRejected => {
+                "check format.registry.url, its username/password and TLS settings (walrus check reaches the registry)"
+            }
             Internal => "this is a bug in walrus; report it with the log above",
         }
     }

@@ -72,9 +72,11 @@ pub mod debezium;
 pub mod kafka;
 mod privileges;
 pub mod process;
+pub mod registry;
 mod template;
 
 pub use binaries::{find_bindir, matrix_cache, MAJOR_ENV, MATRIX_MAJORS};
 pub use cluster::{unique_name, PgCluster, PgClusterBuilder, WalLevel};
 pub use debezium::KafkaConnect;
 pub use kafka::{KafkaBroker, KafkaBrokerBuilder, SharedKafkaBroker};
+pub use registry::RegistryServer;

@@ -99,6 +99,58 @@ pub async fn run(config: &Config) -> Vec<CheckResult> {
             "run walrus check as a role that can read the catalogs",
         ));
     }
+    if let Some(registry) = &config.format.registry {
+        out.extend(registry_checks(registry, &config.topic_prefix).await);
+    }
+    out
+}
+
+/// `[format.registry]`: reachable, and each subject of walrus's topics with its
+/// compatibility level (the level decides which ALTER TABLEs the registry will accept).
+async fn registry_checks(
+    cfg: &walrus_core::config::RegistryConfig,
+    topic_prefix: &str,
+) -> Vec<CheckResult> {
+    use walrus_core::format::avro::RegistryClient;
+    let fix = "check format.registry.url, username/password and TLS settings";
+    let client = match RegistryClient::from_config(cfg) {
+        Ok(c) => c,
+        Err(e) => return vec![CheckResult::fail("schema registry", e.to_string(), fix)],
+    };
+    let level = match client.compatibility(None).await {
+        Ok(l) => l,
+        Err(e) => return vec![CheckResult::fail("schema registry", e.to_string(), fix)],
+    };
+    let mut out = vec![CheckResult::ok(
+        "schema registry",
+        format!("{} reachable; default compatibility level {level}", cfg.url),
+    )];
+    let subjects = match client.subjects().await {
+        Ok(s) => s,
+        Err(e) => {
+            out.push(CheckResult::warn(
+                "schema registry subjects",
+                e.to_string(),
+                fix,
+            ));
+            return out;
+        }
+    };
+    for subject in subjects.iter().filter(|s| {
+        s.starts_with(&format!("{topic_prefix}.")) || s.contains(&format!("-{topic_prefix}."))
+    }) {
+        match client.compatibility(Some(subject)).await {
+            Ok(l) => out.push(CheckResult::ok(
+                format!("subject {subject}"),
+                format!("compatibility level {l}"),
+            )),
+            Err(e) => out.push(CheckResult::warn(
+                format!("subject {subject}"),
+                e.to_string(),
+                fix,
+            )),
+        }
+    }
     out
 }
 

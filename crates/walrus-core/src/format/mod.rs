@@ -12,10 +12,13 @@
 //! ```
 //!
 //! - [`json`]: Debezium JSON, with or without the Connect schema envelope (`schemas.enable`).
+//! - [`avro`]: Confluent-framed Avro with a schema registry, schemas as Debezium's
+//!   `AvroConverter` derives them.
 //!
 //! Tombstones (the null value Debezium sends after a delete) are not encoded: a sink writes a
 //! record whose value is `None` as Kafka's null value, or as JSON `null` in text sinks.
 
+pub mod avro;
 pub mod json;
 
 pub use json::{JsonEncoder, JsonOptions};

@@ -1,0 +1,635 @@
+//! Avro: change events in the Confluent wire format, with schemas as Debezium's users get
+//! them from Kafka Connect's `AvroConverter` and a Confluent-compatible schema registry.
+//!
+//! ```text
+//!  ChangeEvent ─▶ AvroEncoder ─┬─ per table version: Kinds, Connect schemas ─▶ Avro schema JSON
+//!                              │        └─▶ SchemaRegistry::register(subject, schema) ─▶ id (cached)
+//!                              └─▶ [0x00][id: u32 BE][Avro binary body]
+//! ```
+//!
+//! - [`schema`]: Connect schemas as Debezium builds them and their Avro rendering
+//!   (`AvroData.fromConnectSchema`): record names `<prefix>.<schema>.<table>.Key`,
+//!   `.Value`, `.Envelope`, `io.debezium.connector.postgresql.Source`, logical types,
+//!   `connect.*` properties, optional fields as `["null", T]` with a null default.
+//! - [`encode`]: the Avro binary body, written by hand into the caller's buffer.
+//! - [`logical`]: Debezium's logical-type values (decimal bytes, ISO strings, durations).
+//! - [`registry`]: subjects, the registry client, its id cache and its errors.
+//!
+//! A table's schemas are built when its first event (or first event after a Relation
+//! message changed it) is encoded, and registered right then, so the new version exists in
+//! the registry before any record of the new shape is handed to a sink. A schema the
+//! registry refuses stops the pipeline with [`AvroError::Incompatible`]: nothing of the new
+//! shape is written and the slot keeps the WAL until an operator acts.
+//!
+//! Tombstones stay Kafka null values: the sink writes a record whose value is `None`.
+
+pub mod encode;
+pub mod logical;
+pub mod registry;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Classify, ErrorKind};
+use crate::event::{ChangeEvent, Op, Row, Table};
+use crate::format::json::JsonOptions;
+use crate::lsn::Lsn;
+use crate::value::Value;
+
+use encode::ValueWriter;
+pub use registry::{
+    MemoryRegistry, RegistryClient, RegistryError, SchemaRegistry, SubjectNameStrategy,
+};
+use schema::{AvroSchemaWriter, ConnectSchema, Kind};
+
+/// The Confluent wire format's magic byte.
+pub const MAGIC_BYTE: u8 = 0;
+
+/// Errors of the Avro format.
+#[derive(Debug, thiserror::Error)]
+pub enum AvroError {
+    /// The registry refused a schema of a table (incompatible under the subject's level).
+    #[error(
+        "the schema registry refused the new {} schema of {} ({}) for subject {:?} under its compatibility level {}: {}",
+        .0.part, .0.table, .0.change, .0.subject, .0.level, .0.message
+    )]
+    Incompatible(Box<Refusal>),
+    /// Talking to the registry failed otherwise.
+    #[error("{table}: {source}")]
+    Registry {
+        /// `schema.table`, or `logical messages`.
+        table: String,
+        /// What went wrong.
+        #[source]
+        source: RegistryError,
+    },
+}
+
+/// A schema the registry refused, and why.
+#[derive(Debug)]
+pub struct Refusal {
+    /// `schema.table`, or `logical messages`.
+    pub table: String,
+    /// `key` or `value`.
+    pub part: &'static str,
+    /// What changed in the table since the schema walrus registered before.
+    pub change: String,
+    /// The subject.
+    pub subject: String,
+    /// The subject's compatibility level (or the registry's default).
+    pub level: String,
+    /// The registry's own words.
+    pub message: String,
+}
+
+impl Classify for AvroError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AvroError::Incompatible(_) => ErrorKind::SchemaIncompatible,
+            AvroError::Registry { source, .. } => source.kind(),
+        }
+    }
+}
+
+/// What the Avro encoder needs beyond the event.
+#[derive(Clone, Debug)]
+pub struct AvroOptions {
+    /// The handling modes, topic prefix, database name and connector version, shared with
+    /// the JSON format (`schemas_enable` is ignored: Avro always has its schema).
+    pub format: JsonOptions,
+    /// How subjects are named.
+    pub subject_strategy: SubjectNameStrategy,
+}
+
+/// Encodes events as Confluent-framed Avro. Holds per-table schemas and their ids; keep
+/// one per pipeline (or [`AvroEncoder::fork`] one per worker: the registry's id cache is
+/// shared).
+pub struct AvroEncoder {
+    opts: AvroOptions,
+    registry: Arc<dyn SchemaRegistry>,
+    tables: HashMap<u32, TableEntry>,
+    message_key: Registered,
+    message_value: Registered,
+    digits: Vec<u8>,
+    scratch: Vec<u8>,
+    text: String,
+}
+
+impl std::fmt::Debug for AvroEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvroEncoder")
+            .field("opts", &self.opts)
+            .field("tables", &self.tables.len())
+            .finish()
+    }
+}
+
+/// A schema's Avro JSON, its record full name, and the ids it got per topic.
+#[derive(Debug, Default)]
+struct Registered {
+    json: String,
+    record_name: String,
+    ids: Vec<(String, u32)>,
+}
+
+impl Registered {
+    fn new(schema: &ConnectSchema) -> Self {
+        Registered {
+            json: AvroSchemaWriter::render(schema),
+            record_name: AvroSchemaWriter::record_full_name(schema),
+            ids: Vec::new(),
+        }
+    }
+}
+
+/// One table version: column kinds, and the key and value schemas with their ids.
+#[derive(Debug)]
+struct TableEntry {
+    table: Arc<Table>,
+    /// Kind and value-side optionality per column.
+    fields: Vec<(Kind, bool)>,
+    value: Registered,
+    key_columns: Vec<usize>,
+    key: Option<Registered>,
+    /// What changed since the previous version of this table, for error messages.
+    change: String,
+}
+
+impl TableEntry {
+    fn build(table: &Arc<Table>, opts: &JsonOptions, previous: Option<&Table>) -> TableEntry {
+        let fields: Vec<(Kind, bool)> = table
+            .columns
+            .iter()
+            .map(|c| (schema::kind_of(c, opts), value_optional(c)))
+            .collect();
+        let value_schema = schema::row_schema(
+            schema_name(opts, table, "Value"),
+            table
+                .columns
+                .iter()
+                .zip(&fields)
+                .map(|(c, (k, opt))| (c.name.as_str(), k, *opt)),
+            true,
+            opts,
+        );
+        let envelope = schema::envelope_schema(value_schema, schema_name(opts, table, "Envelope"));
+        TableEntry {
+            table: Arc::clone(table),
+            value: Registered::new(&envelope),
+            fields,
+            key_columns: Vec::new(),
+            key: None,
+            change: describe_change(previous, table),
+        }
+    }
+
+    /// Builds the key schema for `key_columns` unless the last one was for them.
+    fn ensure_key(&mut self, key_columns: &[usize], opts: &JsonOptions) {
+        if self.key.is_none() || self.key_columns != key_columns {
+            let key = schema::row_schema(
+                schema_name(opts, &self.table, "Key"),
+                key_columns.iter().filter_map(|&i| {
+                    let c = self.table.columns.get(i)?;
+                    let (k, _) = self.fields.get(i)?;
+                    Some((c.name.as_str(), k, false))
+                }),
+                false,
+                opts,
+            );
+            self.key = Some(Registered::new(&key));
+            self.key_columns.clear();
+            self.key_columns.extend_from_slice(key_columns);
+        }
+    }
+}
+
+/// Whether a column's value field is optional: all but primary-key columns, as the JSON
+/// format decides (pgoutput does not say which columns are NOT NULL).
+fn value_optional(c: &crate::event::Column) -> bool {
+    !c.primary_key
+}
+
+fn schema_name(opts: &JsonOptions, table: &Table, suffix: &str) -> String {
+    format!(
+        "{}.{}.{}.{}",
+        opts.topic_prefix, table.schema, table.name, suffix
+    )
+}
+
+/// Column differences between two versions of a table, in words.
+fn describe_change(previous: Option<&Table>, table: &Table) -> String {
+    let Some(prev) = previous else {
+        return "its first schema in this run; the subject's latest version differs".into();
+    };
+    let mut parts = Vec::new();
+    for c in &table.columns {
+        match prev.columns.iter().find(|p| p.name == c.name) {
+            None => parts.push(format!(
+                "column {} {} added{}",
+                c.name,
+                c.type_name,
+                if value_optional(c) { "" } else { " (required)" }
+            )),
+            Some(p) if p.type_oid != c.type_oid || p.type_modifier != c.type_modifier => parts
+                .push(format!(
+                    "column {} changed from {} to {}",
+                    c.name, p.type_name, c.type_name
+                )),
+            Some(p) if value_optional(p) != value_optional(c) => parts.push(format!(
+                "column {} is now {}",
+                c.name,
+                if value_optional(c) {
+                    "optional"
+                } else {
+                    "required"
+                }
+            )),
+            Some(_) => {}
+        }
+    }
+    for p in &prev.columns {
+        if !table.columns.iter().any(|c| c.name == p.name) {
+            parts.push(format!("column {} dropped", p.name));
+        }
+    }
+    if parts.is_empty() {
+        "the table's shape changed".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The id of `reg` for `topic`, registering it under the strategy's subject on first use.
+fn schema_id(
+    registry: &dyn SchemaRegistry,
+    strategy: SubjectNameStrategy,
+    reg: &mut Registered,
+    topic: &str,
+    part: &'static str,
+    table: Option<&Table>,
+    change: &str,
+) -> Result<u32, AvroError> {
+    if let Some((_, id)) = reg.ids.iter().find(|(t, _)| t == topic) {
+        return Ok(*id);
+    }
+    let subject = strategy.subject(topic, part == "key", &reg.record_name);
+    let table = || table.map_or_else(|| MESSAGES.to_string(), Table::qualified_name);
+    match registry.register(&subject, &reg.json) {
+        Ok(id) => {
+            reg.ids.push((topic.to_string(), id));
+            Ok(id)
+        }
+        Err(RegistryError::Incompatible { level, message, .. }) => {
+            Err(AvroError::Incompatible(Box::new(Refusal {
+                table: table(),
+                part,
+                change: change.to_string(),
+                subject,
+                level,
+                message,
+            })))
+        }
+        Err(source) => Err(AvroError::Registry {
+            table: table(),
+            source,
+        }),
+    }
+}
+
+/// `[0][id BE]`.
+fn frame(out: &mut Vec<u8>, id: u32) {
+    out.push(MAGIC_BYTE);
+    out.extend_from_slice(&id.to_be_bytes());
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn lsn_opt(lsn: Lsn) -> Option<u64> {
+    (!lsn.is_zero()).then_some(lsn.as_u64())
+}
+
+const MESSAGES: &str = "logical messages";
+
+/// The cache entry of `table`, built on first use and rebuilt (remembering what changed)
+/// when a Relation message changed the table; a new `Arc` with the same content keeps it.
+fn table_entry<'a>(
+    tables: &'a mut HashMap<u32, TableEntry>,
+    table: &Arc<Table>,
+    opts: &JsonOptions,
+) -> &'a mut TableEntry {
+    let entry = tables
+        .entry(table.id)
+        .or_insert_with(|| TableEntry::build(table, opts, None));
+    if !Arc::ptr_eq(&entry.table, table) {
+        if *entry.table == **table {
+            entry.table = Arc::clone(table);
+        } else {
+            let previous = Arc::clone(&entry.table);
+            *entry = TableEntry::build(table, opts, Some(&previous));
+        }
+    }
+    entry
+}
+
+impl AvroEncoder {
+    /// An encoder registering its schemas with `registry`.
+    pub fn new(opts: AvroOptions, registry: Arc<dyn SchemaRegistry>) -> Self {
+        let message_key = Registered::new(&schema::message_key_schema());
+        let message_value = Registered::new(&schema::message_value_schema(&opts.format));
+        AvroEncoder {
+            opts,
+            registry,
+            tables: HashMap::new(),
+            message_key,
+            message_value,
+            digits: Vec::with_capacity(64),
+            scratch: Vec::with_capacity(32),
+            text: String::with_capacity(64),
+        }
+    }
+
+    /// A sibling with the same options and registry (its id cache is shared), with its
+    /// own per-table cache.
+    pub fn fork(&self) -> AvroEncoder {
+        AvroEncoder::new(self.opts.clone(), Arc::clone(&self.registry))
+    }
+
+    /// The options this encoder was built with.
+    pub fn options(&self) -> &AvroOptions {
+        &self.opts
+    }
+
+    /// The topic an event goes to when no route changes it: `<prefix>.<schema>.<table>`,
+    /// `<prefix>.message` for logical messages (Debezium's defaults).
+    pub fn default_topic(&self, ev: &ChangeEvent) -> String {
+        let p = &self.opts.format.topic_prefix;
+        match &ev.table {
+            Some(t) if ev.op != Op::Message => format!("{p}.{}.{}", t.schema, t.name),
+            _ => format!("{p}.message"),
+        }
+    }
+
+    /// Writes the key of `ev` for `topic` into `out` (cleared first) and returns true, or
+    /// false for a null key (no key columns, a truncate, no row). Logical messages get
+    /// Debezium's `MessageKey` (`prefix`).
+    pub fn encode_key(
+        &mut self,
+        topic: &str,
+        ev: &ChangeEvent,
+        key_columns: &[usize],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, AvroError> {
+        out.clear();
+        let strategy = self.opts.subject_strategy;
+        if ev.op == Op::Message {
+            let id = schema_id(
+                &*self.registry,
+                strategy,
+                &mut self.message_key,
+                topic,
+                "key",
+                None,
+                "",
+            )?;
+            frame(out, id);
+            encode::opt_string(out, ev.message.as_ref().map(|m| m.prefix.as_str()));
+            return Ok(true);
+        }
+        let Some(table) = &ev.table else {
+            return Ok(false);
+        };
+        let row = match ev.op {
+            Op::Delete => ev.before.as_ref(),
+            Op::Truncate | Op::Message => None,
+            Op::Create | Op::Update | Op::Read => ev.after.as_ref(),
+        };
+        let (Some(row), false) = (row, key_columns.is_empty()) else {
+            return Ok(false);
+        };
+        let AvroEncoder {
+            opts,
+            registry,
+            tables,
+            digits,
+            scratch,
+            text,
+            ..
+        } = self;
+        let entry = table_entry(tables, table, &opts.format);
+        entry.ensure_key(key_columns, &opts.format);
+        let TableEntry {
+            table: t,
+            fields,
+            key,
+            change,
+            ..
+        } = entry;
+        let Some(reg) = key.as_mut() else {
+            return Ok(false);
+        };
+        let id = schema_id(&**registry, strategy, reg, topic, "key", Some(t), change)?;
+        frame(out, id);
+        let mut w = ValueWriter {
+            opts: &opts.format,
+            digits,
+            scratch,
+            text,
+        };
+        for &i in key_columns {
+            if let Some((kind, _)) = fields.get(i) {
+                w.write(out, kind, false, row.values.get(i).unwrap_or(&Value::Null));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes the value of `ev` for `topic` into `out` (cleared first), stamped now.
+    pub fn encode_value(
+        &mut self,
+        topic: &str,
+        ev: &ChangeEvent,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvroError> {
+        self.encode_value_at(topic, ev, now_us(), out)
+    }
+
+    /// [`Self::encode_value`] with the processing time given, for deterministic output.
+    pub fn encode_value_at(
+        &mut self,
+        topic: &str,
+        ev: &ChangeEvent,
+        now_us: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvroError> {
+        out.clear();
+        let strategy = self.opts.subject_strategy;
+        if ev.op == Op::Message {
+            let id = schema_id(
+                &*self.registry,
+                strategy,
+                &mut self.message_value,
+                topic,
+                "value",
+                None,
+                "",
+            )?;
+            frame(out, id);
+            self.write_message(ev, now_us, out);
+            return Ok(());
+        }
+        let no_table;
+        let table = match &ev.table {
+            Some(t) => t,
+            None => {
+                no_table = Arc::new(Table {
+                    id: u32::MAX,
+                    schema: String::new(),
+                    name: String::new(),
+                    columns: Vec::new(),
+                    replica_identity: crate::event::ReplicaIdentity::Default,
+                });
+                &no_table
+            }
+        };
+        let AvroEncoder {
+            opts,
+            registry,
+            tables,
+            digits,
+            scratch,
+            text,
+            ..
+        } = self;
+        let entry = table_entry(tables, table, &opts.format);
+        let id = schema_id(
+            &**registry,
+            strategy,
+            &mut entry.value,
+            topic,
+            "value",
+            Some(&entry.table),
+            &entry.change,
+        )?;
+        frame(out, id);
+        let mut w = ValueWriter {
+            opts: &opts.format,
+            digits,
+            scratch,
+            text,
+        };
+        let (before, after) = match ev.op {
+            Op::Truncate => (None, None),
+            Op::Create | Op::Read => (None, ev.after.as_ref()),
+            _ => (ev.before.as_ref(), ev.after.as_ref()),
+        };
+        write_row(&mut w, out, &entry.fields, before);
+        write_row(&mut w, out, &entry.fields, after);
+        write_source(
+            out,
+            ev,
+            &opts.format,
+            &entry.table.schema,
+            &entry.table.name,
+        );
+        encode::null(out); // transaction
+        encode::string(out, ev.op.code());
+        write_timestamps(out, now_us);
+        Ok(())
+    }
+
+    fn write_message(&mut self, ev: &ChangeEvent, now_us: i64, out: &mut Vec<u8>) {
+        encode::string(out, "m");
+        encode::opt_long(out, Some(now_us.div_euclid(1000)));
+        write_source(out, ev, &self.opts.format, "", "");
+        encode::null(out); // transaction
+        match &ev.message {
+            Some(m) => {
+                encode::opt_string(out, Some(&m.prefix));
+                encode::some(out);
+                let mut w = ValueWriter {
+                    opts: &self.opts.format,
+                    digits: &mut self.digits,
+                    scratch: &mut self.scratch,
+                    text: &mut self.text,
+                };
+                w.binary(out, &m.content);
+            }
+            None => {
+                encode::null(out);
+                encode::null(out);
+            }
+        }
+    }
+}
+
+fn write_row(
+    w: &mut ValueWriter<'_>,
+    out: &mut Vec<u8>,
+    fields: &[(Kind, bool)],
+    row: Option<&Row>,
+) {
+    let Some(row) = row else {
+        encode::null(out);
+        return;
+    };
+    encode::some(out);
+    for (i, (kind, optional)) in fields.iter().enumerate() {
+        w.write(
+            out,
+            kind,
+            *optional,
+            row.values.get(i).unwrap_or(&Value::Null),
+        );
+    }
+}
+
+fn write_timestamps(out: &mut Vec<u8>, micros: i64) {
+    encode::opt_long(out, Some(micros.div_euclid(1000)));
+    encode::opt_long(out, Some(micros));
+    encode::opt_long(out, Some(micros.saturating_mul(1000)));
+}
+
+/// The `source` record, field by field as [`schema::source_schema`] declares it.
+fn write_source(
+    out: &mut Vec<u8>,
+    ev: &ChangeEvent,
+    opts: &JsonOptions,
+    schema: &str,
+    table: &str,
+) {
+    let src = &ev.source;
+    let commit_us = src.commit_time_us;
+    encode::string(out, &opts.connector_version);
+    encode::string(out, "postgresql");
+    encode::string(out, &opts.topic_prefix);
+    encode::long(out, commit_us.div_euclid(1000));
+    // `[string, "null"]`: the string branch is 0.
+    out.push(0);
+    encode::string(out, if ev.op == Op::Read { "true" } else { "false" });
+    encode::string(out, &opts.database);
+    let lsn_text = |l: Option<u64>| l.map_or_else(|| "null".to_string(), |l| format!("\"{l}\""));
+    let sequence = format!(
+        "[{},{}]",
+        lsn_text(src.last_commit_lsn.and_then(lsn_opt)),
+        lsn_text(lsn_opt(src.lsn))
+    );
+    encode::opt_string(out, Some(&sequence));
+    encode::opt_long(out, Some(commit_us));
+    encode::opt_long(out, Some(commit_us.saturating_mul(1000)));
+    encode::string(out, schema);
+    encode::string(out, table);
+    encode::opt_long(out, src.tx_id.map(i64::from));
+    encode::opt_long(out, lsn_opt(src.lsn).map(|l| l as i64));
+    encode::null(out); // xmin
+    encode::opt_string(out, src.origin.as_deref());
+    encode::null(out); // origin_lsn
+}
+
+#[cfg(test)]
+mod tests;
