@@ -10,6 +10,9 @@
 //!                                          └────────▶ walrus (imported config) ─▶ <run>.public.t
 //! ```
 //!
+//! Debezium runs with its default `publication.autocreate.mode` (`all_tables`): its publication
+//! holds every table, and a second table written by the workload must not reach either output.
+//!
 //! What must hold (docs/migrating-from-debezium.md):
 //! - every committed row is in the union of the two outputs: nothing lost;
 //! - walrus takes no snapshot (no `r` records) and resumes at the slot's confirmed position:
@@ -56,6 +59,7 @@ async fn walrus_takes_over_debeziums_slot_without_loss() {
     let sql = env.sql().await;
     sql.batch_execute(&format!(
         "CREATE TABLE t (id bigint PRIMARY KEY, v text NOT NULL);
+         CREATE TABLE other (id bigint PRIMARY KEY);
          INSERT INTO t SELECT g, 'snapshot ' || g FROM generate_series(1, {SNAPSHOT_ROWS}) g;"
     ))
     .await
@@ -76,7 +80,8 @@ async fn walrus_takes_over_debeziums_slot_without_loss() {
         ("plugin.name", "pgoutput".into()),
         ("slot.name", run.clone()),
         ("publication.name", run.clone()),
-        ("publication.autocreate.mode", "filtered".into()),
+        // publication.autocreate.mode: Debezium's default, all_tables: a FOR ALL TABLES
+        // publication, filtered by the connector (and by walrus's filter_events).
         ("table.include.list", "public\\.t".into()),
         (
             "key.converter",
@@ -119,6 +124,11 @@ async fn walrus_takes_over_debeziums_slot_without_loss() {
                     .execute("INSERT INTO t VALUES ($1, 'streamed')", &[&id])
                     .await
                     .expect("insert");
+                // Published (FOR ALL TABLES), not captured.
+                client
+                    .execute("INSERT INTO other VALUES ($1)", &[&id])
+                    .await
+                    .expect("insert other");
                 next.store(id + 1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -213,6 +223,16 @@ async fn walrus_takes_over_debeziums_slot_without_loss() {
     };
     walrus.interrupt();
     walrus.wait(Duration::from_secs(30));
+    let other = read_rows(
+        &bootstrap,
+        &format!("{run}.public.other"),
+        Duration::from_secs(1),
+    );
+    assert!(
+        other.is_empty(),
+        "{} events of a table outside table.include.list",
+        other.len()
+    );
 
     let debezium: Vec<&Row> = rows.iter().filter(|r| !r.by_walrus).collect();
     let ours: Vec<&Row> = rows.iter().filter(|r| r.by_walrus).collect();

@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 pub use crate::error::ConfigError;
 use crate::pipeline;
+pub use crate::selection::{TablePattern, TableSelection, REGEX_PATTERN_PREFIX};
 
 mod observability;
 pub use observability::*;
@@ -174,6 +175,14 @@ pub struct SourceConfig {
     /// Exclude patterns, same syntax; applied after `tables`.
     #[serde(default)]
     pub exclude_tables: Vec<String>,
+    /// Drop the change events of tables that `tables` / `exclude_tables` do not select,
+    /// whatever the publication publishes (Debezium's filtering, which a FOR ALL TABLES
+    /// publication relies on). Off by default: the publications walrus creates hold the
+    /// selected tables only, and a partition's changes arrive under the partition's own
+    /// name unless `publish_via_partition_root`, so a pattern naming only the partitioned
+    /// table would drop them.
+    #[serde(default)]
+    pub filter_events: bool,
     /// Create the publication `FOR ALL TABLES` (needs superuser) instead of a table list.
     #[serde(default)]
     pub publication_all_tables: bool,
@@ -626,138 +635,24 @@ impl Config {
             tables: Some(&self.tables),
             outbox: &self.outbox,
             skip_ops: &self.skip_ops,
+            selection: self.source.filter_events.then(|| self.selection()),
         })
     }
 
     /// Whether a table is selected by `source.tables` minus `source.exclude_tables`.
     pub fn table_selected(&self, schema: &str, table: &str) -> bool {
-        let m = |list: &Vec<String>| {
-            list.iter()
-                .filter_map(|p| TablePattern::parse(p))
-                .any(|p| p.matches(schema, table))
-        };
-        (self.source.publication_all_tables || m(&self.source.tables))
-            && !m(&self.source.exclude_tables)
-    }
-}
-
-/// Prefix of a table pattern that is a regular expression (Debezium's `table.include.list`
-/// syntax) rather than a `schema.table` glob.
-pub const REGEX_PATTERN_PREFIX: &str = "re:";
-
-/// A table pattern of `source.tables` / `source.exclude_tables`: either `schema.table` with
-/// `*` and `?` wildcards in either part, or `re:<regex>`, a regular expression matched
-/// against the whole `schema.table`, case-insensitively, as Debezium matches its
-/// `schema.include.list` and `table.include.list` entries (Java's `Pattern.matches` with
-/// `CASE_INSENSITIVE`).
-#[derive(Clone, Debug)]
-pub enum TablePattern {
-    /// `schema.table` with wildcards.
-    Glob {
-        /// The schema part.
-        schema: String,
-        /// The table part.
-        table: String,
-    },
-    /// `re:<regex>`, compiled anchored and case-insensitive.
-    Regex(regex::Regex),
-}
-
-impl PartialEq for TablePattern {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (
-                TablePattern::Glob { schema, table },
-                TablePattern::Glob {
-                    schema: s2,
-                    table: t2,
-                },
-            ) => schema == s2 && table == t2,
-            (TablePattern::Regex(a), TablePattern::Regex(b)) => a.as_str() == b.as_str(),
-            _ => false,
-        }
-    }
-}
-
-impl Eq for TablePattern {}
-
-impl TablePattern {
-    /// Parses `schema.table` or `re:<regex>`; `None` when a glob has no dot or an empty
-    /// part, or the regex does not compile.
-    pub fn parse(p: &str) -> Option<TablePattern> {
-        Self::try_parse(p).ok()
+        self.selection().selects(schema, table)
     }
 
-    /// Like [`TablePattern::parse`], with the reason when the pattern is refused.
-    pub fn try_parse(p: &str) -> Result<TablePattern, String> {
-        if let Some(re) = p.strip_prefix(REGEX_PATTERN_PREFIX) {
-            return regex::RegexBuilder::new(&format!("^(?:{re})$"))
-                .case_insensitive(true)
-                .build()
-                .map(TablePattern::Regex)
-                .map_err(|e| format!("{re:?} is not a valid regular expression: {e}"));
-        }
-        let bad = || {
-            format!("{p:?} is not a pattern of the form schema.table (wildcards * and ? allowed) or re:<regex>")
-        };
-        let (schema, table) = p.split_once('.').ok_or_else(bad)?;
-        if schema.is_empty() || table.is_empty() || table.contains('.') {
-            return Err(bad());
-        }
-        Ok(TablePattern::Glob {
-            schema: schema.into(),
-            table: table.into(),
-        })
+    /// `source.tables` minus `source.exclude_tables` (everything with
+    /// `publication_all_tables`, less the exclusions), compiled.
+    pub fn selection(&self) -> TableSelection {
+        TableSelection::new(
+            &self.source.tables,
+            &self.source.exclude_tables,
+            self.source.publication_all_tables,
+        )
     }
-
-    /// The table a glob without wildcards names exactly, as (schema, table).
-    pub fn literal(&self) -> Option<(&str, &str)> {
-        match self {
-            TablePattern::Glob { schema, table }
-                if !format!("{schema}{table}").contains(['*', '?']) =>
-            {
-                Some((schema, table))
-            }
-            _ => None,
-        }
-    }
-
-    /// True when the table matches: both parts of a glob, or the whole `schema.table` for
-    /// a regex.
-    pub fn matches(&self, schema: &str, table: &str) -> bool {
-        match self {
-            TablePattern::Glob {
-                schema: s,
-                table: t,
-            } => glob(s.as_bytes(), schema.as_bytes()) && glob(t.as_bytes(), table.as_bytes()),
-            TablePattern::Regex(re) => re.is_match(&format!("{schema}.{table}")),
-        }
-    }
-}
-
-/// `*` matches any run, `?` one character; iterative with backtracking to the last star.
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if let Some((sp, ss)) = star {
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == b'*' {
-        pi += 1;
-    }
-    pi == p.len()
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` in every string of the tree; `$${` stands for a

@@ -32,6 +32,7 @@ pub mod lsn;
 pub mod pipeline;
 pub mod resume;
 pub mod router;
+pub mod selection;
 pub mod sink;
 pub mod status;
 pub mod telemetry;

@@ -250,6 +250,9 @@ pub struct RoutingConfig<'a> {
     pub outbox: &'a [OutboxConfig],
     /// Top-level `skip_ops`: operations skipped for every table.
     pub skip_ops: &'a [OpName],
+    /// With `source.filter_events`: the captured tables; the events of any other table are
+    /// dropped. `None`: every table the publication sends is routed.
+    pub selection: Option<crate::selection::TableSelection>,
 }
 
 /// A table's events could not be routed: configuration that does not fit the table.
@@ -276,6 +279,7 @@ pub struct Router {
     prefix: String,
     rules: Vec<(Regex, String, MatchOn)>,
     skip: Vec<Op>,
+    selection: Option<crate::selection::TableSelection>,
     tables: BTreeMap<String, TableConfig>,
     outbox: BTreeMap<String, OutboxConfig>,
     names: HeaderNames,
@@ -495,6 +499,7 @@ impl Router {
             prefix: cfg.topic_prefix.to_string(),
             rules,
             skip: cfg.skip_ops.iter().map(|o| o.op()).collect(),
+            selection: cfg.selection.clone(),
             tables,
             outbox,
             names: HeaderNames::default(),
@@ -602,6 +607,15 @@ impl Router {
             if !skip.contains(&op.op()) {
                 skip.push(op.op());
             }
+        }
+        if self
+            .selection
+            .as_ref()
+            .is_some_and(|s| !s.selects(&table.schema, &table.name))
+        {
+            // Not captured: published (a FOR ALL TABLES publication, say) but filtered out,
+            // as Debezium filters.
+            skip = vec![Op::Create, Op::Update, Op::Delete, Op::Truncate, Op::Read];
         }
         let outbox = match self.outbox.get(&qualified) {
             Some(o) => Some(Arc::new(OutboxRoute::new(o, table, &self.outbox_index(o))?)),
@@ -940,6 +954,7 @@ mod tests {
             tables: Some(&tables),
             outbox: &outbox,
             skip_ops: &[],
+            selection: None,
         })
     }
 
@@ -975,6 +990,30 @@ topic = "orders-europe"
         assert_eq!(&*topic("sales", "audit_log"), "sales.audit");
         // The match is anchored: a prefix match is not enough.
         assert_eq!(&*topic("xpublic", "orders_us"), "app.xpublic.orders_us");
+    }
+
+    #[test]
+    fn unselected_tables_are_dropped_with_a_selection() {
+        let r = Router::new(&RoutingConfig {
+            topic_prefix: "app",
+            selection: Some(crate::selection::TableSelection::new(
+                &["re:inventory\\..*".into()],
+                &[],
+                false,
+            )),
+            ..RoutingConfig::default()
+        })
+        .unwrap();
+        let captured = r
+            .resolve(&table("inventory", "orders", &[("id", true)]))
+            .unwrap();
+        assert!(!captured.skips(Op::Create) && !captured.skips(Op::Truncate));
+        let other = r
+            .resolve(&table("public", "orders", &[("id", true)]))
+            .unwrap();
+        for op in [Op::Create, Op::Update, Op::Delete, Op::Truncate, Op::Read] {
+            assert!(other.skips(op), "{op:?}");
+        }
     }
 
     #[test]

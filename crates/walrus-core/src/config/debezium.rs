@@ -1021,6 +1021,12 @@ fn source(im: &mut Importer) -> Result<(), ImportError> {
     );
 
     let filtered = tables(im)?;
+    im.toml.set(
+        S,
+        "filter_events",
+        "true".into(),
+        "Debezium drops the events of tables its lists exclude, whatever the publication holds",
+    );
 
     let mode = im.take("publication.autocreate.mode");
     match mode.as_deref().unwrap_or("all_tables") {
@@ -1038,10 +1044,9 @@ fn source(im: &mut Importer) -> Result<(), ImportError> {
                 "publication.autocreate.mode",
                 mode.as_deref().unwrap_or("all_tables (default)"),
                 "Debezium creates a publication FOR ALL TABLES and filters in the connector; \
-                 walrus creates one for the matching tables only. An existing FOR ALL TABLES \
-                 publication streams every table to walrus, filters or not: check with \
-                 SELECT puballtables FROM pg_publication, and if so publish only the captured \
-                 tables (a new publication created before Debezium stops, named in source.publication)",
+                 walrus creates one for the matching tables only, and on Debezium's existing \
+                 FOR ALL TABLES publication drops the other tables' events as Debezium does \
+                 (filter_events = true); PostgreSQL still decodes them",
             );
         }
         "filtered" => im.toml.set(
@@ -1981,6 +1986,22 @@ mod tests {
         assert!(c.table_selected("INVENTORY", "orders"));
         assert!(!c.table_selected("public", "customers"));
         assert!(!c.table_selected("inventory2", "customers"));
+        // Events of other tables in Debezium's FOR ALL TABLES publication are dropped.
+        assert!(c.source.filter_events);
+        let route = |schema: &str| {
+            c.router()
+                .unwrap()
+                .resolve(&std::sync::Arc::new(crate::event::Table {
+                    id: 1,
+                    schema: schema.into(),
+                    name: "customers".into(),
+                    columns: vec![],
+                    replica_identity: crate::event::ReplicaIdentity::Default,
+                }))
+                .unwrap()
+        };
+        assert!(!route("inventory").skips(crate::event::Op::Create));
+        assert!(route("public").skips(crate::event::Op::Create));
         // Debezium's defaults, written out.
         assert_eq!(c.skip_ops, vec![crate::router::OpName::Truncate]);
         assert!(c.format.schemas_enable);
