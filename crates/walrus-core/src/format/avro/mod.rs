@@ -40,7 +40,8 @@ use crate::value::Value;
 
 use encode::ValueWriter;
 pub use registry::{
-    MemoryRegistry, RegistryClient, RegistryError, SchemaRegistry, SubjectNameStrategy,
+    MemoryRegistry, RegistryAuth, RegistryClient, RegistryError, SchemaRegistry,
+    SubjectNameStrategy,
 };
 use schema::{AvroSchemaWriter, ConnectSchema, Kind};
 
