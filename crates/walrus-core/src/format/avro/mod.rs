@@ -23,6 +23,7 @@
 //!
 //! Tombstones stay Kafka null values: the sink writes a record whose value is `None`.
 
+pub mod decode;
 pub mod encode;
 pub mod logical;
 pub mod registry;
@@ -127,9 +128,10 @@ impl std::fmt::Debug for AvroEncoder {
     }
 }
 
-/// A schema's Avro JSON, its record full name, and the ids it got per topic.
-#[derive(Debug, Default)]
+/// A schema, its Avro JSON, its record full name, and the ids it got per topic.
+#[derive(Debug)]
 struct Registered {
+    schema: ConnectSchema,
     json: String,
     record_name: String,
     ids: Vec<(String, u32)>,
@@ -138,6 +140,7 @@ struct Registered {
 impl Registered {
     fn new(schema: &ConnectSchema) -> Self {
         Registered {
+            schema: schema.clone(),
             json: AvroSchemaWriter::render(schema),
             record_name: AvroSchemaWriter::record_full_name(schema),
             ids: Vec::new(),
@@ -359,6 +362,24 @@ impl AvroEncoder {
     /// own per-table cache.
     pub fn fork(&self) -> AvroEncoder {
         AvroEncoder::new(self.opts.clone(), Arc::clone(&self.registry))
+    }
+
+    /// The JSON form of a key this encoder wrote (framed), as Kafka Connect's
+    /// `JsonConverter` writes it without a schema: Debezium's key-change headers carry keys
+    /// so whatever the key converter. `None` for bytes this encoder did not write.
+    pub fn key_json(&self, key: &[u8]) -> Option<String> {
+        let (&magic, rest) = key.split_first()?;
+        if magic != MAGIC_BYTE {
+            return None;
+        }
+        let (id, body) = rest.split_at_checked(4)?;
+        let id = u32::from_be_bytes(id.try_into().ok()?);
+        let reg = std::iter::once(&self.message_key)
+            .chain(self.tables.values().filter_map(|e| e.key.as_ref()))
+            .find(|r| r.ids.iter().any(|(_, i)| *i == id))?;
+        let mut out = String::with_capacity(2 * body.len() + 16);
+        let rest = decode::to_json(&reg.schema, body, &mut out)?;
+        rest.is_empty().then_some(out)
     }
 
     /// The options this encoder was built with.

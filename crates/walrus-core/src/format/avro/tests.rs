@@ -325,11 +325,20 @@ fn check_same_as_json(format: JsonOptions) {
         }
         assert_eq!(got, want, "op {:?}", ev.op);
         let mut kout = Vec::new();
-        if avro.0.encode_key(TOPIC, &ev, &[0], &mut kout).unwrap() {
+        // A composite key of an int, a decimal, a text and a uuid.
+        let key_columns = [0, 7, 11, 15];
+        if avro
+            .0
+            .encode_key(TOPIC, &ev, &key_columns, &mut kout)
+            .unwrap()
+        {
             let (_, k) = decode(&avro.1, &kout);
             let mut jk = Vec::new();
-            assert!(json.encode_key(&ev, &[0], &mut jk));
+            assert!(json.encode_key(&ev, &key_columns, &mut jk));
             assert_eq!(to_json(&k), serde_json::from_slice::<J>(&jk).unwrap());
+            // The key as Debezium's key-change headers carry it: the JSON key's fields.
+            let header: J = serde_json::from_str(&avro.0.key_json(&kout).unwrap()).unwrap();
+            assert_eq!(header, serde_json::from_slice::<J>(&jk).unwrap());
         }
     }
 }
