@@ -14,16 +14,17 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
-use walrus_core::config::{Config, SinkConfig};
+use walrus_core::alert::SlotHealth;
+use walrus_core::config::Config;
 use walrus_core::error::{Classify, ErrorClass};
 use walrus_core::sink::Delivered;
 use walrus_core::status::{PipelineState, Status as Shared};
 use walrus_core::telemetry;
 use walrus_postgres::operations::check::{self, Status};
-use walrus_stdout::{LinesSink, NullSink};
 
 mod admin;
 mod alerts;
+mod sinks;
 mod status_cmd;
 
 /// Longest pause between retries.
@@ -356,7 +357,7 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         tracing::warn!("second signal: exiting without a clean stop (nothing is lost; the next run repeats the unconfirmed part)");
         std::process::exit(130);
     });
-    spawn_observability(&config, metrics_handle, &stop_rx).await?;
+    let slot_health = spawn_observability(&config, metrics_handle, &stop_rx).await?;
 
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -367,54 +368,18 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         } else {
             Delivered::new()
         };
-        let result = match &config.sink {
-            SinkConfig::Stdout(_) => {
-                let sink = LinesSink::stdout(delivered.clone());
+        let result = match sinks::AnySink::open(&config, delivered.clone()) {
+            Ok(sink) => {
                 walrus_postgres::replication::session::run(
                     &config,
                     sink,
                     delivered,
                     stop_rx.clone(),
+                    slot_health.clone(),
                 )
                 .await
             }
-            SinkConfig::File(f) => match LinesSink::file(&f.path, f.fsync, delivered.clone()) {
-                Ok(sink) => {
-                    walrus_postgres::replication::session::run(
-                        &config,
-                        sink,
-                        delivered,
-                        stop_rx.clone(),
-                    )
-                    .await
-                }
-                Err(e) => Err(e.into()),
-            },
-            SinkConfig::Null(_) => {
-                let sink = NullSink::new(delivered.clone());
-                walrus_postgres::replication::session::run(
-                    &config,
-                    sink,
-                    delivered,
-                    stop_rx.clone(),
-                )
-                .await
-            }
-            SinkConfig::Kafka(k) => match walrus_kafka::KafkaSink::new(
-                &k.for_slot(&config.source.slot),
-                delivered.clone(),
-            ) {
-                Ok(sink) => {
-                    walrus_postgres::replication::session::run(
-                        &config,
-                        sink,
-                        delivered,
-                        stop_rx.clone(),
-                    )
-                    .await
-                }
-                Err(e) => Err(e.into()),
-            },
+            Err(e) => Err(e.into()),
         };
         let err = match result {
             Ok(summary) => {
@@ -489,12 +454,13 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
 }
 
 /// Starts the tasks that run beside the retry loop, whatever the pipeline does: the admin
-/// server, the slot watchdog, the alert webhook and heartbeats.
+/// server, the slot watchdog, the alert webhook and heartbeats. Returns the watchdog's
+/// reports on walrus's own slot, for the replication loop (`None` with the watchdog off).
 async fn spawn_observability(
     config: &Config,
     metrics_handle: metrics_exporter_prometheus::PrometheusHandle,
     stop_rx: &watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<watch::Receiver<SlotHealth>>> {
     if config.admin.enabled {
         let bound = admin::bind(
             config.admin.listen,
@@ -527,7 +493,10 @@ async fn spawn_observability(
             }
         }
     }
+    let mut slot_health = None;
     if config.watchdog.enabled {
+        let (health_tx, health_rx) = watch::channel(SlotHealth::default());
+        slot_health = Some(health_rx);
         let (alert_tx, alert_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(alerts::run(
             config.alerts.clone(),
@@ -537,6 +506,7 @@ async fn spawn_observability(
         tokio::spawn(walrus_postgres::operations::watchdog::run(
             config.clone(),
             Some(alert_tx),
+            health_tx,
             stop_rx.clone(),
         ));
     }
@@ -546,7 +516,7 @@ async fn spawn_observability(
             stop_rx.clone(),
         ));
     }
-    Ok(())
+    Ok(slot_health)
 }
 
 async fn wait_for_signal() {

@@ -42,6 +42,7 @@
 //! producer with its transactional id (aborting what it left open), reads its last
 //! committed position, and the source drops what PostgreSQL resends up to it.
 
+pub mod errors;
 mod transactions;
 
 use std::collections::HashSet;
@@ -58,9 +59,11 @@ use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use walrus_core::ack::DeliveryWindow;
 use walrus_core::config::KafkaSinkConfig;
-use walrus_core::error::{kafka_codes, BrokerErrorClass, SinkError};
+use walrus_core::error::SinkError;
 use walrus_core::sink::{Delivered, FlushReason, Record, Sink, UnitEnd};
 use walrus_core::Lsn;
+
+use crate::errors::{kafka_codes, BrokerErrorClass};
 
 /// The sink's name in logs, metrics and errors.
 const NAME: &str = "kafka";

@@ -40,11 +40,13 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::TopicPartitionList;
 use walrus_core::config::KafkaSinkConfig;
-use walrus_core::error::{kafka_codes, BrokerErrorClass, SinkError};
+use walrus_core::error::SinkError;
 use walrus_core::resume::OffsetRecord;
 use walrus_core::sink::FlushReason;
+use walrus_core::time::now_ms;
 use walrus_core::Lsn;
 
+use crate::errors::{kafka_codes, BrokerErrorClass};
 use crate::{client_config, Failure, KafkaSink, ADMIN_TIMEOUT, NAME};
 
 /// Delivery opaque of a transaction's offsets record; pipeline records count from 1.
@@ -153,12 +155,6 @@ fn txn_err(what: &str, e: &KafkaError) -> SinkError {
             "{what}: {e}; the transaction is aborted and the session restarts from the slot"
         ),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl KafkaSink {

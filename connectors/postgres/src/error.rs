@@ -130,6 +130,9 @@ pub enum PgError {
     /// not have, an outbox row the topic template cannot use).
     #[error(transparent)]
     Route(#[from] walrus_core::router::RouteError),
+    /// The configured format could not encode an event.
+    #[error(transparent)]
+    Format(#[from] walrus_core::format::FormatError),
     /// The snapshot's progress file cannot be read or written.
     #[error("snapshot state file {path}: {message}")]
     SnapshotState {
@@ -290,8 +293,18 @@ impl Classify for PgError {
             }
             PgError::Sink(e) => e.kind(),
             PgError::Route(e) => e.kind(),
+            PgError::Format(e) => e.kind(),
             PgError::SnapshotState { .. } => ErrorKind::Config,
             PgError::Snapshot { .. } => ErrorKind::Decode,
+        }
+    }
+}
+
+impl From<walrus_core::emit::EmitError> for PgError {
+    fn from(e: walrus_core::emit::EmitError) -> Self {
+        match e {
+            walrus_core::emit::EmitError::Route(e) => PgError::Route(e),
+            walrus_core::emit::EmitError::Format(e) => PgError::Format(e),
         }
     }
 }

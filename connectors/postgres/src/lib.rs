@@ -35,14 +35,25 @@ pub mod snapshots;
 
 pub use error::PgError;
 
-/// The JSON encoder options for this source's events.
-pub fn json_options(
+/// The emitter for this source's events: the `[format]` encoders and the emit options.
+/// `headers`: whether row records carry walrus's headers; `count_events`: whether they count
+/// in `walrus_events_total` (streamed events do, snapshot rows have their own counter).
+pub fn emitter(
     config: &walrus_core::config::Config,
     database: &str,
-) -> walrus_core::format::JsonOptions {
-    walrus_core::format::JsonOptions::from_config(
-        &config.format,
-        config.topic_prefix.clone(),
-        database,
+    headers: bool,
+    count_events: bool,
+) -> walrus_core::emit::Emitter {
+    let (key, value) =
+        walrus_core::format::encoders(&config.format, &config.topic_prefix, database);
+    walrus_core::emit::Emitter::new(
+        key,
+        value,
+        walrus_core::emit::EmitOptions {
+            tombstones_on_delete: config.format.tombstones_on_delete,
+            headers,
+            message_topic: std::sync::Arc::from(format!("{}.message", config.topic_prefix)),
+            count_events,
+        },
     )
 }

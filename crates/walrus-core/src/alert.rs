@@ -25,6 +25,16 @@ use serde::Serialize;
 use crate::config::WatchdogConfig;
 use crate::Lsn;
 
+/// What the watchdog tells the replication loop about walrus's own slot after each poll
+/// (over a `tokio::sync::watch` channel): the loop lets go of its connection when the slot is
+/// about to be invalidated while the sink holds delivery.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlotHealth {
+    /// `wal_status` of walrus's slot at the last poll (`None` before the first poll, when
+    /// the slot is missing, or before PostgreSQL 13).
+    pub wal_status: Option<String>,
+}
+
 /// One replication slot as the watchdog saw it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SlotReport {
@@ -439,38 +449,6 @@ impl AlertBook {
     }
 }
 
-/// The webhook body in walrus's own shape: the alert object itself.
-pub fn json_payload(alert: &Alert) -> serde_json::Value {
-    serde_json::to_value(alert).unwrap_or(serde_json::Value::Null)
-}
-
-/// The webhook body in the shape Slack's incoming webhooks (and Mattermost, Rocket.Chat)
-/// accept: a `text` fallback and one coloured attachment with fields.
-pub fn slack_payload(alert: &Alert) -> serde_json::Value {
-    let (icon, color) = match (alert.status, alert.severity) {
-        (AlertStatus::Resolved, _) => ("RESOLVED", "good"),
-        (AlertStatus::Firing, Severity::Critical) => ("CRITICAL", "danger"),
-        (AlertStatus::Firing, Severity::Warning) => ("WARNING", "warning"),
-    };
-    let text = format!("[walrus {icon}] {}", alert.summary);
-    serde_json::json!({
-        "text": text,
-        "attachments": [{
-            "color": color,
-            "fallback": text,
-            "title": format!("{} on slot {}", alert.alert.as_str(), alert.slot),
-            "text": alert.summary,
-            "fields": [
-                {"title": "slot", "value": alert.slot, "short": true},
-                {"title": "severity", "value": alert.severity.as_str(), "short": true},
-                {"title": "value", "value": format!("{}", alert.value), "short": true},
-                {"title": "threshold", "value": format!("{}", alert.threshold), "short": true},
-            ],
-            "ts": alert.resolved_at_ms.unwrap_or(alert.started_at_ms) / 1000,
-        }],
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,36 +576,5 @@ mod tests {
         let c = e.evaluate(&mut [s], None, "w", now);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].kind, AlertKind::SlotLost);
-    }
-
-    #[test]
-    fn slack_shape() {
-        let mut book = AlertBook::new();
-        let t = book.update(
-            vec![Condition {
-                kind: AlertKind::SlotLag,
-                slot: "old".into(),
-                severity: Severity::Critical,
-                value: 2.0,
-                threshold: 1.0,
-                summary: "slot old is far behind".into(),
-            }],
-            "walrus",
-            1_700_000_000_000,
-        );
-        let p = slack_payload(&t[0]);
-        assert!(p["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("[walrus CRITICAL] slot old"));
-        assert_eq!(p["attachments"][0]["color"], "danger");
-        assert_eq!(p["attachments"][0]["fields"][0]["value"], "old");
-        assert_eq!(p["attachments"][0]["ts"], 1_700_000_000);
-        let j = json_payload(&t[0]);
-        assert_eq!(j["status"], "firing");
-        assert_eq!(j["alert"], "slot_lag");
-        assert_eq!(j["walrus_slot"], false);
-        let r = book.update(vec![], "walrus", 1_700_000_060_000);
-        assert_eq!(slack_payload(&r[0])["attachments"][0]["color"], "good");
     }
 }

@@ -42,8 +42,45 @@ impl Op {
     }
 }
 
-/// A table's replica identity, which decides what the WAL carries as the old row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Debezium's `source.snapshot` (`SnapshotRecord`): whether an event was read by a snapshot,
+/// and where in it. Formats write it as given; snapshots set it, streaming leaves `False`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SnapshotMarker {
+    /// A streamed change (`false`).
+    #[default]
+    False,
+    /// A row of the initial snapshot (`true`).
+    True,
+    /// The first row of the whole initial snapshot (`first`).
+    First,
+    /// The first row of a table, not the snapshot's first (`first_in_data_collection`).
+    FirstInDataCollection,
+    /// The last row of a table, not the snapshot's last (`last_in_data_collection`).
+    LastInDataCollection,
+    /// The last row of the whole initial snapshot (`last`).
+    Last,
+    /// A row read by an incremental snapshot (`incremental`).
+    Incremental,
+}
+
+impl SnapshotMarker {
+    /// The value as Debezium writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotMarker::False => "false",
+            SnapshotMarker::True => "true",
+            SnapshotMarker::First => "first",
+            SnapshotMarker::FirstInDataCollection => "first_in_data_collection",
+            SnapshotMarker::LastInDataCollection => "last_in_data_collection",
+            SnapshotMarker::Last => "last",
+            SnapshotMarker::Incremental => "incremental",
+        }
+    }
+}
+
+/// A table's replica identity (`REPLICA IDENTITY`), which decides what the WAL carries as
+/// the old row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReplicaIdentity {
     /// The primary key (`d`): the old row holds key columns only, and only when they change.
     Default,
@@ -56,13 +93,25 @@ pub enum ReplicaIdentity {
 }
 
 impl ReplicaIdentity {
-    /// From pgoutput's `relreplident` byte; unknown bytes are treated as `Default`.
-    pub fn from_byte(b: u8) -> Self {
+    /// From `pg_class.relreplident` (and pgoutput's Relation message byte); `None` for a
+    /// byte PostgreSQL does not use.
+    pub fn from_byte(b: u8) -> Option<Self> {
         match b {
-            b'n' => ReplicaIdentity::Nothing,
-            b'f' => ReplicaIdentity::Full,
-            b'i' => ReplicaIdentity::Index,
-            _ => ReplicaIdentity::Default,
+            b'd' => Some(ReplicaIdentity::Default),
+            b'n' => Some(ReplicaIdentity::Nothing),
+            b'f' => Some(ReplicaIdentity::Full),
+            b'i' => Some(ReplicaIdentity::Index),
+            _ => None,
+        }
+    }
+
+    /// The `relreplident` byte.
+    pub fn as_byte(self) -> u8 {
+        match self {
+            ReplicaIdentity::Default => b'd',
+            ReplicaIdentity::Nothing => b'n',
+            ReplicaIdentity::Full => b'f',
+            ReplicaIdentity::Index => b'i',
         }
     }
 }
@@ -164,6 +213,8 @@ pub struct SourcePosition {
     pub tx_index: u64,
     /// Replication origin of the transaction, when set.
     pub origin: Option<String>,
+    /// Whether (and where) a snapshot read the event (`source.snapshot`).
+    pub snapshot: SnapshotMarker,
 }
 
 /// A logical decoding message (`pg_logical_emit_message`).

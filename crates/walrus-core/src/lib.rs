@@ -3,14 +3,15 @@
 //! Everything a source, a sink and the binary share, with no heavy dependency:
 //!
 //! ```text
-//!  source connector ──ChangeEvent──▶ router + format ──Record──▶ pipeline ──▶ Sink
+//!  source connector ──ChangeEvent──▶ emit (router + format) ──Record──▶ pipeline ──▶ Sink
 //!        ▲                                                          │
 //!        └──────────── confirmed LSN ◀── AckTracker ◀── delivered ──┘
 //! ```
 //!
 //! - [`lsn`]: WAL positions.
 //! - [`event`], [`value`]: the change-event model.
-//! - [`format`]: Debezium's JSON envelope.
+//! - [`emit`]: the one path from a change event to its records (route, encode, headers).
+//! - [`format`]: the encoder interface and Debezium's JSON envelope.
 //! - [`sink`]: the sink trait and its durability contract, and the encoded [`sink::Record`].
 //! - [`ack`]: from sink deliveries to the LSN that may be confirmed to PostgreSQL.
 //! - [`resume`]: dropping what an exactly-once sink already committed, after a restart.
@@ -20,11 +21,13 @@
 //! - [`error`]: how every error is classified (retryable or fatal) with an operator hint.
 //! - [`telemetry`]: metric names, described once.
 //! - [`alert`]: slot watchdog thresholds, and alerts that fire and resolve once.
+//! - [`time`]: the wall clock in microseconds and milliseconds, and calendar dates.
 //! - [`status`]: the pipeline's shared state, behind `/status` and `/readyz`.
 
 pub mod ack;
 pub mod alert;
 pub mod config;
+pub mod emit;
 pub mod error;
 pub mod event;
 pub mod format;
@@ -36,6 +39,7 @@ pub mod selection;
 pub mod sink;
 pub mod status;
 pub mod telemetry;
+pub mod time;
 pub mod value;
 
 pub use lsn::Lsn;

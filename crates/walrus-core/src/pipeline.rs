@@ -61,6 +61,14 @@ pub struct Batch {
     pub ends: Vec<UnitEnd>,
 }
 
+impl Extend<Record> for Batch {
+    fn extend<I: IntoIterator<Item = Record>>(&mut self, records: I) {
+        for record in records {
+            self.push(record);
+        }
+    }
+}
+
 impl Batch {
     /// Appends a record.
     pub fn push(&mut self, record: Record) {

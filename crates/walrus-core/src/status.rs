@@ -16,6 +16,7 @@ use std::sync::{OnceLock, RwLock};
 use serde::Serialize;
 
 use crate::alert::{Alert, SlotReport};
+use crate::time::now_ms;
 use crate::Lsn;
 
 /// What the pipeline is doing.
@@ -163,13 +164,6 @@ impl Status {
         s
     }
 
-    /// `wal_status` of walrus's own slot at the watchdog's last poll (`None` before the
-    /// first poll, with the watchdog off, or before PostgreSQL 13).
-    pub fn own_slot_wal_status(&self) -> Option<String> {
-        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        g.slots.iter().find(|s| s.walrus)?.wal_status.clone()
-    }
-
     /// Names walrus's slot, database and sink.
     pub fn set_identity(&self, slot: &str, database: &str, sink: &str) {
         self.write(|s| {
@@ -277,14 +271,6 @@ pub fn effective_time_lag_ms(p: &Progress, now_ms: i64) -> Option<u64> {
 /// An LSN in PostgreSQL's text form.
 pub fn lsn_text(lsn: Lsn) -> String {
     lsn.to_string()
-}
-
-/// Wall-clock ms since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@
 
 use std::fmt::Write as _;
 
+use walrus_core::time::civil_from_days;
 use walrus_core::value::{builtin_array_element, ArrayDim, PgArray, TypeDesc, Value};
 
 use crate::decoding::text::{oid, TypeError, MAX_ARRAY_DIMS};
@@ -608,20 +609,6 @@ fn cents_text(cents: i64) -> String {
     let neg = cents < 0;
     let a = cents.unsigned_abs();
     format!("{}{}.{:02}", if neg { "-" } else { "" }, a / 100, a % 100)
-}
-
-/// Proleptic Gregorian (year, month, day) of a day count from 1970-01-01, astronomical years.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// `YYYY-MM-DD` (DateStyle ISO), and whether ` BC` must follow.

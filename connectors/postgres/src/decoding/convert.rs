@@ -134,7 +134,7 @@ impl Converter {
     }
 
     fn build_table(&self, rel: &Relation) -> TableEntry {
-        let identity = ReplicaIdentity::from_byte(rel.replica_identity.as_byte());
+        let identity = rel.replica_identity;
         let pk = self.catalog.primary_key(rel.rel_id);
         let columns: Vec<Column> = rel
             .columns

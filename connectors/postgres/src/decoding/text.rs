@@ -1302,21 +1302,8 @@ mod tests {
     // --- The reverse direction, written the way PostgreSQL's output functions do, to
     // round-trip through the parser in property tests.
 
-    fn civil_from_days(z: i64) -> (i64, u32, u32) {
-        let z = z + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let y = yoe + era * 400;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        (if m <= 2 { y + 1 } else { y }, m, d)
-    }
-
     fn pg_date(days: i64) -> (String, bool) {
-        let (y, m, d) = civil_from_days(days);
+        let (y, m, d) = walrus_core::time::civil_from_days(days);
         let bc = y <= 0;
         let shown = if bc { 1 - y } else { y };
         (format!("{shown:04}-{m:02}-{d:02}"), bc)

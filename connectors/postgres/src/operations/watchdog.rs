@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 use tracing::Instrument;
-use walrus_core::alert::{Alert, AlertBook, AlertStatus, Evaluator, Severity, SlotReport};
+use walrus_core::alert::{
+    Alert, AlertBook, AlertStatus, Evaluator, Severity, SlotHealth, SlotReport,
+};
 use walrus_core::config::Config;
 use walrus_core::status::{self, Status};
 use walrus_core::telemetry;
@@ -107,10 +109,12 @@ pub async fn query_slots(client: &Client, walrus_slot: &str) -> Result<Vec<SlotR
 }
 
 /// Runs the watchdog until `shutdown` turns true. Alert transitions are logged and sent to
-/// `alerts` (the webhook notifier), when given.
+/// `alerts` (the webhook notifier), when given; after each poll walrus's own slot's health
+/// goes to `health` (the replication loop).
 pub async fn run(
     config: Config,
     alerts: Option<mpsc::UnboundedSender<Alert>>,
+    health: watch::Sender<SlotHealth>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slot = config.source.slot.clone();
@@ -174,7 +178,7 @@ pub async fn run(
             if !config.watchdog.all_slots {
                 slots.retain(|s| s.walrus);
             }
-            let now_ms = status::now_ms();
+            let now_ms = walrus_core::time::now_ms();
             let progress = Status::global().snapshot().progress;
             if let Some(ms) = status::time_lag_ms(&progress, now_ms) {
                 metrics::gauge!(telemetry::LAG_MILLISECONDS).set(ms as f64);
@@ -183,7 +187,14 @@ pub async fn run(
             let conditions = evaluator.evaluate(&mut slots, judged_lag, &slot, Instant::now());
             let transitions = book.update(conditions, &slot, now_ms);
             publish_metrics(&slots);
-            let walrus_lag = slots.iter().find(|s| s.walrus).and_then(|s| s.lag_bytes);
+            let own = slots.iter().find(|s| s.walrus);
+            let walrus_lag = own.and_then(|s| s.lag_bytes);
+            let wal_status = own.and_then(|s| s.wal_status.clone());
+            health.send_if_modified(|h| {
+                let changed = h.wal_status != wal_status;
+                h.wal_status = wal_status;
+                changed
+            });
             if let Some(lag) = walrus_lag {
                 metrics::gauge!(telemetry::LAG_BYTES).set(lag as f64);
             }

@@ -4,7 +4,7 @@
 //!  ReplicationStream::next_batch ──▶ Frames (whatever the socket held, one buffer)
 //!        │                              │ XLogData: decode (pgoutput) + convert (typed values)
 //!        │                              ▼
-//!        │                        JSON encoder ──▶ Batch ──reserve budget──▶ sink task
+//!        │                        walrus_core::emit ──▶ Batch ──reserve budget──▶ sink task
 //!        │                                                                     │
 //!        └──◀── set_flushed ◀── AckTracker ◀── Delivered counter ◀─────────────┘
 //! ```
@@ -29,20 +29,22 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::watch;
 use tracing::Instrument;
 use walrus_core::ack::AckTracker;
+use walrus_core::alert::SlotHealth;
 use walrus_core::config::Config;
+use walrus_core::emit::{Emitted, Emitter};
 use walrus_core::error::Classify;
-use walrus_core::event::{ChangeEvent, Op, SourcePosition};
-use walrus_core::format::json::JsonEncoder;
+use walrus_core::event::{ChangeEvent, SnapshotMarker, SourcePosition};
 use walrus_core::pipeline::{Batch, PipelineOptions, SinkHandle};
 use walrus_core::resume::ResumeFilter;
-use walrus_core::router::{OutboxRoute, Router, TableRoute};
+use walrus_core::router::Router;
 use walrus_core::sink::{Delivered, Record, Sink};
 use walrus_core::status::{self, PipelineState, Status};
 use walrus_core::telemetry;
+use walrus_core::time::now_us;
 use walrus_core::Lsn;
 use walrus_replication::{
     Frame, Frames, OriginFilter, PluginRequest, ReplicationError, ReplicationStream, Streaming,
@@ -54,11 +56,6 @@ use crate::decoding::pgoutput::{Decoder, PgOutputMessage, PG_EPOCH_OFFSET_MICROS
 use crate::error::PgError;
 use crate::operations::setup;
 use crate::snapshots::initial;
-
-/// Size of the blocks encoded keys and values are copied into (see [`freeze`]).
-const ARENA_BLOCK: usize = 64 * 1024;
-/// Largest encode buffer kept between events.
-const MAX_KEPT_BUFFER: usize = 1024 * 1024;
 
 /// How long shutdown waits for PostgreSQL to take the final status update and end the copy.
 const FINAL_ACK_WAIT: Duration = Duration::from_secs(5);
@@ -148,11 +145,13 @@ struct Txn {
 ///
 /// Sets up the publication and slot, streams from the slot's confirmed position, and on
 /// shutdown delivers what it read, confirms it, and closes the connection cleanly.
+/// `slot_health`: the watchdog's reports on the slot, when it runs.
 pub async fn run<S: Sink>(
     config: &Config,
     mut sink: S,
     delivered: Delivered,
     mut shutdown: watch::Receiver<bool>,
+    slot_health: Option<watch::Receiver<SlotHealth>>,
 ) -> Result<SessionSummary, PgError> {
     let params = ConnParams::from_config(&config.source)?;
     let sql = params.connect_sql().await?;
@@ -310,15 +309,13 @@ pub async fn run<S: Sink>(
             decoder: Decoder::new(proto_version),
             converter: Converter::with_catalog(catalog),
             sql,
-            encoder: JsonEncoder::new(crate::json_options(config, &params.dbname)),
+            emitter: crate::emitter(config, &params.dbname, true, true),
             batch: Batch::default(),
             batch_deadline: None,
             txn: None,
             last_commit_lsn: (!fresh_slot).then_some(start),
             reported: start,
             events: 0,
-            message_topic: Arc::from(format!("{}.message", config.topic_prefix)),
-            topics: std::collections::HashMap::new(),
             linger: Duration::from_millis(config.pipeline.batch_linger_ms.max(1)),
             batch_byte_limit: (config.pipeline.max_in_flight_bytes / 4).max(1),
             received: start,
@@ -326,20 +323,15 @@ pub async fn run<S: Sink>(
             heartbeat_topic: Arc::from(config.heartbeat.topic_for(&config.topic_prefix)),
             router,
             route_error: None,
-            projected_encoder: None,
             outbox_deletes,
-            outbox_update_warned: false,
             resume,
             skipped: 0,
             signal_oid: signal_oid.unwrap_or(0),
             window_oid: 0,
             incremental,
-            event_counters: std::collections::HashMap::new(),
+            slot_health,
             transactions_total: metrics::counter!(telemetry::TRANSACTIONS_TOTAL),
             received_lsn: metrics::gauge!(telemetry::RECEIVED_LSN),
-            key_buf: Vec::with_capacity(256),
-            value_buf: Vec::with_capacity(4096),
-            arena: BytesMut::new(),
         };
         session.stream(&mut shutdown).await
     }
@@ -365,16 +357,14 @@ struct Session<'a> {
     converter: Converter,
     /// Ordinary SQL connection for catalog lookups.
     sql: tokio_postgres::Client,
-    encoder: JsonEncoder,
+    /// Routing and encoding of events into records (`walrus_core::emit`).
+    emitter: Emitter,
     batch: Batch,
     batch_deadline: Option<Instant>,
     txn: Option<Txn>,
     last_commit_lsn: Option<Lsn>,
     reported: Lsn,
     events: u64,
-    message_topic: Arc<str>,
-    /// Routes by relation id, resolved once per table version.
-    topics: std::collections::HashMap<u32, Arc<TableRoute>>,
     linger: Duration,
     batch_byte_limit: usize,
     /// Newest WAL position received (for `/status`).
@@ -387,25 +377,12 @@ struct Session<'a> {
     router: Router,
     /// A routing error from `emit`; ends the session after the current message.
     route_error: Option<PgError>,
-    /// Encoder for column-filtered tables (its schema cache is keyed by relation id, so the
-    /// projected table versions get their own).
-    projected_encoder: Option<JsonEncoder>,
     /// Rows of keep-rows outbox tables to delete once delivered.
     outbox_deletes: Option<crate::replication::outbox::DeleteQueue>,
-    /// Whether an ignored outbox update was logged this session.
-    outbox_update_warned: bool,
-    /// `walrus_events_total` per table and operation, registered once: building the labels
-    /// (an allocated table name) and looking them up per event cost more than encoding it.
-    event_counters: std::collections::HashMap<(u32, Op), metrics::Counter>,
     /// `walrus_transactions_total`, registered once.
     transactions_total: metrics::Counter,
     /// `walrus_received_lsn`, registered once.
     received_lsn: metrics::Gauge,
-    /// Reused encoding buffers: each event is encoded here, then copied into `arena`.
-    key_buf: Vec<u8>,
-    value_buf: Vec<u8>,
-    /// Blocks that records' keys and values are carved from (see [`freeze`]).
-    arena: BytesMut,
     /// Units of work the sink already committed (exactly-once resume).
     resume: ResumeFilter,
     /// Transactions dropped by `resume` this session.
@@ -418,6 +395,8 @@ struct Session<'a> {
     window_oid: u32,
     /// Incremental snapshots (`crate::snapshots::incremental`), when a signal table is configured.
     incremental: Option<crate::snapshots::incremental::Incremental>,
+    /// The watchdog's reports on the slot (`walrus_core::alert::SlotHealth`), when it runs.
+    slot_health: Option<watch::Receiver<SlotHealth>>,
 }
 
 /// How often the source publishes its progress to the shared status.
@@ -615,7 +594,11 @@ impl Session<'_> {
     /// the session (retryable), which closes the connection; reconnecting afterwards either
     /// finds the slot healthy again or refuses it as lost with the recovery spelled out.
     fn release_if_slot_at_risk(&self) -> Result<(), PgError> {
-        match Status::global().own_slot_wal_status().as_deref() {
+        let wal_status = self
+            .slot_health
+            .as_ref()
+            .and_then(|h| h.borrow().wal_status.clone());
+        match wal_status.as_deref() {
             Some(st @ ("unreserved" | "lost")) => {
                 let e = PgError::SlotReleased {
                     slot: self.config.source.slot.clone(),
@@ -666,7 +649,7 @@ impl Session<'_> {
                 p.delivered_commit_ms = Some(us / 1000);
             }
             if caught_up {
-                p.caught_up_ms = Some(status::now_ms());
+                p.caught_up_ms = Some(walrus_core::time::now_ms());
             }
             p.events = events;
             p.delivered_records = delivered;
@@ -794,7 +777,7 @@ impl Session<'_> {
         }
         let source = self.position(m.lsn);
         let event = Converter::message(m, source);
-        let n = self.emit(&event, None);
+        let n = self.emit(&event);
         self.tracker.produced_records(n);
         if !transactional {
             self.tracker.standalone(m.lsn);
@@ -819,6 +802,7 @@ impl Session<'_> {
                     commit_time_us: t.commit_time_us,
                     tx_index: index,
                     origin: t.origin.clone(),
+                    snapshot: SnapshotMarker::False,
                 }
             }
             None => SourcePosition {
@@ -829,6 +813,7 @@ impl Session<'_> {
                 commit_time_us: now_us(),
                 tx_index: 0,
                 origin: None,
+                snapshot: SnapshotMarker::False,
             },
         }
     }
@@ -866,7 +851,7 @@ impl Session<'_> {
                 if m.rel_id == self.window_oid {
                     self.observe_window(&ev);
                 }
-                let n = self.emit(&ev, None);
+                let n = self.emit(&ev);
                 self.tracker.produced_records(n);
             }
             PgOutputMessage::Update(m) if m.rel_id == self.signal_oid => {}
@@ -877,7 +862,7 @@ impl Session<'_> {
                         if m.rel_id == self.window_oid {
                             self.observe_window(&ev);
                         }
-                        let n = self.emit(&ev, None);
+                        let n = self.emit(&ev);
                         self.tracker.produced_records(n);
                     }
                     UpdateOutcome::KeyChange { delete, mut create } => {
@@ -886,14 +871,8 @@ impl Session<'_> {
                             self.observe_window(&create);
                         }
                         create.source = self.position(lsn);
-                        let first = self.batch.records.len();
-                        let n = self.emit(&delete, None);
-                        let m = self.emit(&create, None);
-                        self.tracker.produced_records(n + m);
-                        mark_key_change(
-                            &mut self.batch.records[first..],
-                            self.config.format.schemas_enable,
-                        );
+                        let n = self.emit_key_change(&delete, &create);
+                        self.tracker.produced_records(n);
                     }
                 }
             }
@@ -904,7 +883,7 @@ impl Session<'_> {
                 if m.rel_id == self.window_oid {
                     self.observe_window(&ev);
                 }
-                let n = self.emit(&ev, None);
+                let n = self.emit(&ev);
                 self.tracker.produced_records(n);
             }
             PgOutputMessage::Truncate(m) => {
@@ -919,7 +898,7 @@ impl Session<'_> {
                     if ev.table.as_ref().is_some_and(|t| t.id == self.signal_oid) {
                         continue;
                     }
-                    let n = self.emit(ev, None);
+                    let n = self.emit(ev);
                     self.tracker.produced_records(n);
                 }
             }
@@ -959,11 +938,8 @@ impl Session<'_> {
         });
         for mut read in reads {
             read.source = self.position(lsn);
-            let first = self.batch.records.len();
-            let n = self.emit(&read, None);
-            for record in &mut self.batch.records[first..] {
-                crate::snapshots::initial::set_snapshot_marker(record, "incremental");
-            }
+            read.source.snapshot = SnapshotMarker::Incremental;
+            let n = self.emit(&read);
             self.tracker.produced_records(n);
         }
         if let Some(inc) = &mut self.incremental {
@@ -972,172 +948,74 @@ impl Session<'_> {
         }
     }
 
-    /// Routes and encodes an event (and its tombstone) into the batch; returns the records
-    /// added. The router decides the topic, the key columns (unless `key_override`), the
-    /// columns written, skipped operations and the headers (`walrus_core::router`); outbox
-    /// tables go through the outbox event router instead. A routing error (configuration
-    /// that does not fit the table) is kept in `route_error`, adds nothing, and ends the
-    /// session after the current message, so nothing after it is confirmed.
-    fn emit(&mut self, ev: &ChangeEvent, key_override: Option<&[usize]>) -> u64 {
-        let held = match &self.txn {
+    /// Whether events at `lsn` are dropped because an exactly-once sink already committed
+    /// them before a restart (`walrus_core::resume`).
+    fn held(&self, lsn: Lsn) -> bool {
+        match &self.txn {
             Some(t) => t.skip,
-            None => self.resume.skips_standalone(ev.source.lsn),
-        };
-        if held {
-            return 0;
+            None => self.resume.skips_standalone(lsn),
         }
-        let Some(table) = &ev.table else {
-            return self.emit_message(ev);
-        };
-        let route = match self.topics.get(&table.id) {
-            Some(r) if Arc::ptr_eq(&r.table, table) => r.clone(),
-            _ => match self.router.resolve(table) {
-                Ok(r) => {
-                    let r = Arc::new(r);
-                    self.topics.insert(table.id, r.clone());
-                    // A new version of the table (renamed, say) gets counters of its name.
-                    self.event_counters.retain(|(id, _), _| *id != table.id);
-                    r
-                }
-                Err(e) => {
-                    self.route_error.get_or_insert(PgError::Route(e));
-                    return 0;
-                }
-            },
-        };
-        if route.skips(ev.op) {
-            return 0;
-        }
-        let timestamp_ms = ev.source.commit_time_us / 1000;
-        if let Some(outbox) = &route.outbox {
-            return self.emit_outbox(ev, outbox, timestamp_ms);
-        }
-        let key_columns = key_override.unwrap_or(&route.key_columns);
-        let key = if ev.op == Op::Truncate {
-            None
-        } else if self.encoder.encode_key(ev, key_columns, &mut self.key_buf) {
-            Some(freeze(&mut self.arena, &self.key_buf))
-        } else {
-            None
-        };
-        match route.project(ev) {
-            Some(projected) => self
-                .projected_encoder
-                .get_or_insert_with(|| JsonEncoder::new(self.encoder.options().clone()))
-                .encode_value(&projected, &mut self.value_buf),
-            None => self.encoder.encode_value(ev, &mut self.value_buf),
-        }
-        let value = freeze(&mut self.arena, &self.value_buf);
-        if self.value_buf.capacity() > MAX_KEPT_BUFFER {
-            // One huge value (a large TOASTed column) should not pin its size for the session.
-            self.value_buf = Vec::with_capacity(4096);
-        }
-        self.batch.push(Record {
-            topic: route.topic.clone(),
-            key: key.clone(),
-            value: Some(value),
-            headers: route.headers(ev, false),
-            timestamp_ms,
-        });
-        let mut n = 1;
-        if ev.op == Op::Delete && self.config.format.tombstones_on_delete {
-            self.batch.push(Record {
-                topic: route.topic.clone(),
-                key,
-                value: None,
-                headers: route.headers(ev, true),
-                timestamp_ms,
-            });
-            n += 1;
-        }
-        self.events += 1;
-        self.event_counters
-            .entry((table.id, ev.op))
-            .or_insert_with(|| {
-                metrics::counter!(telemetry::EVENTS_TOTAL, "table" => table.qualified_name(), "op" => ev.op.code())
-            })
-            .increment(1);
-        if self.batch_deadline.is_none() {
-            self.batch_deadline = Some(Instant::now() + self.linger);
-        }
-        n
     }
 
-    /// A logical message (`pg_logical_emit_message`): Debezium's message topic and shapes,
-    /// with the stable event id and the op as headers.
-    fn emit_message(&mut self, ev: &ChangeEvent) -> u64 {
-        let mut key_buf = Vec::with_capacity(64);
-        let key = self
-            .encoder
-            .encode_key(ev, &[], &mut key_buf)
-            .then(|| Bytes::from(key_buf));
-        let mut value_buf = Vec::with_capacity(256);
-        self.encoder.encode_value(ev, &mut value_buf);
-        self.batch.push(Record {
-            topic: self.message_topic.clone(),
-            key,
-            value: Some(Bytes::from(value_buf)),
-            headers: vec![
-                (
-                    Arc::from(walrus_core::router::HEADER_ID),
-                    Bytes::from(walrus_core::router::event_id(ev)),
-                ),
-                (
-                    Arc::from(walrus_core::router::HEADER_OP),
-                    Bytes::from_static(b"m"),
-                ),
-            ],
-            timestamp_ms: ev.source.commit_time_us / 1000,
-        });
-        self.events += 1;
-        if self.batch_deadline.is_none() {
-            self.batch_deadline = Some(Instant::now() + self.linger);
+    /// Routes and encodes an event (and its tombstone) into the batch through the emitter;
+    /// returns the records added. An error (configuration that does not fit the table, a
+    /// value the format cannot write) is kept in `route_error`, adds nothing, and ends the
+    /// session after the current message, so nothing after it is confirmed.
+    fn emit(&mut self, ev: &ChangeEvent) -> u64 {
+        if self.held(ev.source.lsn) {
+            return 0;
         }
-        1
-    }
-
-    /// An event of an outbox table: inserts become the outbox message; deletes (and
-    /// updates, as Debezium's router does) produce nothing.
-    fn emit_outbox(&mut self, ev: &ChangeEvent, outbox: &OutboxRoute, timestamp_ms: i64) -> u64 {
-        let message = match outbox.message(ev) {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                if ev.op == Op::Update && !self.outbox_update_warned {
-                    self.outbox_update_warned = true;
-                    tracing::warn!(
-                        table = ev.table.as_ref().map(|t| t.qualified_name()).unwrap_or_default(),
-                        "an outbox row was updated; the outbox router publishes inserts only and ignores updates (logged once per session)"
-                    );
-                }
-                return 0;
+        match self.emitter.emit(&self.router, ev, &mut self.batch) {
+            Ok(emitted) => {
+                self.emitted(ev, &emitted);
+                emitted.records
             }
             Err(e) => {
-                self.route_error.get_or_insert(PgError::Route(e));
-                return 0;
-            }
-        };
-        self.batch.push(Record {
-            topic: Arc::from(message.topic),
-            key: message.key,
-            value: message.value,
-            headers: message.headers,
-            timestamp_ms,
-        });
-        if outbox.delete_after_delivery {
-            if let (Some(queue), Some(id), Some(table)) =
-                (&self.outbox_deletes, message.id, &ev.table)
-            {
-                // The record's sequence number: records handed over so far plus its place
-                // in the current batch.
-                let seq = self.handle.sent() + self.batch.len() as u64;
-                queue.push(seq, &table.qualified_name(), id);
+                self.route_error.get_or_insert(PgError::from(e));
+                0
             }
         }
-        self.events += 1;
-        if self.batch_deadline.is_none() {
-            self.batch_deadline = Some(Instant::now() + self.linger);
+    }
+
+    /// A primary-key change: the delete and the create, with Debezium's key headers.
+    fn emit_key_change(&mut self, delete: &ChangeEvent, create: &ChangeEvent) -> u64 {
+        if self.held(delete.source.lsn) {
+            return 0;
         }
-        1
+        match self
+            .emitter
+            .emit_key_change(&self.router, delete, create, &mut self.batch)
+        {
+            Ok(emitted) => {
+                for e in &emitted {
+                    self.emitted(create, e);
+                }
+                emitted.iter().map(|e| e.records).sum()
+            }
+            Err(e) => {
+                self.route_error.get_or_insert(PgError::from(e));
+                0
+            }
+        }
+    }
+
+    /// Bookkeeping after an event became records: the event count, the batch deadline and
+    /// the outbox row to delete once its record is delivered.
+    fn emitted(&mut self, ev: &ChangeEvent, emitted: &Emitted) {
+        if let (Some(id), Some(queue), Some(table)) =
+            (&emitted.outbox_delete, &self.outbox_deletes, &ev.table)
+        {
+            // The record's sequence number: records handed over so far plus its place in
+            // the current batch (it is the batch's last).
+            let seq = self.handle.sent() + self.batch.len() as u64 - 1;
+            queue.push(seq, &table.qualified_name(), id.clone());
+        }
+        if emitted.event {
+            self.events += 1;
+            if self.batch_deadline.is_none() {
+                self.batch_deadline = Some(Instant::now() + self.linger);
+            }
+        }
     }
 
     /// Stops cleanly: hands over what was read, lets the sink deliver it, confirms it, and
@@ -1187,134 +1065,5 @@ impl Session<'_> {
             (Ok(()), Err(e)) => Err(e),
             (Ok(()), Ok(())) => Ok(summary),
         }
-    }
-}
-
-/// Copies encoded bytes into the current arena block and splits them off as a record's
-/// `Bytes`: the records of a block share one allocation (freed when the sink has dropped
-/// them all) instead of two allocations per event, and the reused encode buffers keep their
-/// capacity, so a value larger than a guess is never grown by reallocation.
-fn freeze(arena: &mut BytesMut, bytes: &[u8]) -> Bytes {
-    if arena.capacity() < bytes.len() {
-        // The old block stays alive while records carved from it are.
-        *arena = BytesMut::with_capacity(ARENA_BLOCK.max(bytes.len()));
-    }
-    arena.extend_from_slice(bytes);
-    arena.split().freeze()
-}
-
-/// Debezium's headers on a primary-key change: the delete (and its tombstone) carry the new
-/// key as `__debezium.newkey`, the create carries the old key as `__debezium.oldkey`, each
-/// the key's fields as JSON without a Connect schema (Kafka Connect's header converter writes
-/// the key struct schemaless even where the record's key has `schemas_enable`). `records` are
-/// the delete, its tombstone if any, then the create.
-fn mark_key_change(records: &mut [Record], schemas_enable: bool) {
-    let Some((create, deletes)) = records.split_last_mut() else {
-        return;
-    };
-    let plain = |key: &Bytes| {
-        if schemas_enable {
-            key_payload(key)
-        } else {
-            key.clone()
-        }
-    };
-    let old_key = deletes.first().and_then(|d| d.key.as_ref()).map(plain);
-    if let Some(new_key) = create.key.as_ref().map(plain) {
-        for d in deletes.iter_mut() {
-            d.headers
-                .push((Arc::from(PK_UPDATE_NEWKEY_HEADER), new_key.clone()));
-        }
-    }
-    if let Some(old_key) = old_key {
-        create
-            .headers
-            .push((Arc::from(PK_UPDATE_OLDKEY_HEADER), old_key));
-    }
-}
-
-/// The `payload` of a key encoded with its schema (`{"schema":…,"payload":…}`); the key
-/// itself when it is not so wrapped. The schema part holds no `,"payload":` member (its
-/// members are type, fields, optional, name, field, version, parameters), so the first one
-/// starts the payload.
-fn key_payload(key: &Bytes) -> Bytes {
-    const MEMBER: &[u8] = b",\"payload\":";
-    if !key.starts_with(b"{\"schema\":") || !key.ends_with(b"}") {
-        return key.clone();
-    }
-    match key.windows(MEMBER.len()).position(|w| w == MEMBER) {
-        Some(at) => key.slice(at + MEMBER.len()..key.len() - 1),
-        None => key.clone(),
-    }
-}
-
-/// Header of the delete half of a primary-key change: the new key.
-pub const PK_UPDATE_NEWKEY_HEADER: &str = "__debezium.newkey";
-/// Header of the create half of a primary-key change: the old key.
-pub const PK_UPDATE_OLDKEY_HEADER: &str = "__debezium.oldkey";
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod key_change_tests {
-    use super::*;
-
-    fn record(key: &'static str, value: Option<&'static str>) -> Record {
-        Record {
-            topic: Arc::from("t"),
-            key: Some(Bytes::from_static(key.as_bytes())),
-            value: value.map(|v| Bytes::from_static(v.as_bytes())),
-            headers: Vec::new(),
-            timestamp_ms: 0,
-        }
-    }
-
-    #[test]
-    fn key_change_records_carry_debezium_headers() {
-        let mut records = vec![
-            record(r#"{"id":1}"#, Some("delete")),
-            record(r#"{"id":1}"#, None),
-            record(r#"{"id":2}"#, Some("create")),
-        ];
-        mark_key_change(&mut records, false);
-        let header = |r: &Record| -> Vec<(String, String)> {
-            r.headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
-                .collect()
-        };
-        let new_key = vec![("__debezium.newkey".to_string(), r#"{"id":2}"#.to_string())];
-        assert_eq!(header(&records[0]), new_key);
-        assert_eq!(header(&records[1]), new_key);
-        assert_eq!(
-            header(&records[2]),
-            vec![("__debezium.oldkey".to_string(), r#"{"id":1}"#.to_string())]
-        );
-    }
-
-    #[test]
-    fn key_change_headers_carry_the_key_without_its_schema() {
-        let wrapped = |id: u32| {
-            format!(
-                r#"{{"schema":{{"type":"struct","fields":[{{"type":"int32","optional":false,"field":"id"}}],"optional":false,"name":"p.public.t.Key"}},"payload":{{"id":{id}}}}}"#
-            )
-        };
-        let (old, new) = (wrapped(1), wrapped(2));
-        let mut records = vec![
-            record(Box::leak(old.into_boxed_str()), Some("delete")),
-            record(Box::leak(new.into_boxed_str()), Some("create")),
-        ];
-        mark_key_change(&mut records, true);
-        assert_eq!(&records[0].headers[0].1[..], br#"{"id":2}"#);
-        assert_eq!(&records[1].headers[0].1[..], br#"{"id":1}"#);
-        assert_eq!(
-            &key_payload(&Bytes::from_static(br#"{"id":1}"#))[..],
-            br#"{"id":1}"#
-        );
     }
 }

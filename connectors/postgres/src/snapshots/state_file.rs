@@ -4,9 +4,41 @@
 
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::PgError;
+
+/// Reads a progress file: `None` when there is none, or when `belongs` says it is another
+/// slot's or database's (logged and ignored, so a copied config does not resume someone
+/// else's progress). `what` names the file in errors ("walrus snapshot state"), `fix` says
+/// what to do with a file that is not one.
+pub(crate) fn load_json<T: DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    fix: &str,
+    belongs: impl FnOnce(&T) -> bool,
+) -> Result<Option<T>, PgError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(PgError::SnapshotState {
+                path: path.to_path_buf(),
+                message: format!("cannot read it: {e}"),
+            })
+        }
+    };
+    let state: T = serde_json::from_str(&text).map_err(|e| PgError::SnapshotState {
+        path: path.to_path_buf(),
+        message: format!("not a {what} ({e}); {fix}"),
+    })?;
+    if !belongs(&state) {
+        tracing::warn!(path = %path.display(), "{what} belongs to another slot or database; ignoring it");
+        return Ok(None);
+    }
+    Ok(Some(state))
+}
 
 /// Writes `value` as JSON to `path` atomically: a temporary file, fsync, rename, fsync of the
 /// directory, so a crash leaves either the old progress or the new, never half of it.

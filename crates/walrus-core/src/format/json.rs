@@ -77,7 +77,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
@@ -88,6 +87,7 @@ pub use crate::config::{
 };
 use crate::event::{ChangeEvent, Column, Op, Row, Table};
 use crate::lsn::Lsn;
+use crate::time::{civil_from_days, now_us};
 use crate::value::{builtin_array_element, PgArray, TypeDesc, Value};
 
 /// Debezium's default `unavailable.value.placeholder`.
@@ -594,21 +594,6 @@ fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
 fn push2(out: &mut Vec<u8>, v: u32) {
     out.push(b'0' + (v / 10 % 10) as u8);
     out.push(b'0' + (v % 10) as u8);
-}
-
-/// Proleptic Gregorian (year, month, day) of a day count from 1970-01-01, astronomical years
-/// (1 BC is 0). Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// `YYYY-MM-DD` as `java.time.format.DateTimeFormatter.ISO_LOCAL_DATE` writes it: at least four
@@ -1197,13 +1182,6 @@ impl TableEntry {
     }
 }
 
-/// Microseconds since the Unix epoch, now.
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
 /// `ts_ms`, `ts_us`, `ts_ns` from microseconds, each preceded by its name.
 fn write_timestamps(out: &mut Vec<u8>, micros: i64) {
     out.extend_from_slice(b"\"ts_ms\":");
@@ -1484,17 +1462,54 @@ impl JsonEncoder {
     }
 }
 
+impl super::Encoder for JsonEncoder {
+    fn encode_key(
+        &mut self,
+        ev: &ChangeEvent,
+        key_columns: &[usize],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, super::FormatError> {
+        Ok(JsonEncoder::encode_key(self, ev, key_columns, out))
+    }
+
+    fn encode_value(
+        &mut self,
+        ev: &ChangeEvent,
+        out: &mut Vec<u8>,
+    ) -> Result<(), super::FormatError> {
+        JsonEncoder::encode_value(self, ev, out);
+        Ok(())
+    }
+
+    fn fork(&self) -> Box<dyn super::Encoder> {
+        Box::new(JsonEncoder::new(self.opts.clone()))
+    }
+
+    /// The key's `payload` when it is written with its schema (`{"schema":…,"payload":…}`);
+    /// the key itself otherwise.
+    fn key_header(&self, key: &bytes::Bytes) -> bytes::Bytes {
+        // The schema part holds no `,"payload":` member (its members are type, fields,
+        // optional, name, field, version, parameters), so the first one starts the payload.
+        const MEMBER: &[u8] = b",\"payload\":";
+        if !self.opts.schemas_enable || !key.starts_with(b"{\"schema\":") || !key.ends_with(b"}") {
+            return key.clone();
+        }
+        match key.windows(MEMBER.len()).position(|w| w == MEMBER) {
+            Some(at) => key.slice(at + MEMBER.len()..key.len() - 1),
+            None => key.clone(),
+        }
+    }
+}
+
 /// The `source` block. `table_part` is `"schema":..,"table":..,"txId":`.
 fn write_source(out: &mut Vec<u8>, ev: &ChangeEvent, head: &[u8], db: &[u8], table_part: &[u8]) {
     let src = &ev.source;
     let commit_us = src.commit_time_us;
     out.extend_from_slice(head);
     write_int(out, commit_us.div_euclid(1000));
-    out.extend_from_slice(if ev.op == Op::Read {
-        b",\"snapshot\":\"true\",".as_slice()
-    } else {
-        b",\"snapshot\":\"false\","
-    });
+    out.extend_from_slice(b",\"snapshot\":\"");
+    out.extend_from_slice(src.snapshot.as_str().as_bytes());
+    out.extend_from_slice(b"\",");
     out.extend_from_slice(db);
     // A JSON string holding the JSON array ["<last commit lsn>","<lsn>"], as SourceInfo
     // serialises it with Jackson.
@@ -1938,6 +1953,7 @@ mod tests {
             commit_time_us: COMMIT_US,
             tx_index: 0,
             origin: None,
+            snapshot: Default::default(),
         }
     }
 
@@ -2087,10 +2103,14 @@ mod tests {
         assert_eq!(j["after"], J::Null);
         assert_eq!(key_json(&mut enc, &del, &[0]), Some(json!({"id": 1})));
 
-        let read = event(Op::Read, &t, None, Some(new));
+        let mut read = event(Op::Read, &t, None, Some(new));
+        read.source.snapshot = crate::event::SnapshotMarker::True;
         let j = value_json(&mut enc, &read);
         assert_eq!(j["op"], "r");
         assert_eq!(j["source"]["snapshot"], "true");
+        read.source.snapshot = crate::event::SnapshotMarker::LastInDataCollection;
+        let j = value_json(&mut enc, &read);
+        assert_eq!(j["source"]["snapshot"], "last_in_data_collection");
 
         let trunc = event(Op::Truncate, &t, None, None);
         let j = value_json(&mut enc, &trunc);

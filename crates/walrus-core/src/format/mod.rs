@@ -1,15 +1,19 @@
 //! Event formats: how a [`crate::event::ChangeEvent`] becomes the key and value bytes of a
 //! [`crate::sink::Record`].
 //!
-//! walrus writes Debezium's PostgreSQL connector shapes, as Kafka Connect's `JsonConverter`
-//! serialises them, so that consumers built for Debezium keep working (see
+//! walrus writes Debezium's PostgreSQL connector shapes, as Kafka Connect's converters
+//! serialise them, so that consumers built for Debezium keep working (see
 //! `shared/reference/debezium-envelope.md`):
 //!
 //! ```text
-//!  ChangeEvent ──▶ router (topic, key columns) ──▶ json::JsonEncoder ──▶ key bytes / value bytes
-//!                                                    │ per-table schema JSON, built once
-//!                                                    └ per Relation and reused
+//!  ChangeEvent ──▶ crate::emit (route, project) ──▶ key Encoder   ──▶ key bytes
+//!                                                └─▶ value Encoder ──▶ value bytes
 //! ```
+//!
+//! A format is an [`Encoder`]: keys and values are encoded by separate instances (chosen
+//! separately, as Kafka Connect's `key.converter` and `value.converter`), each caching what
+//! depends only on the table (schemas, field names) per table version. [`encoders`] builds
+//! the pair from the `[format]` configuration; sources and sinks only see the trait.
 //!
 //! - [`json`]: Debezium JSON, with or without the Connect schema envelope (`schemas.enable`).
 //! - [`avro`]: Confluent-framed Avro with a schema registry, schemas as Debezium's
@@ -21,4 +25,72 @@
 pub mod avro;
 pub mod json;
 
+use bytes::Bytes;
+
+use crate::error::ErrorKind;
+use crate::event::ChangeEvent;
+
 pub use json::{JsonEncoder, JsonOptions};
+
+/// Turns change events into key or value bytes. One instance per pipeline (and per snapshot
+/// worker, see [`Encoder::fork`]), reused for every event so its per-table caches pay off.
+pub trait Encoder: Send {
+    /// Writes the key of `ev` into `out` (cleared first) and returns `true`, or returns
+    /// `false` for a null key (no key columns, a truncate, no row to take the key from).
+    /// `key_columns` index the columns of `ev`'s table.
+    fn encode_key(
+        &mut self,
+        ev: &ChangeEvent,
+        key_columns: &[usize],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, FormatError>;
+
+    /// Writes the value of `ev` (Debezium's envelope, or the message event) into `out`,
+    /// cleared first.
+    fn encode_value(&mut self, ev: &ChangeEvent, out: &mut Vec<u8>) -> Result<(), FormatError>;
+
+    /// An encoder with the same options and empty caches, for another task.
+    fn fork(&self) -> Box<dyn Encoder>;
+
+    /// A key this encoder wrote, as the value of Debezium's `__debezium.newkey` and
+    /// `__debezium.oldkey` headers: Kafka Connect's header converter writes the key's fields
+    /// without a schema, whatever the key converter.
+    fn key_header(&self, key: &Bytes) -> Bytes;
+}
+
+/// Why an event could not be encoded. Each variant maps itself to one [`ErrorKind`]
+/// (retried or fatal, with the operator hint) through [`FormatError::kind`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// A value of a table has no representation in the configured format.
+    #[error("cannot encode {table}: {message}")]
+    Unencodable {
+        /// `schema.table`.
+        table: String,
+        /// What could not be written, and what to change.
+        message: String,
+    },
+}
+
+impl crate::error::Classify for FormatError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FormatError::Unencodable { .. } => ErrorKind::Config,
+        }
+    }
+}
+
+/// The key and value encoders for a source's events: `[format]` options, the topic prefix
+/// (`source.name`, schema names) and the database name (`source.db`).
+pub fn encoders(
+    config: &crate::config::FormatConfig,
+    topic_prefix: &str,
+    database: &str,
+) -> (Box<dyn Encoder>, Box<dyn Encoder>) {
+    let opts = JsonOptions::from_config(config, topic_prefix, database);
+    (
+        Box::new(JsonEncoder::new(opts.clone())),
+        Box::new(JsonEncoder::new(opts)),
+    )
+}

@@ -162,41 +162,8 @@ impl LogicalMessage {
     }
 }
 
-/// How a table identifies the old row in Update and Delete (`REPLICA IDENTITY`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReplicaIdentity {
-    /// `d`: the primary key, if any.
-    Default,
-    /// `n`: nothing; updates and deletes carry no old values.
-    Nothing,
-    /// `f`: all columns.
-    Full,
-    /// `i`: the columns of a chosen unique index.
-    Index,
-}
-
-impl ReplicaIdentity {
-    /// The identity for its wire byte, or `None` for an unknown byte.
-    pub fn from_byte(b: u8) -> Option<ReplicaIdentity> {
-        match b {
-            b'd' => Some(ReplicaIdentity::Default),
-            b'n' => Some(ReplicaIdentity::Nothing),
-            b'f' => Some(ReplicaIdentity::Full),
-            b'i' => Some(ReplicaIdentity::Index),
-            _ => None,
-        }
-    }
-
-    /// The wire byte.
-    pub fn as_byte(self) -> u8 {
-        match self {
-            ReplicaIdentity::Default => b'd',
-            ReplicaIdentity::Nothing => b'n',
-            ReplicaIdentity::Full => b'f',
-            ReplicaIdentity::Index => b'i',
-        }
-    }
-}
+/// How a table identifies the old row in Update and Delete: the event model's type.
+pub use walrus_core::event::ReplicaIdentity;
 
 /// `R`: a table's schema as published.
 #[derive(Clone, Debug, PartialEq, Eq)]

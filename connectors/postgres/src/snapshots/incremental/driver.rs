@@ -120,7 +120,8 @@ pub(super) async fn describe(
     };
     let oid: u32 = row.get(0);
     let identity =
-        ReplicaIdentity::from_byte(row.get::<_, String>(1).bytes().next().unwrap_or(b'd'));
+        ReplicaIdentity::from_byte(row.get::<_, String>(1).bytes().next().unwrap_or(b'd'))
+            .unwrap_or(ReplicaIdentity::Default);
     let pk = crate::decoding::catalog::primary_keys(client, &[oid])
         .await?
         .remove(&oid)

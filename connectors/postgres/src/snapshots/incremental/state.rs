@@ -63,28 +63,13 @@ impl IncrementalState {
             database: database.to_string(),
             ..IncrementalState::default()
         };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(fresh),
-            Err(e) => {
-                return Err(PgError::SnapshotState {
-                    path: path.to_path_buf(),
-                    message: format!("cannot read it: {e}"),
-                })
-            }
-        };
-        let state: IncrementalState =
-            serde_json::from_str(&text).map_err(|e| PgError::SnapshotState {
-                path: path.to_path_buf(),
-                message: format!(
-                    "not a walrus incremental snapshot state ({e}); move it away to forget the incremental snapshot"
-                ),
-            })?;
-        if state.slot != slot || state.database != database {
-            tracing::warn!(path = %path.display(), "incremental snapshot state belongs to another slot or database; ignoring it");
-            return Ok(fresh);
-        }
-        Ok(state)
+        let state = crate::snapshots::state_file::load_json(
+            path,
+            "walrus incremental snapshot state",
+            "move it away to forget the incremental snapshot",
+            |s: &IncrementalState| s.slot == slot && s.database == database,
+        )?;
+        Ok(state.unwrap_or(fresh))
     }
 
     /// Writes the progress atomically (temporary file, fsync, rename).

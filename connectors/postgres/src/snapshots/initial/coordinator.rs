@@ -1,15 +1,17 @@
 //! The coordinator: takes the workers' records in table order, marks each table's first and
-//! last record, hands batches to the sink within the in-flight budget, and saves a unit's
+//! last record (re-encoding that row with Debezium's `source.snapshot` marker), hands batches to the sink within the in-flight budget, and saves a unit's
 //! progress to the state file once the sink delivered the chunk.
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use walrus_core::config::Config;
+use walrus_core::emit::Emitter;
+use walrus_core::event::{ChangeEvent, SnapshotMarker};
 use walrus_core::pipeline::{Batch, SinkHandle};
 use walrus_core::sink::{Delivered, Record};
 use walrus_core::telemetry;
@@ -39,9 +41,9 @@ pub(super) struct TableRun {
     /// Rows delivered before this session.
     pub(super) rows_before: u64,
     pub(super) units_left: usize,
-    /// The newest record, held back until the next one (or the table's end) says whether
-    /// it is the table's last.
-    pub(super) held: Option<(Record, Vec<Completion>)>,
+    /// The newest record and its event, held back until the next one (or the table's end)
+    /// says whether it is the table's last.
+    pub(super) held: Option<(Record, ChangeEvent, Vec<Completion>)>,
     /// Whether the table's first record is still to be marked.
     pub(super) first_pending: bool,
     pub(super) started: Option<Instant>,
@@ -50,6 +52,10 @@ pub(super) struct TableRun {
 
 pub(super) struct Coordinator {
     pub(super) tables: Vec<TableRun>,
+    /// The tables' plans (routes), by the same index as `tables`.
+    pub(super) plans: Arc<Vec<TablePlan>>,
+    /// Re-encodes a table's first and last rows with their snapshot marker.
+    pub(super) emitter: Emitter,
     pub(super) pending: VecDeque<Completion>,
     pub(super) first_overall: bool,
     pub(super) tables_left: usize,
@@ -64,7 +70,12 @@ pub(super) struct Coordinator {
 }
 
 impl Coordinator {
-    pub(super) fn new(plans: &[TablePlan], state: &State, config: &Config) -> Coordinator {
+    pub(super) fn new(
+        plans: Arc<Vec<TablePlan>>,
+        emitter: Emitter,
+        state: &State,
+        config: &Config,
+    ) -> Coordinator {
         let tables: Vec<TableRun> = plans
             .iter()
             .map(|p| {
@@ -102,6 +113,8 @@ impl Coordinator {
         Coordinator {
             first_overall: state.tables.values().all(|t| t.rows == 0),
             tables,
+            plans,
+            emitter,
             pending: VecDeque::new(),
             tables_left,
             progress,
@@ -168,7 +181,7 @@ impl Coordinator {
                 piece = rx.recv() => {
                     let Some(piece) = piece else { return Ok(true) };
                     self.rows_sent += piece.rows;
-                    let batch = self.accept(piece, handle.sent());
+                    let batch = self.accept(piece, handle.sent())?;
                     if let Some((batch, completions)) = batch {
                         let reservation = tokio::select! {
                             biased;
@@ -196,11 +209,16 @@ impl Coordinator {
     /// Turns a piece into a batch to send, holding back the newest record of its table
     /// and releasing the one held before. Completions get their sequence number from the
     /// caller once the batch is sent.
-    pub(super) fn accept(&mut self, piece: Piece, sent: u64) -> Option<(Batch, Vec<Completion>)> {
-        let t = &mut self.tables[piece.table];
+    pub(super) fn accept(
+        &mut self,
+        piece: Piece,
+        sent: u64,
+    ) -> Result<Option<(Batch, Vec<Completion>)>, PgError> {
+        let ti = piece.table;
+        let t = &mut self.tables[ti];
         t.started.get_or_insert_with(Instant::now);
         t.sent_rows += piece.rows;
-        self.progress.advance(piece.table, piece.rows);
+        self.progress.advance(ti, piece.rows);
         if piece.rows > 0 {
             metrics::counter!(telemetry::SNAPSHOT_ROWS_TOTAL, "table" => t.qualified.clone())
                 .increment(piece.rows);
@@ -209,74 +227,69 @@ impl Coordinator {
         let mut completions = Vec::new();
         let mut records = piece.records;
         let mut held_rows = 0;
-        if let Some(newest) = records.pop() {
-            if let Some((mut held, held_completions)) = t.held.take() {
-                if t.first_pending {
+        if let (Some(newest), Some(newest_event)) = (records.pop(), piece.last) {
+            if let Some((mut held, held_event, held_completions)) = self.tables[ti].held.take() {
+                if self.tables[ti].first_pending {
                     // Only possible when the held record was the table's first.
-                    t.first_pending = false;
-                    let marker = if std::mem::take(&mut self.first_overall) {
-                        "first"
-                    } else {
-                        "first_in_data_collection"
-                    };
-                    set_snapshot_marker(&mut held, marker);
+                    self.tables[ti].first_pending = false;
+                    let marker = self.first_marker();
+                    held = self.marked(ti, held_event, marker)?;
                 }
                 out.push(held);
                 completions.extend(held_completions);
             }
-            if t.first_pending && !records.is_empty() {
-                t.first_pending = false;
-                let marker = if std::mem::take(&mut self.first_overall) {
-                    "first"
-                } else {
-                    "first_in_data_collection"
-                };
-                set_snapshot_marker(&mut records[0], marker);
+            if self.tables[ti].first_pending && !records.is_empty() {
+                self.tables[ti].first_pending = false;
+                if let Some(first) = piece.first {
+                    let marker = self.first_marker();
+                    records[0] = self.marked(ti, first, marker)?;
+                }
             }
             out.extend(records);
             // The held record's row counts as delivered with it.
             let row = Completion {
                 seq: 0,
-                table: piece.table,
+                table: ti,
                 unit: piece.unit,
                 rows: 1,
                 end: None,
             };
-            t.held = Some((newest, vec![row]));
+            self.tables[ti].held = Some((newest, newest_event, vec![row]));
             held_rows = 1;
         }
+        let t = &mut self.tables[ti];
         if let Some(end) = piece.chunk_end {
             let completion = Completion {
                 seq: 0,
-                table: piece.table,
+                table: ti,
                 unit: piece.unit,
                 rows: 0,
                 end: Some(end.clone()),
             };
             // The chunk is complete once its last record (held, if any) is delivered.
             match &mut t.held {
-                Some((_, cs)) => cs.push(completion),
+                Some((_, _, cs)) => cs.push(completion),
                 None => completions.push(completion),
             }
             if end.unit_done {
                 t.units_left = t.units_left.saturating_sub(1);
                 if t.units_left == 0 && !t.finished {
                     t.finished = true;
-                    self.progress.finish(piece.table);
+                    self.progress.finish(ti);
                     self.tables_left = self.tables_left.saturating_sub(1);
                     metrics::gauge!(telemetry::SNAPSHOT_TABLES_REMAINING)
                         .set(self.tables_left as f64);
-                    if let Some((mut held, cs)) = t.held.take() {
-                        let marker = if self.tables_left == 0 {
-                            "last"
-                        } else {
-                            "last_in_data_collection"
-                        };
-                        set_snapshot_marker(&mut held, marker);
+                    if let Some((_, held_event, cs)) = t.held.take() {
                         t.first_pending = false;
-                        out.push(held);
+                        let marker = if self.tables_left == 0 {
+                            SnapshotMarker::Last
+                        } else {
+                            SnapshotMarker::LastInDataCollection
+                        };
+                        out.push(self.marked(ti, held_event, marker)?);
                         completions.extend(cs);
                     }
+                    let t = &self.tables[ti];
                     tracing::info!(
                         table = %t.qualified,
                         rows = t.sent_rows + t.rows_before,
@@ -290,14 +303,14 @@ impl Coordinator {
         if piece.rows > held_rows {
             completions.push(Completion {
                 seq: 0,
-                table: piece.table,
+                table: ti,
                 unit: piece.unit,
                 rows: piece.rows - held_rows,
                 end: None,
             });
         }
         if out.is_empty() && completions.is_empty() {
-            return None;
+            return Ok(None);
         }
         let mut batch = Batch::default();
         for r in out {
@@ -308,12 +321,39 @@ impl Coordinator {
             for c in completions {
                 self.pending.push_back(Completion { seq: sent, ..c });
             }
-            return None;
+            return Ok(None);
         }
         // A batch of rows is a unit an exactly-once sink may commit after (they have no
         // LSN: a snapshot cut short is taken again, so its rows are at least once).
         batch.end_unit(None);
-        Some((batch, completions))
+        Ok(Some((batch, completions)))
+    }
+
+    /// The marker of a table's first row: `first` for the snapshot's very first.
+    fn first_marker(&mut self) -> SnapshotMarker {
+        if std::mem::take(&mut self.first_overall) {
+            SnapshotMarker::First
+        } else {
+            SnapshotMarker::FirstInDataCollection
+        }
+    }
+
+    /// The record of table `ti`'s row `event`, encoded again with `marker` as its
+    /// `source.snapshot`.
+    fn marked(
+        &mut self,
+        ti: usize,
+        mut event: ChangeEvent,
+        marker: SnapshotMarker,
+    ) -> Result<Record, PgError> {
+        event.source.snapshot = marker;
+        let mut out = Vec::with_capacity(1);
+        self.emitter
+            .emit_routed(&self.plans[ti].route, &event, &mut out)?;
+        out.pop().ok_or_else(|| PgError::Snapshot {
+            table: self.tables[ti].qualified.clone(),
+            message: "a snapshot row produced no record".into(),
+        })
     }
 
     /// How long to pause to stay under `max_rows_per_second`.
@@ -372,69 +412,6 @@ impl Coordinator {
             tables_done = done,
             tables = state.tables.len(),
             "snapshot progress saved"
-        );
-    }
-}
-
-/// Replaces `"snapshot":"true"` in the record's `source` block with another of Debezium's
-/// `SnapshotRecord` values (`first`, `last`, ...). The `source` block is the last object
-/// named `source` in the value (it follows `before` and `after`, which hold user data).
-pub(crate) fn set_snapshot_marker(record: &mut Record, marker: &str) {
-    let Some(value) = &record.value else { return };
-    let bytes: &[u8] = value;
-    let Some(src) = rfind(bytes, b"\"source\":{") else {
-        return;
-    };
-    let needle = b"\"snapshot\":\"true\"";
-    let Some(rel) = find(&bytes[src..], needle) else {
-        return;
-    };
-    let at = src + rel;
-    let mut out = Vec::with_capacity(bytes.len() + marker.len());
-    out.extend_from_slice(&bytes[..at]);
-    out.extend_from_slice(b"\"snapshot\":\"");
-    out.extend_from_slice(marker.as_bytes());
-    out.push(b'"');
-    out.extend_from_slice(&bytes[at + needle.len()..]);
-    record.value = Some(Bytes::from(out));
-}
-
-pub(super) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-pub(super) fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).rposition(|w| w == needle)
-}
-
-pub(super) fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    #[test]
-    fn marker_replaces_the_source_field_only() {
-        let mut r = Record {
-            topic: Arc::from("t"),
-            key: None,
-            value: Some(Bytes::from_static(
-                br#"{"before":null,"after":{"snapshot":"true"},"source":{"version":"x","snapshot":"true","db":"d"},"op":"r"}"#,
-            )),
-            headers: vec![],
-            timestamp_ms: 0,
-        };
-        set_snapshot_marker(&mut r, "last");
-        assert_eq!(
-            r.value.as_deref().unwrap(),
-            br#"{"before":null,"after":{"snapshot":"true"},"source":{"version":"x","snapshot":"last","db":"d"},"op":"r"}"#
         );
     }
 }

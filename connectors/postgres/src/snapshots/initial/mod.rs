@@ -49,16 +49,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coordinator::{now_us, Coordinator};
+use coordinator::Coordinator;
 use plan::plan_tables;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 use walrus_core::config::Config;
-use walrus_core::event::SourcePosition;
-use walrus_core::format::json::JsonEncoder;
+use walrus_core::event::{SnapshotMarker, SourcePosition};
 use walrus_core::pipeline::SinkHandle;
 use walrus_core::sink::Delivered;
 use walrus_core::telemetry;
+use walrus_core::time::now_us;
 use walrus_core::Lsn;
 use worker::{Piece, WorkItem, Worker};
 
@@ -68,8 +68,6 @@ mod state;
 mod worker;
 
 pub use state::{state_path, Phase, State, TableState, UnitState};
-
-pub(crate) use coordinator::set_snapshot_marker;
 
 use crate::conn::ConnParams;
 use crate::error::PgError;
@@ -235,8 +233,8 @@ pub async fn run(
     let queue = Arc::new(Mutex::new(queue));
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Piece>(workers * 4);
-    let json = crate::json_options(config, &params.dbname);
     let with_headers = config.sink.type_name() == "kafka";
+    let emitter = crate::emitter(config, &params.dbname, with_headers, false);
     let position = SourcePosition {
         lsn: stream_from,
         commit_lsn: stream_from,
@@ -245,6 +243,7 @@ pub async fn run(
         commit_time_us: now_us(),
         tx_index: 0,
         origin: None,
+        snapshot: SnapshotMarker::True,
     };
     let mut tasks = Vec::with_capacity(workers);
     for (i, client) in conns.into_iter().enumerate() {
@@ -254,11 +253,9 @@ pub async fn run(
             queue: queue.clone(),
             stop: stop.clone(),
             tx: tx.clone(),
-            encoder: JsonEncoder::new(json.clone()),
+            emitter: emitter.fork(),
             chunk_size: config.snapshot.chunk_size,
             position: position.clone(),
-            with_headers,
-            value_capacity: 0,
         };
         let span = tracing::info_span!("snapshot_worker", worker = i);
         tasks.push(tokio::spawn(tracing::Instrument::instrument(
@@ -268,7 +265,7 @@ pub async fn run(
     }
     drop(tx);
 
-    let mut coord = Coordinator::new(&plans, state, config);
+    let mut coord = Coordinator::new(plans.clone(), emitter, state, config);
     let result = coord
         .drive(rx, handle, delivered, shutdown, &stop, state, state_path)
         .await;

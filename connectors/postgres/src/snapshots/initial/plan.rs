@@ -93,7 +93,8 @@ pub(super) async fn plan_tables(
             continue;
         }
         let identity =
-            ReplicaIdentity::from_byte(r.get::<_, String>(3).bytes().next().unwrap_or(b'd'));
+            ReplicaIdentity::from_byte(r.get::<_, String>(3).bytes().next().unwrap_or(b'd'))
+                .unwrap_or(ReplicaIdentity::Default);
         let relfilenode: u32 = r.get(4);
         let relkind: String = r.get(5);
         let reltuples: f64 = r.get(6);

@@ -95,25 +95,12 @@ impl State {
     /// Reads the state for `slot` in `database`; `None` when there is no file or it belongs
     /// to another slot or database.
     pub fn load(path: &Path, slot: &str, database: &str) -> Result<Option<State>, PgError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(PgError::SnapshotState {
-                    path: path.to_path_buf(),
-                    message: format!("cannot read it: {e}"),
-                })
-            }
-        };
-        let state: State = serde_json::from_str(&text).map_err(|e| PgError::SnapshotState {
-            path: path.to_path_buf(),
-            message: format!("not a walrus snapshot state ({e}); move it away to start over"),
-        })?;
-        if state.slot != slot || state.database != database {
-            tracing::warn!(path = %path.display(), state_slot = %state.slot, "snapshot state file belongs to another slot or database; ignoring it");
-            return Ok(None);
-        }
-        Ok(Some(state))
+        crate::snapshots::state_file::load_json(
+            path,
+            "walrus snapshot state",
+            "move it away to start over",
+            |s: &State| s.slot == slot && s.database == database,
+        )
     }
 
     /// Writes the state atomically (see [`save_json_atomically`]).

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
+use walrus_core::emit::Emitter;
 use walrus_core::event::{ChangeEvent, Op, Row, SourcePosition};
-use walrus_core::format::json::JsonEncoder;
 use walrus_core::sink::Record;
 use walrus_core::value::Value;
 
@@ -35,6 +35,10 @@ pub(super) struct Piece {
     pub(super) table: usize,
     pub(super) unit: usize,
     pub(super) records: Vec<Record>,
+    /// The events of the first and the last record, which the coordinator encodes again
+    /// when it learns that one is the table's first or last row (`source.snapshot`).
+    pub(super) first: Option<ChangeEvent>,
+    pub(super) last: Option<ChangeEvent>,
     pub(super) rows: u64,
     /// Set on the last piece of a chunk.
     pub(super) chunk_end: Option<ChunkEnd>,
@@ -54,12 +58,29 @@ pub(super) struct Worker {
     pub(super) queue: Arc<Mutex<VecDeque<WorkItem>>>,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) tx: mpsc::Sender<Piece>,
-    pub(super) encoder: JsonEncoder,
+    /// Routes and encodes rows (`walrus_core::emit`), as streaming does.
+    pub(super) emitter: Emitter,
     pub(super) chunk_size: usize,
     pub(super) position: SourcePosition,
-    pub(super) with_headers: bool,
-    /// Capacity for the next event's JSON: the last one's size plus some slack.
-    pub(super) value_capacity: usize,
+}
+
+/// Rows of a chunk not yet handed over: their records, and the events of the first and
+/// the last (see [`Piece`]).
+#[derive(Default)]
+pub(super) struct PendingRows {
+    pub(super) records: Vec<Record>,
+    pub(super) first: Option<ChangeEvent>,
+    pub(super) last: Option<ChangeEvent>,
+    pub(super) rows: u64,
+}
+
+impl PendingRows {
+    fn with_capacity(n: usize) -> PendingRows {
+        PendingRows {
+            records: Vec::with_capacity(n),
+            ..PendingRows::default()
+        }
+    }
 }
 
 impl Worker {
@@ -120,6 +141,8 @@ impl Worker {
                 table: item.table,
                 unit: item.unit,
                 records: Vec::new(),
+                first: None,
+                last: None,
                 rows: 0,
                 chunk_end: Some(ChunkEnd {
                     last: next.clone(),
@@ -155,9 +178,8 @@ impl Worker {
             .await
             .map_err(|e| PgError::sql(format!("reading {} (COPY)", plan.qualified), e))?;
         let mut stream = std::pin::pin!(stream);
-        let mut records = Vec::with_capacity(BATCH_RECORDS);
+        let mut pending = PendingRows::with_capacity(BATCH_RECORDS);
         let mut rows = 0u64;
-        let mut pending_rows = 0u64;
         let mut carry: Vec<u8> = Vec::new();
         let mut last_line: Option<Bytes> = None;
         let mut fields: Vec<(usize, usize)> = Vec::with_capacity(plan.table.columns.len());
@@ -176,15 +198,13 @@ impl Worker {
             while let Some(nl) = memchr(b'\n', &data[start..]) {
                 let line = data.slice(start..start + nl);
                 start += nl + 1;
-                let record = self.row_record(plan, &line, &mut fields)?;
-                records.push(record);
+                self.row_record(plan, &line, &mut fields, &mut pending)?;
                 rows += 1;
-                pending_rows += 1;
                 last_line = Some(line);
-                if records.len() >= BATCH_RECORDS {
-                    let full = std::mem::replace(&mut records, Vec::with_capacity(BATCH_RECORDS));
-                    let rows = std::mem::take(&mut pending_rows);
-                    if !self.send_rows(table_idx, unit, full, rows).await {
+                if pending.records.len() >= BATCH_RECORDS {
+                    let full =
+                        std::mem::replace(&mut pending, PendingRows::with_capacity(BATCH_RECORDS));
+                    if !self.send_rows(table_idx, unit, full).await {
                         return Ok(None);
                     }
                 }
@@ -193,7 +213,7 @@ impl Worker {
                 carry.extend_from_slice(&data[start..]);
             }
         }
-        if !records.is_empty() && !self.send_rows(table_idx, unit, records, pending_rows).await {
+        if !pending.records.is_empty() && !self.send_rows(table_idx, unit, pending).await {
             return Ok(None);
         }
         let key = match (&plan.kind, last_line) {
@@ -219,18 +239,14 @@ impl Worker {
     }
 
     /// Hands rows of a chunk to the coordinator; false when it is gone.
-    pub(super) async fn send_rows(
-        &self,
-        table: usize,
-        unit: usize,
-        records: Vec<Record>,
-        rows: u64,
-    ) -> bool {
+    pub(super) async fn send_rows(&mut self, table: usize, unit: usize, rows: PendingRows) -> bool {
         let piece = Piece {
             table,
             unit,
-            records,
-            rows,
+            records: rows.records,
+            first: rows.first,
+            last: rows.last,
+            rows: rows.rows,
             chunk_end: None,
         };
         self.tx.send(piece).await.is_ok()
@@ -248,8 +264,8 @@ impl Worker {
         let read_err = |e| PgError::sql(format!("reading {} (COPY)", plan.qualified), e);
         let stream = self.client.copy_out(sql).await.map_err(read_err)?;
         let mut stream = std::pin::pin!(stream);
-        let mut records = Vec::with_capacity(BATCH_RECORDS);
-        let (mut rows, mut pending_rows) = (0u64, 0u64);
+        let mut pending = PendingRows::with_capacity(BATCH_RECORDS);
+        let mut rows = 0u64;
         let mut parser = BinaryRows::default();
         let mut fields: FieldRanges = Vec::new();
         let mut last_row: Option<(Bytes, FieldRanges)> = None;
@@ -283,13 +299,12 @@ impl Worker {
                     }
                     values.push(value);
                 }
-                records.push(self.encode_row(plan, values, row.len())?);
+                self.encode_row(plan, values, &mut pending)?;
                 rows += 1;
-                pending_rows += 1;
-                if records.len() >= BATCH_RECORDS {
-                    let full = std::mem::replace(&mut records, Vec::with_capacity(BATCH_RECORDS));
-                    let rows = std::mem::take(&mut pending_rows);
-                    if !self.send_rows(table_idx, unit, full, rows).await {
+                if pending.records.len() >= BATCH_RECORDS {
+                    let full =
+                        std::mem::replace(&mut pending, PendingRows::with_capacity(BATCH_RECORDS));
+                    if !self.send_rows(table_idx, unit, full).await {
                         return Ok(None);
                     }
                 }
@@ -299,7 +314,7 @@ impl Worker {
         if !parser.is_finished() {
             return Err(bad("binary COPY stream ended early".into()));
         }
-        if !records.is_empty() && !self.send_rows(table_idx, unit, records, pending_rows).await {
+        if !pending.records.is_empty() && !self.send_rows(table_idx, unit, pending).await {
             return Ok(None);
         }
         let key = match (&plan.kind, last_row) {
@@ -325,13 +340,14 @@ impl Worker {
         Ok(Some((rows, key)))
     }
 
-    /// Parses one COPY text line into a read event and encodes it.
+    /// Parses one COPY text line into a read event and encodes it into `pending`.
     pub(super) fn row_record(
         &mut self,
         plan: &TablePlan,
         line: &[u8],
         fields: &mut Vec<(usize, usize)>,
-    ) -> Result<Record, PgError> {
+        pending: &mut PendingRows,
+    ) -> Result<(), PgError> {
         split_fields(line, fields);
         let table = &plan.table;
         if fields.len() != table.columns.len() {
@@ -361,20 +377,19 @@ impl Worker {
             }
             values.push(value);
         }
-        self.encode_row(plan, values, line.len())
+        self.encode_row(plan, values, pending)
     }
 
-    /// Encodes a row's values as a read event's record. `size_hint`: the row's size as read.
+    /// Encodes a row's values as a read event's record into `pending`.
     pub(super) fn encode_row(
         &mut self,
         plan: &TablePlan,
         values: Vec<Value>,
-        size_hint: usize,
-    ) -> Result<Record, PgError> {
-        let table = &plan.table;
+        pending: &mut PendingRows,
+    ) -> Result<(), PgError> {
         let ev = ChangeEvent {
             op: Op::Read,
-            table: Some(table.clone()),
+            table: Some(plan.table.clone()),
             before: None,
             after: Some(Row {
                 values,
@@ -383,28 +398,23 @@ impl Worker {
             source: self.position.clone(),
             message: None,
         };
-        let projected = plan.route.project(&ev);
-        let ev = projected.as_ref().unwrap_or(&ev);
-        let mut key_buf = Vec::with_capacity(32);
-        let key = self
-            .encoder
-            .encode_key(ev, &plan.route.key_columns, &mut key_buf)
-            .then(|| Bytes::from(key_buf));
-        // Sized from the previous event so the buffer rarely grows (each growth copies it).
-        let mut value = Vec::with_capacity(self.value_capacity.max(256 + size_hint * 2));
-        self.encoder.encode_value(ev, &mut value);
-        self.value_capacity = value.len() + value.len() / 8;
-        Ok(Record {
-            topic: plan.route.topic.clone(),
-            key,
-            value: Some(Bytes::from(value)),
-            headers: if self.with_headers {
-                plan.route.headers(ev, false)
-            } else {
-                Vec::new()
-            },
-            timestamp_ms: ev.source.commit_time_us / 1000,
-        })
+        let emitted = self
+            .emitter
+            .emit_routed(&plan.route, &ev, &mut pending.records)?;
+        if emitted.records != 1 {
+            // Planning leaves out tables whose reads are skipped and outbox tables, so
+            // every row is one record; the coordinator's marking relies on it.
+            return Err(PgError::Snapshot {
+                table: plan.qualified.clone(),
+                message: format!("a row became {} records, expected 1", emitted.records),
+            });
+        }
+        pending.rows += 1;
+        if pending.first.is_none() {
+            pending.first = Some(ev.clone());
+        }
+        pending.last = Some(ev);
+        Ok(())
     }
 }
 

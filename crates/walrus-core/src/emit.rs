@@ -1,0 +1,586 @@
+//! The one emit path: a change event in, the records it becomes out. Streaming, the initial
+//! snapshot and incremental snapshots all go through [`Emitter`], so routing, projection,
+//! encoding, headers, tombstones, the outbox router and key-change headers are written once.
+//!
+//! ```text
+//!  ChangeEvent ─▶ route (topic, key columns, projection, skipped ops; cached per table version)
+//!              ├─ outbox table ─▶ OutboxRoute::message ─▶ 1 record
+//!              └─ otherwise ─▶ key Encoder (full row) + value Encoder (projected row)
+//!                              ─▶ record (+ tombstone after a delete) ─▶ out
+//! ```
+//!
+//! Encoded bytes are copied into shared arena blocks, so records of a batch share a few
+//! allocations instead of two each; the encoders write into reused buffers. Where the
+//! records go (a source's batch, a snapshot worker's piece) is the caller's business: the
+//! emitter only extends what it is given.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::{Classify, ErrorKind};
+use crate::event::{ChangeEvent, Op};
+use crate::format::{Encoder, FormatError};
+use crate::router::{OutboxRoute, RouteError, Router, TableRoute, HEADER_ID, HEADER_OP};
+use crate::sink::Record;
+use crate::telemetry;
+
+/// Size of the blocks encoded keys and values are copied into (see [`freeze`]).
+const ARENA_BLOCK: usize = 64 * 1024;
+/// Largest encode buffer kept between events: one huge value (a large TOASTed column)
+/// should not pin its size for the pipeline's life.
+const MAX_KEPT_BUFFER: usize = 1024 * 1024;
+/// Header of the delete half of a primary-key change: the new key.
+pub const PK_UPDATE_NEWKEY_HEADER: &str = "__debezium.newkey";
+/// Header of the create half of a primary-key change: the old key.
+pub const PK_UPDATE_OLDKEY_HEADER: &str = "__debezium.oldkey";
+
+/// What the emitter does beyond encoding.
+#[derive(Clone, Debug)]
+pub struct EmitOptions {
+    /// Follow each delete with a tombstone (`[format] tombstones_on_delete`).
+    pub tombstones_on_delete: bool,
+    /// Give row records walrus's headers (id, op, table, txId).
+    pub headers: bool,
+    /// Topic of logical messages (`<prefix>.message`).
+    pub message_topic: Arc<str>,
+    /// Count row events in `walrus_events_total` (streaming; snapshots count their rows in
+    /// `walrus_snapshot_rows_total`).
+    pub count_events: bool,
+}
+
+/// What one event became.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Emitted {
+    /// Records added (an event and its tombstone count two).
+    pub records: u64,
+    /// Whether the event was published at all (not skipped by configuration, not an outbox
+    /// update).
+    pub event: bool,
+    /// For an outbox table that deletes delivered rows: the event id of the row to delete
+    /// once its record (the last one added) is delivered.
+    pub outbox_delete: Option<String>,
+}
+
+/// Why an event could not become records. Either way nothing after it may be confirmed.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    /// The configuration does not fit the table (a key column it lacks, an outbox column
+    /// that is null).
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// The format could not encode the event.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
+
+impl Classify for EmitError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            EmitError::Route(e) => e.kind(),
+            EmitError::Format(e) => e.kind(),
+        }
+    }
+}
+
+/// Turns change events into records: see the module docs. One per task that produces
+/// records; [`Emitter::fork`] makes another with the same configuration.
+pub struct Emitter {
+    key: Box<dyn Encoder>,
+    value: Box<dyn Encoder>,
+    opts: EmitOptions,
+    /// Routes by relation id, resolved once per table version.
+    routes: HashMap<u32, Arc<TableRoute>>,
+    /// `walrus_events_total` per table and operation, registered once: building the labels
+    /// (an allocated table name) and looking them up per event cost more than encoding it.
+    counters: HashMap<(u32, Op), metrics::Counter>,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+    /// Blocks that records' keys and values are carved from (see [`freeze`]).
+    arena: BytesMut,
+    /// Whether an ignored outbox update was logged.
+    outbox_update_warned: bool,
+}
+
+impl std::fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter")
+            .field("opts", &self.opts)
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emitter {
+    /// An emitter writing keys with `key` and values with `value` (see
+    /// [`crate::format::encoders`]).
+    pub fn new(key: Box<dyn Encoder>, value: Box<dyn Encoder>, opts: EmitOptions) -> Self {
+        Emitter {
+            key,
+            value,
+            opts,
+            routes: HashMap::new(),
+            counters: HashMap::new(),
+            key_buf: Vec::with_capacity(256),
+            value_buf: Vec::with_capacity(4096),
+            arena: BytesMut::new(),
+            outbox_update_warned: false,
+        }
+    }
+
+    /// Another emitter with the same encoders' options and emit options, and empty caches.
+    pub fn fork(&self) -> Emitter {
+        Emitter::new(self.key.fork(), self.value.fork(), self.opts.clone())
+    }
+
+    /// The options given to [`Emitter::new`].
+    pub fn options(&self) -> &EmitOptions {
+        &self.opts
+    }
+
+    /// Routes `ev` with `router` (cached per table version) and adds its records to `out`.
+    /// Logical messages go to the message topic.
+    pub fn emit(
+        &mut self,
+        router: &Router,
+        ev: &ChangeEvent,
+        out: &mut impl Extend<Record>,
+    ) -> Result<Emitted, EmitError> {
+        let Some(table) = &ev.table else {
+            return self.emit_message(ev, out);
+        };
+        let route = match self.routes.get(&table.id) {
+            Some(r) if Arc::ptr_eq(&r.table, table) => r.clone(),
+            _ => {
+                let r = Arc::new(router.resolve(table)?);
+                self.routes.insert(table.id, r.clone());
+                // A new version of the table (renamed, say) gets counters of its name.
+                self.counters.retain(|(id, _), _| *id != table.id);
+                r
+            }
+        };
+        self.emit_routed(&route, ev, out)
+    }
+
+    /// Adds the records of `ev` to `out` along a route resolved beforehand (snapshots
+    /// resolve each table's route when they plan it).
+    pub fn emit_routed(
+        &mut self,
+        route: &TableRoute,
+        ev: &ChangeEvent,
+        out: &mut impl Extend<Record>,
+    ) -> Result<Emitted, EmitError> {
+        if route.skips(ev.op) {
+            return Ok(Emitted::default());
+        }
+        let timestamp_ms = ev.source.commit_time_us / 1000;
+        if let Some(outbox) = &route.outbox {
+            return self.emit_outbox(ev, outbox, timestamp_ms, out);
+        }
+        // The key comes from the whole row (key columns index the full table); the value
+        // from the projected row, so the two encoders each see one shape per table.
+        let key = if ev.op == Op::Truncate {
+            None
+        } else if self
+            .key
+            .encode_key(ev, &route.key_columns, &mut self.key_buf)?
+        {
+            Some(freeze(&mut self.arena, &self.key_buf))
+        } else {
+            None
+        };
+        match route.project(ev) {
+            Some(projected) => self.value.encode_value(&projected, &mut self.value_buf)?,
+            None => self.value.encode_value(ev, &mut self.value_buf)?,
+        }
+        let value = freeze(&mut self.arena, &self.value_buf);
+        if self.value_buf.capacity() > MAX_KEPT_BUFFER {
+            self.value_buf = Vec::with_capacity(4096);
+        }
+        let headers = |tombstone| {
+            if self.opts.headers {
+                route.headers(ev, tombstone)
+            } else {
+                Vec::new()
+            }
+        };
+        let tombstone = ev.op == Op::Delete && self.opts.tombstones_on_delete;
+        let record = Record {
+            topic: route.topic.clone(),
+            key: key.clone(),
+            value: Some(value),
+            headers: headers(false),
+            timestamp_ms,
+        };
+        let records = if tombstone {
+            let tomb = Record {
+                topic: route.topic.clone(),
+                key,
+                value: None,
+                headers: headers(true),
+                timestamp_ms,
+            };
+            out.extend([record, tomb]);
+            2
+        } else {
+            out.extend(std::iter::once(record));
+            1
+        };
+        if self.opts.count_events {
+            if let Some(table) = &ev.table {
+                self.counters
+                    .entry((table.id, ev.op))
+                    .or_insert_with(|| {
+                        metrics::counter!(telemetry::EVENTS_TOTAL, "table" => table.qualified_name(), "op" => ev.op.code())
+                    })
+                    .increment(1);
+            }
+        }
+        Ok(Emitted {
+            records,
+            event: true,
+            outbox_delete: None,
+        })
+    }
+
+    /// A primary-key change, which Debezium publishes as a delete (and its tombstone) of
+    /// the old key and a create of the new one, each carrying the other key as a header
+    /// (`__debezium.newkey` on the delete half, `__debezium.oldkey` on the create). Returns
+    /// what the delete and the create each became.
+    pub fn emit_key_change(
+        &mut self,
+        router: &Router,
+        delete: &ChangeEvent,
+        create: &ChangeEvent,
+        out: &mut impl Extend<Record>,
+    ) -> Result<[Emitted; 2], EmitError> {
+        let mut records = Vec::with_capacity(3);
+        let d = self.emit(router, delete, &mut records)?;
+        let c = self.emit(router, create, &mut records)?;
+        if d.records > 0 && c.records > 0 {
+            self.mark_key_change(&mut records);
+        }
+        out.extend(records);
+        Ok([d, c])
+    }
+
+    /// Adds the key-change headers to `records`: the delete, its tombstone if any, then the
+    /// create.
+    fn mark_key_change(&self, records: &mut [Record]) {
+        let Some((create, deletes)) = records.split_last_mut() else {
+            return;
+        };
+        let old_key = deletes
+            .first()
+            .and_then(|d| d.key.as_ref())
+            .map(|k| self.key.key_header(k));
+        if let Some(new_key) = create.key.as_ref().map(|k| self.key.key_header(k)) {
+            for d in deletes.iter_mut() {
+                d.headers
+                    .push((Arc::from(PK_UPDATE_NEWKEY_HEADER), new_key.clone()));
+            }
+        }
+        if let Some(old_key) = old_key {
+            create
+                .headers
+                .push((Arc::from(PK_UPDATE_OLDKEY_HEADER), old_key));
+        }
+    }
+
+    /// A logical message (`pg_logical_emit_message`): Debezium's message topic and shapes,
+    /// with the stable event id and the op as headers.
+    fn emit_message(
+        &mut self,
+        ev: &ChangeEvent,
+        out: &mut impl Extend<Record>,
+    ) -> Result<Emitted, EmitError> {
+        let key = if self.key.encode_key(ev, &[], &mut self.key_buf)? {
+            Some(freeze(&mut self.arena, &self.key_buf))
+        } else {
+            None
+        };
+        self.value.encode_value(ev, &mut self.value_buf)?;
+        let value = freeze(&mut self.arena, &self.value_buf);
+        out.extend(std::iter::once(Record {
+            topic: self.opts.message_topic.clone(),
+            key,
+            value: Some(value),
+            headers: vec![
+                (
+                    Arc::from(HEADER_ID),
+                    Bytes::from(crate::router::event_id(ev)),
+                ),
+                (Arc::from(HEADER_OP), Bytes::from_static(b"m")),
+            ],
+            timestamp_ms: ev.source.commit_time_us / 1000,
+        }));
+        Ok(Emitted {
+            records: 1,
+            event: true,
+            outbox_delete: None,
+        })
+    }
+
+    /// An event of an outbox table: inserts (and snapshot reads) become the outbox message;
+    /// deletes (and updates, as Debezium's router does) produce nothing.
+    fn emit_outbox(
+        &mut self,
+        ev: &ChangeEvent,
+        outbox: &OutboxRoute,
+        timestamp_ms: i64,
+        out: &mut impl Extend<Record>,
+    ) -> Result<Emitted, EmitError> {
+        let Some(message) = outbox.message(ev)? else {
+            if ev.op == Op::Update && !self.outbox_update_warned {
+                self.outbox_update_warned = true;
+                tracing::warn!(
+                    table = ev.table.as_ref().map(|t| t.qualified_name()).unwrap_or_default(),
+                    "an outbox row was updated; the outbox router publishes inserts only and ignores updates (logged once per session)"
+                );
+            }
+            return Ok(Emitted::default());
+        };
+        let outbox_delete = if outbox.delete_after_delivery {
+            message.id
+        } else {
+            None
+        };
+        out.extend(std::iter::once(Record {
+            topic: Arc::from(message.topic),
+            key: message.key,
+            value: message.value,
+            headers: message.headers,
+            timestamp_ms,
+        }));
+        Ok(Emitted {
+            records: 1,
+            event: true,
+            outbox_delete,
+        })
+    }
+}
+
+/// Copies encoded bytes into the current arena block and splits them off as a record's
+/// key or value: one allocation per block of records instead of two per event, and the
+/// reused encode buffers keep their capacity, so a value larger than a guess is never grown
+/// by reallocation.
+fn freeze(arena: &mut BytesMut, bytes: &[u8]) -> Bytes {
+    if arena.capacity() < bytes.len() {
+        // The old block stays alive while records carved from it are.
+        *arena = BytesMut::with_capacity(ARENA_BLOCK.max(bytes.len()));
+    }
+    arena.extend_from_slice(bytes);
+    arena.split().freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::FormatConfig;
+    use crate::event::{Column, ReplicaIdentity, Row, SnapshotMarker, SourcePosition, Table};
+    use crate::router::{RoutingConfig, TableConfig};
+    use crate::value::Value;
+
+    fn column(name: &str, key: bool) -> Column {
+        Column {
+            name: name.into(),
+            type_oid: 23,
+            type_name: "int4".into(),
+            type_modifier: -1,
+            key,
+            primary_key: key,
+            type_desc: None,
+        }
+    }
+
+    /// `public.t (note int4, id int4 primary key)`: the key is not the first column.
+    fn table() -> Arc<Table> {
+        Arc::new(Table {
+            id: 9,
+            schema: "public".into(),
+            name: "t".into(),
+            columns: vec![column("note", false), column("id", true)],
+            replica_identity: ReplicaIdentity::Default,
+        })
+    }
+
+    fn event(op: Op, t: &Arc<Table>, note: i32, id: i32) -> ChangeEvent {
+        let row = Some(Row {
+            values: vec![Value::Int32(note), Value::Int32(id)],
+            key_only: false,
+        });
+        ChangeEvent {
+            op,
+            table: Some(t.clone()),
+            before: if op == Op::Delete { row.clone() } else { None },
+            after: if op == Op::Delete { None } else { row },
+            source: SourcePosition::default(),
+            message: None,
+        }
+    }
+
+    fn emitter(schemas_enable: bool) -> Emitter {
+        let format = FormatConfig {
+            schemas_enable,
+            ..FormatConfig::default()
+        };
+        let (key, value) = crate::format::encoders(&format, "p", "db");
+        Emitter::new(
+            key,
+            value,
+            EmitOptions {
+                tombstones_on_delete: true,
+                headers: true,
+                message_topic: Arc::from("p.message"),
+                count_events: false,
+            },
+        )
+    }
+
+    fn router(tables: &BTreeMap<String, TableConfig>) -> Router {
+        Router::new(&RoutingConfig {
+            topic_prefix: "p",
+            routes: &[],
+            tables: Some(tables),
+            outbox: &[],
+        })
+        .unwrap()
+    }
+
+    fn json(b: &Option<Bytes>) -> serde_json::Value {
+        serde_json::from_slice(b.as_deref().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_delete_becomes_the_event_and_its_tombstone() {
+        let t = table();
+        let mut e = emitter(false);
+        let mut out = Vec::new();
+        let emitted = e
+            .emit(
+                &router(&BTreeMap::new()),
+                &event(Op::Delete, &t, 5, 1),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(emitted.records, 2);
+        assert!(emitted.event);
+        assert_eq!(&*out[0].topic, "p.public.t");
+        assert_eq!(json(&out[0].key), serde_json::json!({"id": 1}));
+        assert_eq!(json(&out[0].value)["op"], "d");
+        assert_eq!(out[1].key, out[0].key);
+        assert!(out[1].value.is_none());
+        let id = |r: &Record| r.headers[0].1.clone();
+        assert!(id(&out[1]).ends_with(b":tombstone"));
+    }
+
+    #[test]
+    fn the_key_comes_from_the_whole_row_when_columns_are_filtered() {
+        let t = table();
+        let mut tables = BTreeMap::new();
+        tables.insert(
+            "public.t".to_string(),
+            TableConfig {
+                exclude_columns: vec!["note".into()],
+                ..TableConfig::default()
+            },
+        );
+        let r = router(&tables);
+        let mut e = emitter(false);
+        let mut out = Vec::new();
+        e.emit(&r, &event(Op::Create, &t, 5, 1), &mut out).unwrap();
+        assert_eq!(json(&out[0].key), serde_json::json!({"id": 1}));
+        assert_eq!(json(&out[0].value)["after"], serde_json::json!({"id": 1}));
+        // A snapshot row along a route resolved beforehand: the same records.
+        let route = r.resolve(&t).unwrap();
+        let mut read = event(Op::Read, &t, 6, 2);
+        read.source.snapshot = SnapshotMarker::First;
+        let mut out = Vec::new();
+        e.emit_routed(&route, &read, &mut out).unwrap();
+        assert_eq!(json(&out[0].key), serde_json::json!({"id": 2}));
+        let v = json(&out[0].value);
+        assert_eq!(v["after"], serde_json::json!({"id": 2}));
+        assert_eq!(v["source"]["snapshot"], "first");
+    }
+
+    #[test]
+    fn skipped_operations_become_nothing() {
+        let t = table();
+        let mut tables = BTreeMap::new();
+        tables.insert(
+            "public.t".to_string(),
+            TableConfig {
+                skip_ops: vec![crate::router::OpName::Update],
+                ..TableConfig::default()
+            },
+        );
+        let mut out = Vec::new();
+        let emitted = emitter(false)
+            .emit(&router(&tables), &event(Op::Update, &t, 5, 1), &mut out)
+            .unwrap();
+        assert_eq!(emitted, Emitted::default());
+        assert!(out.is_empty());
+    }
+
+    fn headers(r: &Record) -> Vec<(String, String)> {
+        r.headers
+            .iter()
+            .filter(|(k, _)| k.starts_with("__debezium"))
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn key_changes_carry_debezium_key_headers_without_the_key_schema() {
+        for schemas_enable in [false, true] {
+            let t = table();
+            let mut e = emitter(schemas_enable);
+            let mut out = Vec::new();
+            let [d, c] = e
+                .emit_key_change(
+                    &router(&BTreeMap::new()),
+                    &event(Op::Delete, &t, 5, 1),
+                    &event(Op::Create, &t, 5, 2),
+                    &mut out,
+                )
+                .unwrap();
+            assert_eq!((d.records, c.records), (2, 1));
+            let new_key = vec![("__debezium.newkey".to_string(), r#"{"id":2}"#.to_string())];
+            assert_eq!(headers(&out[0]), new_key);
+            assert_eq!(headers(&out[1]), new_key);
+            assert_eq!(
+                headers(&out[2]),
+                vec![("__debezium.oldkey".to_string(), r#"{"id":1}"#.to_string())]
+            );
+            if schemas_enable {
+                assert!(out[0].key.as_ref().unwrap().starts_with(b"{\"schema\":"));
+            }
+        }
+    }
+
+    #[test]
+    fn logical_messages_go_to_the_message_topic() {
+        let ev = ChangeEvent {
+            op: Op::Message,
+            table: None,
+            before: None,
+            after: None,
+            source: SourcePosition::default(),
+            message: Some(crate::event::LogicalMessage {
+                prefix: "audit".into(),
+                content: b"hi".to_vec(),
+                transactional: true,
+            }),
+        };
+        let mut out = Vec::new();
+        emitter(false)
+            .emit(&router(&BTreeMap::new()), &ev, &mut out)
+            .unwrap();
+        assert_eq!(&*out[0].topic, "p.message");
+        assert_eq!(json(&out[0].key), serde_json::json!({"prefix": "audit"}));
+        assert_eq!(json(&out[0].value)["message"]["prefix"], "audit");
+    }
+}
