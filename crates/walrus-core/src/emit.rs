@@ -446,6 +446,7 @@ mod tests {
             routes: &[],
             tables: Some(tables),
             outbox: &[],
+            ..RoutingConfig::default()
         })
         .unwrap()
     }
