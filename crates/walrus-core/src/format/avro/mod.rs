@@ -633,7 +633,7 @@ fn write_source(
     encode::long(out, commit_us.div_euclid(1000));
     // `[string, "null"]`: the string branch is 0.
     out.push(0);
-    encode::string(out, if ev.op == Op::Read { "true" } else { "false" });
+    encode::string(out, ev.source.snapshot.as_str());
     encode::string(out, &opts.database);
     let lsn_text = |l: Option<u64>| l.map_or_else(|| "null".to_string(), |l| format!("\"{l}\""));
     let sequence = format!(

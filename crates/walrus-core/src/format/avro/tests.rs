@@ -58,6 +58,7 @@ fn source() -> SourcePosition {
         commit_time_us: 1_699_999_999_000_001,
         tx_index: 0,
         origin: None,
+        snapshot: Default::default(),
     }
 }
 
