@@ -215,9 +215,9 @@ fn bench_encode(c: &mut Criterion) {
         let mut avro_run = || {
             let mut out = 0;
             for ev in &events {
-                avro.encode_key(topic, ev, &key_columns, &mut akey)
+                avro.encode_key(Some(topic), ev, &key_columns, &mut akey)
                     .expect("avro key");
-                avro.encode_value_at(topic, ev, 0, &mut avalue)
+                avro.encode_value_at(Some(topic), ev, 0, &mut avalue)
                     .expect("avro value");
                 out += akey.len() + avalue.len();
             }

@@ -103,7 +103,7 @@ async fn registers_caches_and_reports_refusals_with_the_level() {
     let mut out = Vec::new();
     let t1 = table(vec![col("id", 23, true), col("qty", 23, false)]);
     enc.encode_value(
-        topic,
+        Some(topic),
         &insert(&t1, vec![Value::Int32(1), Value::Int32(2)]),
         &mut out,
     )
@@ -118,7 +118,7 @@ async fn registers_caches_and_reports_refusals_with_the_level() {
         col("note", 25, false),
     ]);
     enc.encode_value(
-        topic,
+        Some(topic),
         &insert(&t2, vec![Value::Int32(1), Value::Int32(2), Value::Null]),
         &mut out,
     )
@@ -136,7 +136,7 @@ async fn registers_caches_and_reports_refusals_with_the_level() {
     ]);
     let err = enc
         .encode_value(
-            topic,
+            Some(topic),
             &insert(
                 &t3,
                 vec![Value::Int32(1), Value::Text("x".into()), Value::Null],

@@ -41,8 +41,8 @@ use crate::value::Value;
 
 use encode::ValueWriter;
 pub use registry::{
-    MemoryRegistry, RegistryAuth, RegistryClient, RegistryError, SchemaRegistry,
-    SubjectNameStrategy,
+    ConfiguredRegistry, MemoryRegistry, RegistryAuth, RegistryClient, RegistryError,
+    SchemaRegistry, SubjectNameStrategy,
 };
 use schema::{AvroSchemaWriter, ConnectSchema, Kind};
 
@@ -114,6 +114,8 @@ pub struct AvroEncoder {
     tables: HashMap<u32, TableEntry>,
     message_key: Registered,
     message_value: Registered,
+    /// `<prefix>.message`.
+    message_topic: String,
     digits: Vec<u8>,
     scratch: Vec<u8>,
     text: String,
@@ -159,6 +161,9 @@ struct TableEntry {
     key: Option<Registered>,
     /// What changed since the previous version of this table, for error messages.
     change: String,
+    /// The table's default topic, `<prefix>.<schema>.<table>`, for subjects when the
+    /// caller names no topic.
+    topic: String,
 }
 
 impl TableEntry {
@@ -186,6 +191,7 @@ impl TableEntry {
             key_columns: Vec::new(),
             key: None,
             change: describe_change(previous, table),
+            topic: format!("{}.{}.{}", opts.topic_prefix, table.schema, table.name),
         }
     }
 
@@ -347,6 +353,7 @@ impl AvroEncoder {
         let message_key = Registered::new(&schema::message_key_schema());
         let message_value = Registered::new(&schema::message_value_schema(&opts.format));
         AvroEncoder {
+            message_topic: format!("{}.message", opts.format.topic_prefix),
             opts,
             registry,
             tables: HashMap::new(),
@@ -399,10 +406,11 @@ impl AvroEncoder {
 
     /// Writes the key of `ev` for `topic` into `out` (cleared first) and returns true, or
     /// false for a null key (no key columns, a truncate, no row). Logical messages get
-    /// Debezium's `MessageKey` (`prefix`).
+    /// Debezium's `MessageKey` (`prefix`). The topic names the subject under the topic
+    /// strategies; `None` means the event's default topic (see [`Self::default_topic`]).
     pub fn encode_key(
         &mut self,
-        topic: &str,
+        topic: Option<&str>,
         ev: &ChangeEvent,
         key_columns: &[usize],
         out: &mut Vec<u8>,
@@ -414,7 +422,7 @@ impl AvroEncoder {
                 &*self.registry,
                 strategy,
                 &mut self.message_key,
-                topic,
+                topic.unwrap_or(&self.message_topic),
                 "key",
                 None,
                 "",
@@ -450,11 +458,13 @@ impl AvroEncoder {
             fields,
             key,
             change,
+            topic: default_topic,
             ..
         } = entry;
         let Some(reg) = key.as_mut() else {
             return Ok(false);
         };
+        let topic = topic.unwrap_or(default_topic);
         let id = schema_id(&**registry, strategy, reg, topic, "key", Some(t), change)?;
         frame(out, id);
         let mut w = ValueWriter {
@@ -471,10 +481,11 @@ impl AvroEncoder {
         Ok(true)
     }
 
-    /// Writes the value of `ev` for `topic` into `out` (cleared first), stamped now.
+    /// Writes the value of `ev` for `topic` (`None`: its default topic) into `out`
+    /// (cleared first), stamped now.
     pub fn encode_value(
         &mut self,
-        topic: &str,
+        topic: Option<&str>,
         ev: &ChangeEvent,
         out: &mut Vec<u8>,
     ) -> Result<(), AvroError> {
@@ -484,7 +495,7 @@ impl AvroEncoder {
     /// [`Self::encode_value`] with the processing time given, for deterministic output.
     pub fn encode_value_at(
         &mut self,
-        topic: &str,
+        topic: Option<&str>,
         ev: &ChangeEvent,
         now_us: i64,
         out: &mut Vec<u8>,
@@ -496,7 +507,7 @@ impl AvroEncoder {
                 &*self.registry,
                 strategy,
                 &mut self.message_value,
-                topic,
+                topic.unwrap_or(&self.message_topic),
                 "value",
                 None,
                 "",
@@ -533,7 +544,7 @@ impl AvroEncoder {
             &**registry,
             strategy,
             &mut entry.value,
-            topic,
+            topic.unwrap_or(&entry.topic),
             "value",
             Some(&entry.table),
             &entry.change,

@@ -141,6 +141,47 @@ impl SchemaRegistry for MemoryRegistry {
     }
 }
 
+/// The registry of `[format.registry]`, its client built on first use: building it reads
+/// PEM files, and an error there is reported by the first registration (as a fatal
+/// [`RegistryError::Rejected`] naming the key) rather than when encoders are made.
+pub struct ConfiguredRegistry {
+    config: Option<crate::config::RegistryConfig>,
+    client: std::sync::OnceLock<Result<RegistryClient, String>>,
+}
+
+impl ConfiguredRegistry {
+    /// For `[format.registry]` (`None` when it is missing: every registration fails).
+    pub fn new(config: Option<crate::config::RegistryConfig>) -> Self {
+        ConfiguredRegistry {
+            config,
+            client: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl SchemaRegistry for ConfiguredRegistry {
+    fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        let Some(cfg) = &self.config else {
+            return Err(RegistryError::Rejected {
+                url: String::new(),
+                what: format!("subject {subject:?}"),
+                message: "format.registry.url is not set".into(),
+            });
+        };
+        let client = self
+            .client
+            .get_or_init(|| RegistryClient::from_config(cfg).map_err(|e| e.to_string()));
+        match client {
+            Ok(c) => c.register(subject, schema),
+            Err(message) => Err(RegistryError::Rejected {
+                url: cfg.url.clone(),
+                what: "the client settings".into(),
+                message: message.clone(),
+            }),
+        }
+    }
+}
+
 /// TLS and authentication for [`RegistryClient`].
 #[derive(Clone, Debug, Default)]
 pub struct RegistryAuth {

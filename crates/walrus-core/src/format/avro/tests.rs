@@ -314,7 +314,7 @@ fn check_same_as_json(format: JsonOptions) {
     ] {
         let mut out = Vec::new();
         avro.0
-            .encode_value_at(TOPIC, &ev, NOW_US, &mut out)
+            .encode_value_at(Some(TOPIC), &ev, NOW_US, &mut out)
             .unwrap();
         let (_, decoded) = decode(&avro.1, &out);
         let got = to_json(&decoded);
@@ -330,7 +330,7 @@ fn check_same_as_json(format: JsonOptions) {
         let key_columns = [0, 7, 11, 15];
         if avro
             .0
-            .encode_key(TOPIC, &ev, &key_columns, &mut kout)
+            .encode_key(Some(TOPIC), &ev, &key_columns, &mut kout)
             .unwrap()
         {
             let (_, k) = decode(&avro.1, &kout);
@@ -391,8 +391,9 @@ fn schemas_are_named_as_debezium_names_them() {
     let (mut enc, reg) = encoder(json_opts());
     let ev = event(Op::Create, &t, None, Some(row(values)));
     let mut out = Vec::new();
-    enc.encode_value_at(TOPIC, &ev, NOW_US, &mut out).unwrap();
-    assert!(enc.encode_key(TOPIC, &ev, &[0], &mut out).unwrap());
+    enc.encode_value_at(Some(TOPIC), &ev, NOW_US, &mut out)
+        .unwrap();
+    assert!(enc.encode_key(Some(TOPIC), &ev, &[0], &mut out).unwrap());
     assert_eq!(reg.versions("walrus.public.items-value"), vec![1]);
     assert_eq!(reg.versions("walrus.public.items-key"), vec![2]);
     let value: J = serde_json::from_str(&reg.schema(1).unwrap()).unwrap();
@@ -442,7 +443,7 @@ fn a_new_table_shape_registers_a_new_version_before_its_first_record() {
     let (mut enc, reg) = encoder(json_opts());
     let mut out = Vec::new();
     enc.encode_value_at(
-        TOPIC,
+        Some(TOPIC),
         &event(Op::Create, &t1, None, Some(row(vec![Value::Int32(1)]))),
         NOW_US,
         &mut out,
@@ -452,7 +453,7 @@ fn a_new_table_shape_registers_a_new_version_before_its_first_record() {
     // The same shape in a new Arc (a repeated Relation message) keeps the id.
     let same = table(1, vec![col("id", 23, -1, true)]);
     enc.encode_value_at(
-        TOPIC,
+        Some(TOPIC),
         &event(Op::Create, &same, None, Some(row(vec![Value::Int32(2)]))),
         NOW_US,
         &mut out,
@@ -469,7 +470,8 @@ fn a_new_table_shape_registers_a_new_version_before_its_first_record() {
         None,
         Some(row(vec![Value::Int32(3), Value::Text("x".into())])),
     );
-    enc.encode_value_at(TOPIC, &ev, NOW_US, &mut out).unwrap();
+    enc.encode_value_at(Some(TOPIC), &ev, NOW_US, &mut out)
+        .unwrap();
     let (id, v) = decode(&reg, &out);
     assert_eq!(id, 2);
     assert_eq!(to_json(&v)["after"], json!({"id": 3, "extra": "x"}));
@@ -500,7 +502,7 @@ fn a_refused_schema_names_table_change_and_level_and_is_fatal() {
     let t1 = table(1, vec![col("id", 23, -1, true)]);
     let mut out = Vec::new();
     enc.encode_value(
-        TOPIC,
+        Some(TOPIC),
         &event(Op::Create, &t1, None, Some(row(vec![Value::Int32(1)]))),
         &mut out,
     )
@@ -510,7 +512,7 @@ fn a_refused_schema_names_table_change_and_level_and_is_fatal() {
     let t2 = table(1, vec![col("id", 23, -1, true), col("qty", 23, -1, true)]);
     let err = enc
         .encode_value(
-            TOPIC,
+            Some(TOPIC),
             &event(
                 Op::Create,
                 &t2,
@@ -547,22 +549,27 @@ fn messages_and_tombstone_free_truncates() {
         }),
     };
     let mut out = Vec::new();
-    enc.encode_value_at("walrus.message", &ev, NOW_US, &mut out)
+    enc.encode_value_at(Some("walrus.message"), &ev, NOW_US, &mut out)
         .unwrap();
     let (_, v) = decode(&reg, &out);
     let mut json = JsonEncoder::new(json_opts());
     let mut jout = Vec::new();
     json.encode_value_at(&ev, NOW_US, &mut jout);
     assert_eq!(to_json(&v), serde_json::from_slice::<J>(&jout).unwrap());
-    assert!(enc
-        .encode_key("walrus.message", &ev, &[], &mut out)
-        .unwrap());
+    assert!(enc.encode_key(None, &ev, &[], &mut out).unwrap());
     assert_eq!(to_json(&decode(&reg, &out).1), json!({"prefix": "p"}));
     assert_eq!(enc.default_topic(&ev), "walrus.message");
+    // No topic given: the subject is the default topic's.
+    assert_eq!(reg.versions("walrus.message-key").len(), 1);
     // A truncate has no key.
     let t = table(1, vec![col("id", 23, -1, true)]);
     assert!(!enc
-        .encode_key(TOPIC, &event(Op::Truncate, &t, None, None), &[0], &mut out)
+        .encode_key(
+            Some(TOPIC),
+            &event(Op::Truncate, &t, None, None),
+            &[0],
+            &mut out
+        )
         .unwrap());
 }
 
@@ -602,7 +609,7 @@ mod props {
             ];
             let (mut enc, reg) = encoder(json_opts());
             let mut out = Vec::new();
-            enc.encode_value_at(TOPIC, &event(Op::Update, &t, Some(row(values.clone())), Some(row(values))), NOW_US, &mut out).unwrap();
+            enc.encode_value_at(Some(TOPIC), &event(Op::Update, &t, Some(row(values.clone())), Some(row(values))), NOW_US, &mut out).unwrap();
             let (_, v) = decode(&reg, &out);
             let j = to_json(&v);
             prop_assert_eq!(&j["after"]["a"], &json!(i));
