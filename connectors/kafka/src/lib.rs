@@ -124,7 +124,7 @@ impl ClientContext for Context {
             | RDKafkaLogLevel::Error => tracing::error!(facility = fac, "librdkafka: {message}"),
             RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(facility = fac, "librdkafka: {message}")
+                tracing::info!(facility = fac, "librdkafka: {message}");
             }
             RDKafkaLogLevel::Debug => tracing::debug!(facility = fac, "librdkafka: {message}"),
         }
@@ -272,7 +272,7 @@ pub struct KafkaSink {
     txn: Option<transactions::TxnState>,
 }
 
-fn kafka_err(context: &str, e: KafkaError) -> SinkError {
+fn kafka_err(context: &str, e: &KafkaError) -> SinkError {
     let code = e.rdkafka_error_code().map_or(-1, |c| c as i32);
     match BrokerErrorClass::of(code) {
         BrokerErrorClass::BackPressure | BrokerErrorClass::Retryable => SinkError::Unavailable {
@@ -290,6 +290,7 @@ fn kafka_err(context: &str, e: KafkaError) -> SinkError {
 
 /// librdkafka refused its configuration: an unknown or invalid property. Retrying cannot
 /// help.
+#[allow(clippy::needless_pass_by_value)] // the shape `map_err` takes
 fn config_err(e: KafkaError) -> SinkError {
     SinkError::Rejected {
         sink: NAME,
@@ -360,7 +361,7 @@ impl KafkaSink {
                 .admin
                 .create_topics([&new], &opts)
                 .await
-                .map_err(|e| kafka_err(&format!("creating topic {topic:?}"), e))?;
+                .map_err(|e| kafka_err(&format!("creating topic {topic:?}"), &e))?;
             for r in results {
                 if let Err((name, code)) = r {
                     let code_i = code as i32;
@@ -408,7 +409,7 @@ impl KafkaSink {
             sink: NAME,
             message: format!("looking up topic {topic:?}: {e}"),
         })?
-        .map_err(|e| kafka_err(&format!("looking up topic {topic:?}"), e))?;
+        .map_err(|e| kafka_err(&format!("looking up topic {topic:?}"), &e))?;
         if md {
             self.topics.insert(topic.to_string());
         }

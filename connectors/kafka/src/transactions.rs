@@ -110,7 +110,7 @@ impl TxnState {
 pub(crate) fn rejected_in_transaction(f: Failure) -> SinkError {
     SinkError::Rejected {
         sink: NAME,
-        topic: f.topic.clone(),
+        topic: f.topic,
         message: format!(
             "the broker rejected record {} in a Kafka transaction: {}; in exactly-once mode such a record aborts its transaction and cannot go to the dead-letter topic (only records refused before sending, such as ones over message.max.bytes, can); fix: {}",
             f.seq,
@@ -200,10 +200,10 @@ impl KafkaSink {
         self.commit(stored).await?;
         match stored {
             Some(lsn) => {
-                tracing::info!(transactional_id = %id, lsn = %lsn, "the broker holds every change committed through this position")
+                tracing::info!(transactional_id = %id, lsn = %lsn, "the broker holds every change committed through this position");
             }
             None => {
-                tracing::info!(transactional_id = %id, "no committed position stored yet")
+                tracing::info!(transactional_id = %id, "no committed position stored yet");
             }
         }
         Ok(stored)
@@ -272,7 +272,7 @@ impl KafkaSink {
                 cc.set(key, v.to_string());
             }
         }
-        let found = tokio::task::spawn_blocking(move || read_offsets(cc, &topic, &id))
+        let found = tokio::task::spawn_blocking(move || read_offsets(&cc, &topic, &id))
             .await
             .map_err(|e| SinkError::Unavailable {
                 sink: NAME,
@@ -456,7 +456,7 @@ impl KafkaSink {
 /// Reads partition 0 of `topic` up to its last stable offset and returns the newest
 /// position stored under key `id`: first the tail, then, if the key is not there, the
 /// whole partition.
-fn read_offsets(cc: ClientConfig, topic: &str, id: &str) -> Result<Option<Lsn>, SinkError> {
+fn read_offsets(cc: &ClientConfig, topic: &str, id: &str) -> Result<Option<Lsn>, SinkError> {
     let unavailable = |what: &str, e: KafkaError| SinkError::Unavailable {
         sink: NAME,
         message: format!("reading the offsets topic {topic:?}: {what}: {e}"),

@@ -72,7 +72,12 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Retry or stop.
     pub fn class(self) -> ErrorClass {
-        use ErrorKind::*;
+        use ErrorKind::{
+            Config, Decode, Internal, Publication, SchemaChanged, SchemaIncompatible,
+            SchemaRegistry, SchemaRegistryRejected, ServerVersion, SinkRejected, SinkTransient,
+            SlotInUse, SlotLost, SlotReleased, SlotUnavailable, SourceAuth, SourceConnection,
+            SourcePermission, SourceSetup, SourceTls,
+        };
         match self {
             // A stale walsender holding the slot goes away once PostgreSQL notices its
             // client is gone; a second walrus on the same slot keeps this retrying loudly.
@@ -97,7 +102,12 @@ impl ErrorKind {
 
     /// What an operator should do, in one sentence.
     pub fn hint(self) -> &'static str {
-        use ErrorKind::*;
+        use ErrorKind::{
+            Config, Decode, Internal, Publication, SchemaChanged, SchemaIncompatible,
+            SchemaRegistry, SchemaRegistryRejected, ServerVersion, SinkRejected, SinkTransient,
+            SlotInUse, SlotLost, SlotReleased, SlotUnavailable, SourceAuth, SourceConnection,
+            SourcePermission, SourceSetup, SourceTls,
+        };
         match self {
             Config => "fix the named configuration key and start walrus again",
             SourceConnection => {

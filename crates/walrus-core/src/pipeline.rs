@@ -32,7 +32,7 @@ pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Tuning of the sink side.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct PipelineOptions {
     /// Bound on encoded bytes in flight (handed over, not yet delivered).
     pub max_in_flight_bytes: usize,

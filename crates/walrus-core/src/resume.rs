@@ -169,10 +169,7 @@ mod tests {
             r#"{"slot":"walrus","lsn":"16/B374D848","ts_ms":1700000000000}"#
         );
         assert_eq!(OffsetRecord::from_json(&json).unwrap(), r);
-        let none = OffsetRecord {
-            lsn: None,
-            ..r.clone()
-        };
+        let none = OffsetRecord { lsn: None, ..r };
         assert_eq!(OffsetRecord::from_json(&none.to_json()).unwrap(), none);
         assert!(OffsetRecord::from_json(br#"{"slot":"s","lsn":"zz","ts_ms":1}"#).is_err());
     }

@@ -1124,7 +1124,7 @@ skip_ops = ["d", "truncate"]
         assert_eq!(get(&h, "table").as_deref(), Some("public.t"));
         assert_eq!(get(&h, "txId").as_deref(), Some("42"));
         // The same event again (re-delivery) has the same id; the tombstone its own.
-        assert_eq!(route.headers(&e.clone(), false), h);
+        assert_eq!(route.headers(&e, false), h);
         let tomb = route.headers(&e, true);
         assert_eq!(get(&tomb, "id").as_deref(), Some("500:3:tombstone"));
         let mut tr = ev(Op::Truncate, &t, vec![]);

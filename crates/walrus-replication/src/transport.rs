@@ -561,6 +561,7 @@ pub(crate) fn unexpected(tag: u8, during: &str) -> ReplicationError {
     ))
 }
 
+#[allow(clippy::needless_pass_by_value)] // the shape `map_err` takes
 fn proto(e: io::Error) -> ReplicationError {
     ReplicationError::Invalid(e.to_string())
 }

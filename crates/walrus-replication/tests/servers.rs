@@ -109,7 +109,8 @@ async fn round_trip(pg: &PgCluster, cfg: &ConnectConfig, db: &str) {
                     b'I' => inserts += 1,
                     // Commit: flags, commit LSN, end LSN, time.
                     b'C' => {
-                        commit_end = Some(Lsn(u64::from_be_bytes(data[10..18].try_into().unwrap())))
+                        commit_end =
+                            Some(Lsn(u64::from_be_bytes(data[10..18].try_into().unwrap())));
                     }
                     b'M' => message = true,
                     _ => {}

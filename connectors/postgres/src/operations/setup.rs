@@ -158,7 +158,7 @@ pub async fn ensure_publication(client: &Client, config: &Config) -> Result<(), 
     );
     match client.batch_execute(&sql).await {
         Ok(()) => {
-            tracing::info!(publication = %name, tables = ?missing, "added tables to publication")
+            tracing::info!(publication = %name, tables = ?missing, "added tables to publication");
         }
         Err(e) => tracing::warn!(
             publication = %name,

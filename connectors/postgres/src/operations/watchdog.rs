@@ -217,7 +217,7 @@ pub async fn run(
         tracing::info!("watchdog stopped");
     }
     .instrument(span)
-    .await
+    .await;
 }
 
 fn poll_failed(failing: &mut bool, error: &str) {

@@ -130,5 +130,5 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
         }
     }
     .instrument(span)
-    .await
+    .await;
 }

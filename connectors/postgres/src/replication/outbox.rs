@@ -123,7 +123,7 @@ pub async fn run(
                 match params.connect_sql().await {
                     Ok(c) => sql = Some(c),
                     Err(e) => {
-                        tracing::warn!(error = %e, "outbox housekeeping: cannot connect; retrying")
+                        tracing::warn!(error = %e, "outbox housekeeping: cannot connect; retrying");
                     }
                 }
             }
@@ -179,7 +179,7 @@ async fn delete(
                         "{}\u{0}{}",
                         r.get::<_, String>(0),
                         r.get::<_, String>(1)
-                    ))
+                    ));
                 }
                 Ok(None) => {
                     tracing::warn!(table, "outbox housekeeping: the outbox table has no primary key; rows are not deleted");

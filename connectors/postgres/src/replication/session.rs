@@ -1049,7 +1049,7 @@ impl Session<'_> {
             match tokio::time::timeout(FINAL_ACK_WAIT, stream.finish()).await {
                 Ok(Ok(lsn)) => tracing::debug!(confirmed = %lsn, "replication stream ended"),
                 Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "ending the replication stream cleanly failed")
+                    tracing::debug!(error = %e, "ending the replication stream cleanly failed");
                 }
                 Err(_) => tracing::debug!("the server did not end the replication stream in time"),
             }

@@ -542,6 +542,7 @@ struct Toml {
 }
 
 impl Toml {
+    #[allow(clippy::needless_pass_by_value)] // callers build the value for this call
     fn set(&mut self, section: &str, key: &str, value: String, from: &str) {
         let line = if from.is_empty() {
             format!("{key} = {value}")
@@ -1135,7 +1136,7 @@ fn tables(im: &mut Importer) -> Result<bool, ImportError> {
             im.finding(
                 FindingKind::Review,
                 "schema.include.list",
-                &schema_in.clone().unwrap_or_default().join(","),
+                &schema_in.unwrap_or_default().join(","),
                 "set together with table.include.list: Debezium captures tables in both lists, \
                  walrus selects by table.include.list alone. Check that every table listed is in \
                  one of the schemas",

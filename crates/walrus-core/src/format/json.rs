@@ -1656,7 +1656,7 @@ impl ValueWriter<'_> {
             (Kind::Binary, Value::Unavailable)
                 if self.opts.binary_handling == BinaryHandlingMode::Bytes =>
             {
-                out.extend_from_slice(self.placeholder_b64)
+                out.extend_from_slice(self.placeholder_b64);
             }
             (_, Value::Unavailable) => out.extend_from_slice(self.placeholder_str),
             (Kind::Decimal { scale, .. }, Value::Numeric(text)) => {
@@ -1691,7 +1691,7 @@ impl ValueWriter<'_> {
                 Err(_) => out.extend_from_slice(b"null"),
             },
             (Kind::DecimalString, Value::Numeric(text)) => {
-                write_str(out, is_special_numeric(text).unwrap_or(text))
+                write_str(out, is_special_numeric(text).unwrap_or(text));
             }
             (Kind::Binary, Value::Bytes(b)) => write_binary(out, b, self.opts.binary_handling),
             (Kind::Date, Value::Date(d)) if iso => {
@@ -1713,10 +1713,10 @@ impl ValueWriter<'_> {
                 out.extend_from_slice(b"Z\"");
             }
             (Kind::Timestamp { millis: true }, Value::Timestamp(us)) => {
-                write_int(out, us.div_euclid(1000))
+                write_int(out, us.div_euclid(1000));
             }
             (Kind::ZonedTimestamp { width }, Value::TimestampTz(us)) => {
-                write_zoned_timestamp(out, *us, *width)
+                write_zoned_timestamp(out, *us, *width);
             }
             (Kind::Money, Value::Numeric(text)) => match self.opts.decimal_handling {
                 DecimalHandlingMode::Precise => match unscaled_digits(text, 2, digits) {
@@ -1781,7 +1781,7 @@ impl ValueWriter<'_> {
                     micros,
                 },
             ) if self.opts.interval_handling == IntervalHandlingMode::String => {
-                write_iso_interval(out, *months, *days, *micros)
+                write_iso_interval(out, *months, *days, *micros);
             }
             // Everything else has one natural form: the kind and the value agree on it, or
             // the value could not be typed and is written as it is.

@@ -224,7 +224,7 @@ mod tests {
             .send(ChunkResult::Rows {
                 window: req.window.clone(),
                 chunk: Chunk {
-                    table: t.clone(),
+                    table: t,
                     rows,
                     last: Some(vec!["5".into()]),
                     max: vec!["9".into()],

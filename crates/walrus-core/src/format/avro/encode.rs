@@ -266,7 +266,7 @@ impl ValueWriter<'_> {
             ) => {
                 match opts.interval_handling {
                     IntervalHandlingMode::Numeric => {
-                        long(out, logical::micro_duration(*months, *days, *micros))
+                        long(out, logical::micro_duration(*months, *days, *micros));
                     }
                     IntervalHandlingMode::String => {
                         self.text.clear();
@@ -355,10 +355,10 @@ impl ValueWriter<'_> {
         match self.opts.binary_handling {
             BinaryHandlingMode::Bytes => bytes(out, b),
             BinaryHandlingMode::Base64 => {
-                string(out, &base64::engine::general_purpose::STANDARD.encode(b))
+                string(out, &base64::engine::general_purpose::STANDARD.encode(b));
             }
             BinaryHandlingMode::Base64UrlSafe => {
-                string(out, &base64::engine::general_purpose::URL_SAFE.encode(b))
+                string(out, &base64::engine::general_purpose::URL_SAFE.encode(b));
             }
             BinaryHandlingMode::Hex => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";

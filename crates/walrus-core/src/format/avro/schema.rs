@@ -303,6 +303,7 @@ impl ConnectSchema {
         self
     }
 
+    #[allow(clippy::needless_pass_by_value)] // numbers and strings alike, by value
     fn param(mut self, key: &'static str, value: impl ToString) -> Self {
         self.parameters.push((key, value.to_string()));
         self
@@ -737,6 +738,7 @@ mod tests {
         }
     }
 
+    #[allow(clippy::needless_pass_by_value)]
     fn avro(kind: Kind, optional: bool) -> J {
         let s = connect_schema(&kind, optional, &opts());
         serde_json::from_str(&AvroSchemaWriter::render(&s)).unwrap()

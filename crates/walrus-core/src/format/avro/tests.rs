@@ -309,7 +309,7 @@ fn check_same_as_json(format: JsonOptions) {
             Some(row(values.clone())),
         ),
         event(Op::Delete, &t, Some(row(values.clone())), None),
-        event(Op::Read, &t, None, Some(row(values.clone()))),
+        event(Op::Read, &t, None, Some(row(values))),
         event(Op::Truncate, &t, None, None),
     ] {
         let mut out = Vec::new();
@@ -498,7 +498,7 @@ fn a_refused_schema_names_table_change_and_level_and_is_fatal() {
         format: json_opts(),
         subject_strategy: SubjectNameStrategy::TopicNameStrategy,
     };
-    let mut enc = AvroEncoder::new(opts.clone(), Arc::new(MemoryRegistry::default()));
+    let mut enc = AvroEncoder::new(opts, Arc::new(MemoryRegistry::default()));
     let t1 = table(1, vec![col("id", 23, -1, true)]);
     let mut out = Vec::new();
     enc.encode_value(
