@@ -42,7 +42,7 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
 async fn read_slots(config: &Config) -> anyhow::Result<Vec<SlotReport>> {
     let params = ConnParams::from_config(&config.source)?;
     let client = params.connect_sql().await?;
-    Ok(walrus_postgres::operations::watchdog::query_slots(&client, &config.source.slot).await?)
+    Ok(walrus_postgres::operations::slots::query_slots(&client, &config.source.slot).await?)
 }
 
 async fn read_admin_status(config: &Config) -> Option<serde_json::Value> {

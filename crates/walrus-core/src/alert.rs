@@ -69,11 +69,28 @@ pub struct SlotReport {
     pub safe_wal_size: Option<i64>,
     /// `max_slot_wal_keep_size` in bytes, when set (not -1).
     pub max_slot_wal_keep_size: Option<u64>,
+    /// Whether PostgreSQL invalidated the slot (`invalidation_reason` set, PostgreSQL 17+).
+    pub invalidated: bool,
     /// Whether the watchdog considers the slot stuck.
     pub stuck: bool,
 }
 
 impl SlotReport {
+    /// `confirmed_flush_lsn` as a position.
+    pub fn confirmed_lsn(&self) -> Option<Lsn> {
+        self.confirmed_flush_lsn.as_deref()?.parse().ok()
+    }
+
+    /// `restart_lsn` as a position.
+    pub fn restart_position(&self) -> Option<Lsn> {
+        self.restart_lsn.as_deref()?.parse().ok()
+    }
+
+    /// Whether the WAL the slot needs is gone (`wal_status = lost`, or invalidated).
+    pub fn is_lost(&self) -> bool {
+        self.wal_status.as_deref() == Some("lost") || self.invalidated
+    }
+
     /// The share (0-1) of `max_slot_wal_keep_size` the slot uses, from `safe_wal_size` when
     /// known, else from the retained bytes.
     pub fn wal_keep_share(&self) -> Option<f64> {

@@ -217,7 +217,7 @@ async fn checks(
         ));
     }
 
-    let slot_row = setup::query_slot(client, &config.source.slot).await?;
+    let slot_row = crate::operations::slots::query_slot(client, &config.source.slot).await?;
     let max_slots: i64 = setting(client, "max_replication_slots")
         .await?
         .parse()
@@ -452,7 +452,7 @@ async fn checks(
                     ),
                     "choose another source.slot",
                 ));
-            } else if row.wal_status.as_deref() == Some("lost") || row.invalidated {
+            } else if row.is_lost() {
                 out.push(CheckResult::fail(
                     "slot",
                     format!("{slot:?} is invalidated: the WAL it needs was removed"),
@@ -469,7 +469,7 @@ async fn checks(
                     "slot",
                     format!(
                         "{slot:?} is logical/pgoutput, resumes at {}, wal_status {}",
-                        row.confirmed_flush_lsn.unwrap_or_default(),
+                        row.confirmed_lsn().unwrap_or_default(),
                         row.wal_status.unwrap_or_else(|| "unknown".into())
                     ),
                 ));

@@ -181,7 +181,7 @@ fn table_list(tables: &[(String, String)]) -> String {
 pub async fn ensure_slot(client: &Client, config: &Config) -> Result<SlotState, PgError> {
     let slot = &config.source.slot;
     let mut created = false;
-    let mut row = query_slot(client, slot).await?;
+    let mut row = crate::operations::slots::query_slot(client, slot).await?;
     if row.is_none() {
         if !config.source.create_slot {
             return Err(PgError::SlotMissing { slot: slot.clone() });
@@ -195,7 +195,7 @@ pub async fn ensure_slot(client: &Client, config: &Config) -> Result<SlotState, 
             .map_err(|e| PgError::sql(format!("creating replication slot {slot:?}"), e))?;
         tracing::info!(slot = %slot, "created replication slot");
         created = true;
-        row = query_slot(client, slot).await?;
+        row = crate::operations::slots::query_slot(client, slot).await?;
     }
     let Some(row) = row else {
         return Err(PgError::SlotMissing { slot: slot.clone() });
@@ -227,8 +227,8 @@ pub async fn ensure_slot(client: &Client, config: &Config) -> Result<SlotState, 
             row.database.unwrap_or_default()
         )));
     }
-    let confirmed = row.confirmed_flush_lsn.unwrap_or_default();
-    if row.wal_status.as_deref() == Some("lost") || row.invalidated {
+    let confirmed = row.confirmed_lsn().unwrap_or_default();
+    if row.is_lost() {
         return Err(PgError::SlotLost {
             slot: slot.clone(),
             confirmed,
@@ -237,59 +237,10 @@ pub async fn ensure_slot(client: &Client, config: &Config) -> Result<SlotState, 
     Ok(SlotState {
         name: slot.clone(),
         confirmed_flush_lsn: confirmed,
-        restart_lsn: row.restart_lsn,
+        restart_lsn: row.restart_position(),
         wal_status: row.wal_status,
         created,
     })
-}
-
-/// One row of `pg_replication_slots`, as walrus reads it.
-#[derive(Clone, Debug)]
-pub struct SlotRow {
-    /// `physical` or `logical`.
-    pub slot_type: String,
-    /// Output plugin.
-    pub plugin: Option<String>,
-    /// Database of a logical slot.
-    pub database: Option<String>,
-    /// Whether a walsender is using it.
-    pub active: bool,
-    /// The walsender's PID.
-    pub active_pid: Option<i32>,
-    /// Oldest WAL retained.
-    pub restart_lsn: Option<Lsn>,
-    /// Resume point.
-    pub confirmed_flush_lsn: Option<Lsn>,
-    /// `wal_status` (PostgreSQL 13+).
-    pub wal_status: Option<String>,
-    /// PostgreSQL 16+ `conflicting` / 17+ `invalidation_reason` set.
-    pub invalidated: bool,
-}
-
-/// Reads a slot's row, if it exists.
-pub async fn query_slot(client: &Client, slot: &str) -> Result<Option<SlotRow>, PgError> {
-    let row = client
-        .query_opt(
-            "SELECT slot_type::text, plugin::text, database::text, active, active_pid,
-                    restart_lsn::text, confirmed_flush_lsn::text,
-                    (to_jsonb(s) ->> 'wal_status'),
-                    coalesce((to_jsonb(s) ->> 'invalidation_reason') IS NOT NULL, false)
-               FROM pg_replication_slots s WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .map_err(|e| PgError::sql("reading pg_replication_slots", e))?;
-    Ok(row.map(|r| SlotRow {
-        slot_type: r.get(0),
-        plugin: r.get(1),
-        database: r.get(2),
-        active: r.get(3),
-        active_pid: r.get(4),
-        restart_lsn: r.get::<_, Option<String>>(5).and_then(|s| s.parse().ok()),
-        confirmed_flush_lsn: r.get::<_, Option<String>>(6).and_then(|s| s.parse().ok()),
-        wal_status: r.get(7),
-        invalidated: r.get(8),
-    }))
 }
 
 #[cfg(test)]

@@ -17,9 +17,7 @@
 //! the slot grows. A failed poll is logged and counted and changes no alert (an unreachable
 //! server says nothing about the slots); the connection is re-opened on the next poll.
 //!
-//! The columns come from PostgreSQL's `pg_replication_slots` view: `wal_status` and
-//! `safe_wal_size` exist from PostgreSQL 13 on (older servers report lag and retention
-//! only); `safe_wal_size` is null unless `max_slot_wal_keep_size` is set.
+//! The slots are read by [`crate::operations::slots`].
 
 use std::time::{Duration, Instant};
 
@@ -34,79 +32,6 @@ use walrus_core::status::{self, Status};
 use walrus_core::telemetry;
 
 use crate::conn::ConnParams;
-use crate::error::PgError;
-
-/// Every slot of the cluster, with lag and retention computed by the server.
-const SLOTS_SQL: &str = "
-SELECT slot_name::text, slot_type::text, plugin::text, database::text, active, active_pid,
-       wal_status::text, confirmed_flush_lsn::text, restart_lsn::text,
-       cur::text,
-       GREATEST(pg_wal_lsn_diff(cur, confirmed_flush_lsn), 0)::bigint,
-       GREATEST(pg_wal_lsn_diff(cur, restart_lsn), 0)::bigint,
-       safe_wal_size::bigint,
-       pg_size_bytes(current_setting('max_slot_wal_keep_size'))::bigint
-  FROM pg_replication_slots,
-       LATERAL (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
-                            ELSE pg_current_wal_lsn() END AS cur) c
- ORDER BY slot_name";
-
-/// The same for servers before PostgreSQL 13 (no `wal_status`, `safe_wal_size`).
-const SLOTS_SQL_PRE13: &str = "
-SELECT slot_name::text, slot_type::text, plugin::text, database::text, active, active_pid,
-       NULL::text, confirmed_flush_lsn::text, restart_lsn::text,
-       cur::text,
-       GREATEST(pg_wal_lsn_diff(cur, confirmed_flush_lsn), 0)::bigint,
-       GREATEST(pg_wal_lsn_diff(cur, restart_lsn), 0)::bigint,
-       NULL::bigint, NULL::bigint
-  FROM pg_replication_slots,
-       LATERAL (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
-                            ELSE pg_current_wal_lsn() END AS cur) c
- ORDER BY slot_name";
-
-/// Reads every replication slot of the cluster. `walrus_slot` marks walrus's own.
-pub async fn query_slots(client: &Client, walrus_slot: &str) -> Result<Vec<SlotReport>, PgError> {
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(|e| PgError::sql("reading the server version", e))?
-        .get(0);
-    let sql = if version >= 130_000 {
-        SLOTS_SQL
-    } else {
-        SLOTS_SQL_PRE13
-    };
-    let rows = client
-        .query(sql, &[])
-        .await
-        .map_err(|e| PgError::sql("reading pg_replication_slots", e))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let slot: String = r.get(0);
-            SlotReport {
-                walrus: slot == walrus_slot,
-                slot,
-                slot_type: r.get(1),
-                plugin: r.get(2),
-                database: r.get(3),
-                active: r.get(4),
-                active_pid: r.get(5),
-                wal_status: r.get(6),
-                confirmed_flush_lsn: r.get(7),
-                restart_lsn: r.get(8),
-                current_lsn: r.get::<_, Option<String>>(9).unwrap_or_default(),
-                lag_bytes: r.get::<_, Option<i64>>(10).map(|v| v.max(0) as u64),
-                retained_bytes: r.get::<_, Option<i64>>(11).map(|v| v.max(0) as u64),
-                safe_wal_size: r.get(12),
-                max_slot_wal_keep_size: r
-                    .get::<_, Option<i64>>(13)
-                    .filter(|&v| v >= 0)
-                    .map(|v| v as u64),
-                stuck: false,
-            }
-        })
-        .collect())
-}
 
 /// Runs the watchdog until `shutdown` turns true. Alert transitions are logged and sent to
 /// `alerts` (the webhook notifier), when given; after each poll walrus's own slot's health
@@ -156,7 +81,7 @@ pub async fn run(
                 };
             }
             let Some(c) = client.as_ref() else { continue };
-            let polled = tokio::time::timeout(interval.max(Duration::from_secs(5)), query_slots(c, &slot)).await;
+            let polled = tokio::time::timeout(interval.max(Duration::from_secs(5)), crate::operations::slots::query_slots(c, &slot)).await;
             let mut slots = match polled {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {

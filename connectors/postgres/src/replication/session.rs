@@ -174,7 +174,7 @@ pub async fn run<S: Sink>(
     // Creates the slot with an exported snapshot when one is needed (crate::snapshots::initial).
     let mut decision = crate::snapshots::initial::decide(&sql, &params, config).await?;
     let slot = setup::ensure_slot(&sql, config).await?;
-    if let Some(row) = setup::query_slot(&sql, &slot.name).await? {
+    if let Some(row) = crate::operations::slots::query_slot(&sql, &slot.name).await? {
         if let (true, Some(pid)) = (row.active, row.active_pid) {
             return Err(PgError::SlotInUse {
                 slot: slot.name.clone(),

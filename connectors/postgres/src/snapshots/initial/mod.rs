@@ -53,6 +53,7 @@ use coordinator::Coordinator;
 use plan::plan_tables;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
+use walrus_core::alert::SlotReport;
 use walrus_core::config::Config;
 use walrus_core::event::{SnapshotMarker, SourcePosition};
 use walrus_core::pipeline::SinkHandle;
@@ -359,10 +360,8 @@ pub async fn decide(
     let slot = &config.source.slot;
     let path = state_path(config);
     let state = State::load(&path, slot, &params.dbname)?;
-    let mut row = crate::operations::setup::query_slot(sql, slot).await?;
-    let lost = row
-        .as_ref()
-        .is_some_and(|r| r.wal_status.as_deref() == Some("lost") || r.invalidated);
+    let mut row = crate::operations::slots::query_slot(sql, slot).await?;
+    let lost = row.as_ref().is_some_and(SlotReport::is_lost);
     if lost && mode == SnapshotMode::WhenNeeded && config.source.create_slot {
         tracing::warn!(slot = %slot, "the slot lost WAL it needed; snapshot.mode = when_needed: dropping it and taking a new snapshot");
         sql.execute("SELECT pg_drop_replication_slot($1)", &[slot])
@@ -389,7 +388,7 @@ pub async fn decide(
         // ensure_slot reports it with the operator's fix.
         return Ok(Decision::default());
     }
-    let confirmed = row.confirmed_flush_lsn.unwrap_or_default();
+    let confirmed = row.confirmed_lsn().unwrap_or_default();
     let pending = match state {
         Some(mut st) if st.phase != Phase::Done => {
             let from: Option<Lsn> = st.stream_from.as_deref().and_then(|s| s.parse().ok());
