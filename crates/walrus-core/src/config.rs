@@ -97,6 +97,19 @@ pub struct Config {
     /// own `skip_ops` adds to these.
     #[serde(default)]
     pub skip_ops: Vec<crate::router::OpName>,
+    /// Regexes over `schema.table.column` (anchored, case-insensitive): only matching
+    /// columns are written, in tables without their own column list (Debezium's
+    /// `column.include.list`).
+    #[serde(default)]
+    pub include_columns: Vec<String>,
+    /// Regexes over `schema.table.column` left out, in tables without their own column list
+    /// (Debezium's `column.exclude.list`).
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
+    /// `[[key_columns]]`: key columns for the tables a regex matches (Debezium's
+    /// `message.key.columns`), unless their `[tables]` section sets `key_columns`.
+    #[serde(default)]
+    pub key_columns: Vec<crate::router::KeyColumnsRule>,
     /// Where changes come from.
     pub source: SourceConfig,
     /// Where events go.
@@ -636,6 +649,9 @@ impl Config {
             outbox: &self.outbox,
             skip_ops: &self.skip_ops,
             selection: self.source.filter_events.then(|| self.selection()),
+            key_columns: &self.key_columns,
+            include_columns: &self.include_columns,
+            exclude_columns: &self.exclude_columns,
         })
     }
 

@@ -89,6 +89,18 @@ pub struct RouteRule {
     pub match_on: MatchOn,
 }
 
+/// `[[key_columns]]`: the message key of the tables a regex matches (Debezium's
+/// `message.key.columns` entries `<table regex>:<col>,<col>`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyColumnsRule {
+    /// Regex matched against the whole `schema.table`, case-insensitively.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// The key columns, in key order.
+    pub columns: Vec<String>,
+}
+
 /// What a `[[routes]]` rule's `match` is matched against.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -253,6 +265,15 @@ pub struct RoutingConfig<'a> {
     /// With `source.filter_events`: the captured tables; the events of any other table are
     /// dropped. `None`: every table the publication sends is routed.
     pub selection: Option<crate::selection::TableSelection>,
+    /// `[[key_columns]]`: key columns by table regex, for tables whose section sets none.
+    pub key_columns: &'a [KeyColumnsRule],
+    /// Top-level `include_columns`: regexes over `schema.table.column`; only matching
+    /// columns are written (Debezium's `column.include.list`), unless the table's section
+    /// lists its own.
+    pub include_columns: &'a [String],
+    /// Top-level `exclude_columns`: regexes over `schema.table.column` left out (Debezium's
+    /// `column.exclude.list`), unless the table's section lists its own.
+    pub exclude_columns: &'a [String],
 }
 
 /// A table's events could not be routed: configuration that does not fit the table.
@@ -280,6 +301,9 @@ pub struct Router {
     rules: Vec<(Regex, String, MatchOn)>,
     skip: Vec<Op>,
     selection: Option<crate::selection::TableSelection>,
+    key_rules: Vec<(Regex, Vec<String>)>,
+    include_columns: Vec<Regex>,
+    exclude_columns: Vec<Regex>,
     tables: BTreeMap<String, TableConfig>,
     outbox: BTreeMap<String, OutboxConfig>,
     names: HeaderNames,
@@ -432,6 +456,37 @@ impl Router {
             }
             rules.push((re, r.topic.clone(), r.match_on));
         }
+        let anchored = |key: String, pattern: &str| {
+            regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| bad(key, format!("{pattern:?} is not a valid regex: {e}")))
+        };
+        let mut key_rules = Vec::with_capacity(cfg.key_columns.len());
+        for (i, k) in cfg.key_columns.iter().enumerate() {
+            let re = anchored(format!("key_columns[{i}].match"), &k.pattern)?;
+            if k.columns.is_empty() {
+                return Err(bad(
+                    format!("key_columns[{i}].columns"),
+                    "list at least one column".into(),
+                ));
+            }
+            key_rules.push((re, k.columns.clone()));
+        }
+        let compile_all = |key: &str, list: &[String]| {
+            list.iter()
+                .enumerate()
+                .map(|(i, p)| anchored(format!("{key}[{i}]"), p))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let include_columns = compile_all("include_columns", cfg.include_columns)?;
+        let exclude_columns = compile_all("exclude_columns", cfg.exclude_columns)?;
+        if !include_columns.is_empty() && !exclude_columns.is_empty() {
+            return Err(bad(
+                "exclude_columns".into(),
+                "set either include_columns or exclude_columns, not both".into(),
+            ));
+        }
         let tables = cfg.tables.cloned().unwrap_or_default();
         for (name, t) in &tables {
             let key = |k: &str| format!("tables.\"{name}\".{k}");
@@ -500,6 +555,9 @@ impl Router {
             rules,
             skip: cfg.skip_ops.iter().map(|o| o.op()).collect(),
             selection: cfg.selection.clone(),
+            key_rules,
+            include_columns,
+            exclude_columns,
             tables,
             outbox,
             names: HeaderNames::default(),
@@ -563,15 +621,47 @@ impl Router {
         };
         let section = self.tables.get(&qualified);
         let skey = |k: &str| format!("tables.\"{qualified}\".{k}");
-        let key_columns = match section.and_then(|s| s.key_columns.as_ref()) {
-            Some(names) => names
+        let rule = self
+            .key_rules
+            .iter()
+            .position(|(re, _)| re.is_match(&qualified));
+        let key_columns = match (section.and_then(|s| s.key_columns.as_ref()), rule) {
+            (Some(names), _) => names
                 .iter()
                 .map(|n| index_of(&skey("key_columns"), n))
                 .collect::<Result<Vec<_>, _>>()?,
-            None => table.primary_key_indexes().collect(),
+            (None, Some(i)) => self.key_rules[i]
+                .1
+                .iter()
+                .map(|n| index_of(&format!("key_columns[{i}].columns"), n))
+                .collect::<Result<Vec<_>, _>>()?,
+            (None, None) => table.primary_key_indexes().collect(),
         };
         let mut projection = None;
-        if let Some(s) = section {
+        let own_columns =
+            section.is_some_and(|s| s.include_columns.is_some() || !s.exclude_columns.is_empty());
+        let global_columns = !self.include_columns.is_empty() || !self.exclude_columns.is_empty();
+        if global_columns && !own_columns {
+            let full = |c: &crate::event::Column| format!("{qualified}.{}", c.name);
+            let keep: Vec<usize> = (0..table.columns.len())
+                .filter(|&i| {
+                    let name = full(&table.columns[i]);
+                    if self.include_columns.is_empty() {
+                        !self.exclude_columns.iter().any(|re| re.is_match(&name))
+                    } else {
+                        self.include_columns.iter().any(|re| re.is_match(&name))
+                    }
+                })
+                .collect();
+            if keep.len() != table.columns.len() {
+                let projected = Table {
+                    columns: keep.iter().map(|&i| table.columns[i].clone()).collect(),
+                    ..(**table).clone()
+                };
+                projection = Some((Arc::new(projected), keep));
+            }
+        }
+        if let Some(s) = section.filter(|_| own_columns) {
             let keep: Option<Vec<usize>> = if let Some(include) = &s.include_columns {
                 let mut idx = include
                     .iter()
@@ -955,6 +1045,9 @@ mod tests {
             outbox: &outbox,
             skip_ops: &[],
             selection: None,
+            key_columns: &[],
+            include_columns: &[],
+            exclude_columns: &[],
         })
     }
 
@@ -990,6 +1083,67 @@ topic = "orders-europe"
         assert_eq!(&*topic("sales", "audit_log"), "sales.audit");
         // The match is anchored: a prefix match is not enough.
         assert_eq!(&*topic("xpublic", "orders_us"), "app.xpublic.orders_us");
+    }
+
+    #[test]
+    fn column_regexes_and_key_rules_apply_unless_the_table_has_its_own() {
+        let tables: BTreeMap<String, TableConfig> =
+            toml::from_str("[\"public.own\"]\nexclude_columns = [\"id\"]\nkey_columns = [\"x\"]")
+                .unwrap();
+        let keys: Vec<KeyColumnsRule> = vec![KeyColumnsRule {
+            pattern: "(.*)\\.purchase.*".into(),
+            columns: vec!["x".into()],
+        }];
+        let exclude = vec![".*\\.secret".into(), "public\\.t\\.X".into()];
+        let r = Router::new(&RoutingConfig {
+            topic_prefix: "app",
+            tables: Some(&tables),
+            key_columns: &keys,
+            exclude_columns: &exclude,
+            ..RoutingConfig::default()
+        })
+        .unwrap();
+        let cols = &[("id", true), ("x", false), ("secret", false)];
+        let t = r.resolve(&table("public", "t", cols)).unwrap();
+        // x (case-insensitively) and secret are left out; the key is the primary key.
+        assert_eq!(t.projection.as_ref().unwrap().1, vec![0]);
+        assert_eq!(t.key_columns, vec![0]);
+        let p = r.resolve(&table("sales", "Purchases", cols)).unwrap();
+        assert_eq!(p.key_columns, vec![1]);
+        assert_eq!(p.projection.as_ref().unwrap().1, vec![0, 1]);
+        // The table's own section wins over both.
+        let own = r.resolve(&table("public", "own", cols)).unwrap();
+        assert_eq!(own.projection.as_ref().unwrap().1, vec![1, 2]);
+        assert_eq!(own.key_columns, vec![1]);
+        // Nothing matched: no projection.
+        let plain = r
+            .resolve(&table("public", "plain", &[("id", true)]))
+            .unwrap();
+        assert!(plain.projection.is_none());
+        // Include lists keep only what they match; a missing key column names the rule.
+        let include = vec!["public\\.t\\.(id|x)".into()];
+        let r = Router::new(&RoutingConfig {
+            topic_prefix: "app",
+            include_columns: &include,
+            key_columns: &keys,
+            ..RoutingConfig::default()
+        })
+        .unwrap();
+        let t = r.resolve(&table("public", "t", cols)).unwrap();
+        assert_eq!(t.projection.as_ref().unwrap().1, vec![0, 1]);
+        let err = r
+            .resolve(&table("s", "purchase", &[("id", true)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key_columns[0].columns"), "{err}");
+        let err = Router::new(&RoutingConfig {
+            include_columns: &include,
+            exclude_columns: &exclude,
+            ..RoutingConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("exclude_columns"), "{err}");
     }
 
     #[test]

@@ -596,7 +596,6 @@ struct Importer {
     toml: Toml,
     findings: Vec<Finding>,
     env: Vec<(String, String)>,
-    tables: BTreeMap<String, Vec<String>>,
 }
 
 impl Importer {
@@ -652,10 +651,6 @@ impl Importer {
             Reference::Plain => lit(value),
         }
     }
-
-    fn table_section(&mut self, table: &str, line: String) {
-        self.tables.entry(table.to_owned()).or_default().push(line);
-    }
 }
 
 /// Turns a Debezium PostgreSQL connector config into a walrus.toml. The result loads with
@@ -666,7 +661,6 @@ pub fn import(config: &ConnectorConfig, options: &ImportOptions) -> Result<Impor
         toml: Toml::default(),
         findings: Vec::new(),
         env: Vec::new(),
-        tables: BTreeMap::new(),
     };
     let unsupported = |key: &str, value: &str, message: &str| ImportError::Unsupported {
         key: key.into(),
@@ -778,17 +772,6 @@ pub fn import(config: &ConnectorConfig, options: &ImportOptions) -> Result<Impor
     heartbeat(&mut im, &prefix);
     sink(&mut im, options);
     transforms(&mut im)?;
-
-    // Per-table sections gathered from message.key.columns and the column lists.
-    let tables = std::mem::take(&mut im.tables);
-    for (table, lines) in tables {
-        for l in lines {
-            let (k, rest) = l.split_once(" = ").unwrap_or((&l, ""));
-            let (v, from) = rest.split_once("  # ").unwrap_or((rest, ""));
-            im.toml
-                .set(&format!("[tables.{}]", q(&table)), k, v.to_owned(), from);
-        }
-    }
 
     // Whatever is left was not consumed: known unmappable, no effect, or unknown.
     let rest = std::mem::take(&mut im.props);
@@ -1171,68 +1154,39 @@ fn tables(im: &mut Importer) -> Result<bool, ImportError> {
         ("column.include.list", "include_columns"),
         ("column.exclude.list", "exclude_columns"),
     ] {
-        let Some(value) = im.take(key) else {
-            continue;
-        };
-        let mut per_table: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut patterns = Vec::new();
-        for entry in list(&value) {
-            match literal_name(&entry, 3) {
-                Some(n) => per_table
-                    .entry(format!("{}.{}", n[0], n[1]))
-                    .or_default()
-                    .push(n[2].clone()),
-                None => patterns.push(entry),
-            }
-        }
-        for (table, columns) in per_table {
-            im.table_section(&table, format!("{walrus} = {}  # {key}", q_list(&columns)));
-        }
-        if !patterns.is_empty() {
-            im.finding(
-                FindingKind::Unmapped,
-                key,
-                &patterns.join(","),
-                format!("regular expressions over schema.table.column; walrus lists exact columns per table: add [tables.\"schema.table\"] {walrus} = [..] for each table they match"),
-            );
-        }
-        if key == "column.include.list" {
-            im.finding(
-                FindingKind::Review,
-                key,
-                &value,
-                "Debezium applies the include list to every table; walrus to the tables it names. Tables not named keep all their columns",
-            );
+        if let Some(value) = im.take(key) {
+            let entries: Vec<String> = list(&value).iter().map(|e| lit(e)).collect();
+            im.toml.set("", walrus, q_list(&entries), key);
         }
     }
 
     if let Some(value) = im.take("message.key.columns") {
-        let mut patterns = Vec::new();
         for entry in value.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-            let Some((table, columns)) = entry.rsplit_once(':') else {
-                patterns.push(entry.to_owned());
-                continue;
-            };
-            let columns: Vec<String> = columns
-                .split(',')
-                .map(|c| c.trim().to_owned())
-                .filter(|c| !c.is_empty())
-                .collect();
-            match literal_name(table.trim(), 2) {
-                Some(n) if !columns.is_empty() => im.table_section(
-                    &format!("{}.{}", n[0], n[1]),
-                    format!("key_columns = {}  # message.key.columns", q_list(&columns)),
+            let parsed = entry.rsplit_once(':').map(|(table, columns)| {
+                let columns: Vec<String> = columns
+                    .split(',')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                (table.trim(), columns)
+            });
+            match parsed {
+                Some((table, columns)) if !table.is_empty() && !columns.is_empty() => {
+                    im.toml.push_entry(
+                        "[[key_columns]]",
+                        vec![
+                            format!("match = {}  # message.key.columns", q(&lit(table))),
+                            format!("columns = {}", q_list(&columns)),
+                        ],
+                    );
+                }
+                _ => im.finding(
+                    FindingKind::Unmapped,
+                    "message.key.columns",
+                    entry,
+                    "not of the form <table regex>:<column>,<column>; add a [[key_columns]] rule by hand",
                 ),
-                _ => patterns.push(entry.to_owned()),
             }
-        }
-        if !patterns.is_empty() {
-            im.finding(
-                FindingKind::Unmapped,
-                "message.key.columns",
-                &patterns.join(";"),
-                "table regular expressions; walrus sets key columns per exact table: add [tables.\"schema.table\"] key_columns = [..] for each table they match",
-            );
         }
     }
     Ok(filtered)
@@ -2190,20 +2144,42 @@ mod tests {
         assert!(c.table_selected("sales", "inventory"));
         assert!(!c.table_selected("sales", "inv_old"));
         assert!(!c.table_selected("public", "customers"));
-        let orders = &c.tables["public.orders"];
-        assert_eq!(orders.exclude_columns, vec!["card_number".to_string()]);
-        let lines = &c.tables["public.order_lines"];
-        assert_eq!(lines.exclude_columns, vec!["note".to_string()]);
-        assert_eq!(
-            lines.key_columns,
-            Some(vec!["order_id".to_string(), "line_no".to_string()])
-        );
-        assert!(finding(&im, "column.exclude.list")
-            .text
-            .contains("regular expressions"));
-        assert!(finding(&im, "message.key.columns")
-            .value
-            .contains("purchaseorders"));
+        // Column lists and key columns: Debezium's regexes, applied by walrus's router.
+        assert_eq!(c.exclude_columns.len(), 3);
+        assert_eq!(c.key_columns.len(), 2);
+        let r = c.router().unwrap();
+        let cols = |names: &[&str]| {
+            std::sync::Arc::new(crate::event::Table {
+                id: 1,
+                schema: "public".into(),
+                name: String::new(),
+                columns: names
+                    .iter()
+                    .map(|n| crate::event::Column {
+                        name: (*n).into(),
+                        type_oid: 25,
+                        type_name: "text".into(),
+                        type_modifier: -1,
+                        key: *n == "id",
+                        primary_key: *n == "id",
+                        type_desc: None,
+                    })
+                    .collect(),
+                replica_identity: crate::event::ReplicaIdentity::Default,
+            })
+        };
+        let table = |name: &str, names: &[&str]| {
+            let mut t = (*cols(names)).clone();
+            t.name = name.into();
+            r.resolve(&std::sync::Arc::new(t)).unwrap()
+        };
+        let orders = table("orders", &["id", "card_number", "secret_x", "total"]);
+        assert_eq!(orders.projection.as_ref().unwrap().1, vec![0, 3]);
+        let lines = table("order_lines", &["id", "order_id", "line_no", "note"]);
+        assert_eq!(lines.projection.as_ref().unwrap().1, vec![0, 1, 2]);
+        assert_eq!(lines.key_columns, vec![1, 2]);
+        let po = table("purchaseorders", &["id", "pk3"]);
+        assert_eq!(po.key_columns, vec![1]);
         assert_eq!(c.snapshot.mode, crate::config::SnapshotMode::NoData);
         assert_eq!(c.snapshot.workers, 4);
         assert_eq!(c.snapshot.incremental_chunk_size, 4096);
