@@ -3,6 +3,7 @@
 
 mod common;
 
+mod avro;
 mod check;
 mod compat;
 mod crash;

@@ -239,7 +239,7 @@ fn same(a: &Value, b: &Value) -> bool {
 }
 
 /// Creates the zoo's types and the `zoo` table with every column of [`ZOO`] but `except`.
-async fn create_zoo(c: &tokio_postgres::Client, except: &[&str]) {
+pub(crate) async fn create_zoo(c: &tokio_postgres::Client, except: &[&str]) {
     c.batch_execute(
         "SET timezone = 'UTC';
          CREATE EXTENSION hstore; CREATE EXTENSION citext; CREATE EXTENSION ltree;
@@ -274,7 +274,7 @@ fn zoo_columns<'a>(except: &'a [&'a str]) -> impl Iterator<Item = &'static ZooCo
 }
 
 /// Rows 1 and 2 with the zoo's two sets of edge values, row 3 all NULL.
-async fn insert_zoo_rows(c: &tokio_postgres::Client, except: &[&str]) {
+pub(crate) async fn insert_zoo_rows(c: &tokio_postgres::Client, except: &[&str]) {
     let names: Vec<&str> = zoo_columns(except).map(|z| z.0).collect();
     for (id, pick) in [(1, 2usize), (2, 3usize)] {
         let values: Vec<&str> = zoo_columns(except)

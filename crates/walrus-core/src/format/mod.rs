@@ -71,12 +71,16 @@ pub enum FormatError {
         /// What could not be written, and what to change.
         message: String,
     },
+    /// Avro: the schema registry refused a schema or could not be reached.
+    #[error(transparent)]
+    Avro(#[from] avro::AvroError),
 }
 
 impl crate::error::Classify for FormatError {
     fn kind(&self) -> ErrorKind {
         match self {
             FormatError::Unencodable { .. } => ErrorKind::Config,
+            FormatError::Avro(e) => e.kind(),
         }
     }
 }
@@ -89,8 +93,25 @@ pub fn encoders(
     database: &str,
 ) -> (Box<dyn Encoder>, Box<dyn Encoder>) {
     let opts = JsonOptions::from_config(config, topic_prefix, database);
-    (
-        Box::new(JsonEncoder::new(opts.clone())),
-        Box::new(JsonEncoder::new(opts)),
-    )
+    // Key and value Avro encoders share one registry client and its id cache.
+    let registry: Option<std::sync::Arc<dyn avro::SchemaRegistry>> = config
+        .uses_avro()
+        .then(|| std::sync::Arc::new(avro::ConfiguredRegistry::new(config.registry.clone())) as _);
+    let make = |kind: crate::config::FormatKind| -> Box<dyn Encoder> {
+        match (kind, &registry) {
+            (crate::config::FormatKind::Avro, Some(registry)) => Box::new(avro::AvroEncoder::new(
+                avro::AvroOptions {
+                    format: opts.clone(),
+                    subject_strategy: config
+                        .registry
+                        .as_ref()
+                        .map(|r| r.subject_name_strategy)
+                        .unwrap_or_default(),
+                },
+                std::sync::Arc::clone(registry),
+            )),
+            _ => Box::new(JsonEncoder::new(opts.clone())),
+        }
+    };
+    (make(config.key), make(config.value))
 }

@@ -664,5 +664,37 @@ fn write_source(
     encode::null(out); // origin_lsn
 }
 
+/// Kafka Connect's `AvroConverter` as a key or value [`super::Encoder`]: subjects are named
+/// after the event's default topic (`<prefix>.<schema>.<table>`, `<prefix>.message`).
+impl super::Encoder for AvroEncoder {
+    fn encode_key(
+        &mut self,
+        ev: &ChangeEvent,
+        key_columns: &[usize],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, super::FormatError> {
+        AvroEncoder::encode_key(self, None, ev, key_columns, out).map_err(Into::into)
+    }
+
+    fn encode_value(
+        &mut self,
+        ev: &ChangeEvent,
+        out: &mut Vec<u8>,
+    ) -> Result<(), super::FormatError> {
+        AvroEncoder::encode_value(self, None, ev, out).map_err(Into::into)
+    }
+
+    fn fork(&self) -> Box<dyn super::Encoder> {
+        Box::new(AvroEncoder::fork(self))
+    }
+
+    fn key_header(&self, key: &bytes::Bytes) -> bytes::Bytes {
+        match self.key_json(key) {
+            Some(json) => bytes::Bytes::from(json),
+            None => key.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
