@@ -1467,7 +1467,18 @@ fn format(im: &mut Importer) -> Result<(), ImportError> {
                 im.toml.set(S, &k, v, &from);
             }
             match url {
-                Some((u, from)) => im.toml.set("[format.registry]", "url", q(&u), &from),
+                Some((u, from)) => {
+                    if from.contains("apicurio") {
+                        im.finding(
+                            FindingKind::Review,
+                            &from,
+                            &u,
+                            "walrus speaks the Confluent registry API: point [format.registry] url at Apicurio's /apis/ccompat/v7",
+                        );
+                    }
+                    im.toml.set("[format.registry]", "url", q(&u), &from);
+                    registry_options(im);
+                }
                 None => im.finding(
                     FindingKind::Unmapped,
                     "value.converter.schema.registry.url",
@@ -1497,6 +1508,61 @@ fn format(im: &mut Importer) -> Result<(), ImportError> {
         }
     }
     Ok(())
+}
+
+/// The registry's subject naming and basic authentication, from the Avro converters'
+/// options (the value converter's win; walrus has one registry for both).
+fn registry_options(im: &mut Importer) {
+    const R: &str = "[format.registry]";
+    let mut strategy = None;
+    let mut user_info = None;
+    for side in ["key", "value"] {
+        if let Some(v) = im.take(&format!("{side}.converter.{side}.subject.name.strategy")) {
+            strategy = Some((v, format!("{side}.converter.{side}.subject.name.strategy")));
+        }
+        if let Some(v) = im.take(&format!("{side}.converter.basic.auth.user.info")) {
+            user_info = Some((v, format!("{side}.converter.basic.auth.user.info")));
+        }
+        if let Some(source) = im.take(&format!("{side}.converter.basic.auth.credentials.source")) {
+            if source != "USER_INFO" {
+                im.finding(
+                    FindingKind::Unmapped,
+                    &format!("{side}.converter.basic.auth.credentials.source"),
+                    &source,
+                    "walrus authenticates to the registry with [format.registry] username and password only",
+                );
+            }
+        }
+    }
+    if let Some((v, from)) = strategy {
+        let name = v.rsplit('.').next().unwrap_or(&v).to_owned();
+        im.toml.set(R, "subject_name_strategy", q(&name), &from);
+    }
+    if let Some((v, from)) = user_info {
+        let user = match reference(&v) {
+            Reference::Plain => v.split_once(':').map(|(u, _)| u.to_owned()),
+            _ => None,
+        };
+        match user {
+            Some(u) => im.toml.set(R, "username", q(&lit(&u)), &from),
+            None => im.finding(
+                FindingKind::Review,
+                &from,
+                &v,
+                "set [format.registry] username to the user part",
+            ),
+        }
+        im.need_env(
+            "SCHEMA_REGISTRY_PASSWORD",
+            format!("the schema registry password (the part after ':' of {from})"),
+        );
+        im.toml.set(
+            R,
+            "password",
+            q("${SCHEMA_REGISTRY_PASSWORD}"),
+            &format!("{from} (never written in clear)"),
+        );
+    }
 }
 
 fn heartbeat(im: &mut Importer, prefix: &str) {
@@ -2035,10 +2101,8 @@ mod tests {
             finding(&im, "database.sslpassword").kind,
             FindingKind::Unmapped
         );
-        assert_eq!(
-            finding(&im, "value.converter.basic.auth.user.info").value,
-            "(secret)"
-        );
+        // The registry user is written, its password read from the environment.
+        assert!(im.toml.contains("username = \"bob\""), "{}", im.toml);
         assert_eq!(
             finding(&im, "producer.override.sasl.jaas.config").value,
             "(secret)"
@@ -2352,8 +2416,21 @@ mod tests {
             "key.converter": "io.confluent.connect.avro.AvroConverter",
             "key.converter.schema.registry.url": "http://registry:8081",
             "value.converter": "io.confluent.connect.avro.AvroConverter",
-            "value.converter.schema.registry.url": "http://registry:8081"}"#,
+            "value.converter.schema.registry.url": "http://registry:8081",
+            "value.converter.value.subject.name.strategy": "io.confluent.kafka.serializers.subject.RecordNameStrategy",
+            "value.converter.basic.auth.credentials.source": "USER_INFO",
+            "value.converter.basic.auth.user.info": "walrus:registry-sekret"}"#,
         );
+        assert!(!im.toml.contains("sekret"), "{}", im.toml);
+        let c = Config::parse_with_env(&im.toml, env).unwrap();
+        let r = c.format.registry.as_ref().expect("[format.registry]");
+        assert_eq!(r.url, "http://registry:8081");
+        assert_eq!(r.username.as_deref(), Some("walrus"));
+        assert!(r.password.is_some());
+        assert!(im
+            .toml
+            .contains("subject_name_strategy = \"RecordNameStrategy\""));
+        assert!(im.env.iter().any(|(v, _)| v == "SCHEMA_REGISTRY_PASSWORD"));
         for needle in [
             "key = \"avro\"",
             "value = \"avro\"",
