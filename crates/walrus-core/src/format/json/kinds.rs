@@ -1,0 +1,292 @@
+//! The Connect shape of each column, decided once per table version from its type OID and
+//! typmod (or its [`TypeDesc`]) under the handling modes, and the Connect schema type, name
+//! and version each shape is written with.
+
+use super::*;
+
+/// The Connect shape a column's values take, decided once from its type OID and typmod
+/// (or its [`TypeDesc`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// `money`: a decimal with 2 fraction digits, per decimal mode (Debezium's
+    /// `money.fraction.digits` default).
+    Money,
+    /// `bit(n)`/`varbit(n)`: `io.debezium.data.Bits` (little-endian bytes) for n > 1, a
+    /// boolean for n = 1.
+    Bits {
+        length: i32,
+    },
+    /// `timetz`: `io.debezium.time.ZonedTime`, the time in UTC.
+    ZonedTime,
+    /// `point`: `io.debezium.data.geometry.Point`.
+    Point,
+    /// An enum: `io.debezium.data.Enum` with the allowed labels.
+    Enum(Box<str>),
+    /// An array of the element kind.
+    Array(Box<Kind>),
+    /// A composite: a struct of named fields.
+    Struct(Box<[(String, Kind)]>),
+    /// `hstore` as a JSON document string (`hstore.handling.mode` json).
+    HstoreJson,
+    /// `hstore` as a Connect map of optional strings (`hstore.handling.mode` map).
+    HstoreMap,
+    Bool,
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    /// Connect `Decimal` with a fixed scale (precise mode, `numeric(p,s)`).
+    Decimal {
+        precision: i32,
+        scale: i32,
+    },
+    /// `VariableScaleDecimal` (precise mode, `numeric` without typmod).
+    VariableDecimal,
+    /// A JSON double (double mode).
+    DecimalDouble,
+    /// The exact text (string mode).
+    DecimalString,
+    /// A string, with a logical name (`io.debezium.data.Json`) or without.
+    Str(Option<&'static str>),
+    /// `bytea`, per binary mode.
+    Binary,
+    Date,
+    /// `time`: `millis` for precision 0–3 in adaptive mode and in connect mode.
+    Time {
+        millis: bool,
+    },
+    /// `timestamp`: `millis` for precision 0–3 in adaptive modes and in connect mode.
+    Timestamp {
+        millis: bool,
+    },
+    /// `timestamptz` with the number of fraction digits to write.
+    ZonedTimestamp {
+        width: u8,
+    },
+    Interval,
+}
+
+// PostgreSQL type OIDs the encoder maps specially (see walrus-postgres `types::oid`).
+pub(super) const BOOL: u32 = 16;
+pub(super) const BYTEA: u32 = 17;
+pub(super) const INT8: u32 = 20;
+pub(super) const INT2: u32 = 21;
+pub(super) const INT4: u32 = 23;
+pub(super) const OID: u32 = 26;
+pub(super) const JSON: u32 = 114;
+pub(super) const XML: u32 = 142;
+pub(super) const FLOAT4: u32 = 700;
+pub(super) const FLOAT8: u32 = 701;
+pub(super) const DATE: u32 = 1082;
+pub(super) const TIME: u32 = 1083;
+pub(super) const TIMESTAMP: u32 = 1114;
+pub(super) const TIMESTAMPTZ: u32 = 1184;
+pub(super) const INTERVAL: u32 = 1186;
+pub(super) const NUMERIC: u32 = 1700;
+pub(super) const UUID: u32 = 2950;
+pub(super) const JSONB: u32 = 3802;
+pub(super) const MONEY: u32 = 790;
+pub(super) const BIT: u32 = 1560;
+pub(super) const VARBIT: u32 = 1562;
+pub(super) const TIMETZ: u32 = 1266;
+pub(super) const POINT: u32 = 600;
+pub(super) const TSVECTOR: u32 = 3614;
+
+/// PostgreSQL's VARHDRSZ, the offset in varlena typmods.
+pub(super) const VARHDRSZ: i32 = 4;
+
+pub(super) const MICROS_PER_SECOND: i64 = 1_000_000;
+pub(super) const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
+
+/// Debezium's `MicroDuration.DAYS_PER_MONTH_AVG`.
+pub(super) const DAYS_PER_MONTH_AVG: f64 = 365.25 / 12.0;
+
+/// `io.debezium.data.Enum` values allowed for `source.snapshot` (`SnapshotRecord`).
+pub(super) const SNAPSHOT_ALLOWED: &str =
+    "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental";
+
+/// Precision of `time`/`timestamp`/`timestamptz` from the typmod; PostgreSQL's default is 6
+/// (the JDBC driver reports 6 for no typmod, which is what Debezium sees).
+pub(super) fn time_precision(type_modifier: i32) -> i32 {
+    if (0..=6).contains(&type_modifier) {
+        type_modifier
+    } else {
+        6
+    }
+}
+
+pub(super) fn kind_of(column: &Column, opts: &JsonOptions) -> Kind {
+    match &column.type_desc {
+        Some(desc) => kind_of_desc(desc, opts),
+        None => kind_of_oid(column.type_oid, column.type_modifier, opts),
+    }
+}
+
+pub(super) fn kind_of_desc(desc: &TypeDesc, opts: &JsonOptions) -> Kind {
+    match desc {
+        TypeDesc::Builtin { oid, type_modifier } => kind_of_oid(*oid, *type_modifier, opts),
+        TypeDesc::Enum { labels } => Kind::Enum(labels.join(",").into_boxed_str()),
+        TypeDesc::Array(elem) => Kind::Array(Box::new(kind_of_desc(elem, opts))),
+        TypeDesc::Composite { fields, .. } => Kind::Struct(
+            fields
+                .iter()
+                .map(|(name, t)| (name.clone(), kind_of_desc(t, opts)))
+                .collect(),
+        ),
+        TypeDesc::Hstore => match opts.hstore_handling {
+            HstoreHandlingMode::Json => Kind::HstoreJson,
+            HstoreHandlingMode::Map => Kind::HstoreMap,
+        },
+        TypeDesc::Ltree => Kind::Str(Some("io.debezium.data.Ltree")),
+        TypeDesc::Citext | TypeDesc::Range { .. } | TypeDesc::Other { .. } => Kind::Str(None),
+    }
+}
+
+pub(super) fn kind_of_oid(type_oid: u32, type_modifier: i32, opts: &JsonOptions) -> Kind {
+    if let Some(elem) = builtin_array_element(type_oid) {
+        // Element typmods equal the array column's (numeric(10,2)[], varchar(5)[]).
+        return Kind::Array(Box::new(kind_of_oid(elem, type_modifier, opts)));
+    }
+    match type_oid {
+        BOOL => Kind::Bool,
+        INT2 => Kind::Int16,
+        INT4 => Kind::Int32,
+        INT8 | OID => Kind::Int64,
+        FLOAT4 => Kind::Float32,
+        FLOAT8 => Kind::Float64,
+        NUMERIC => match opts.decimal_handling {
+            DecimalHandlingMode::Precise if type_modifier >= VARHDRSZ => {
+                let t = type_modifier - VARHDRSZ;
+                // PostgreSQL 15+ stores the scale as an 11-bit signed number (negative scales
+                // are allowed); earlier versions only have 0..=1000, which decodes the same.
+                let raw = t & 0x7ff;
+                let scale = if raw & 0x400 != 0 { raw - 0x800 } else { raw };
+                Kind::Decimal {
+                    precision: (t >> 16) & 0xffff,
+                    scale,
+                }
+            }
+            DecimalHandlingMode::Precise => Kind::VariableDecimal,
+            DecimalHandlingMode::Double => Kind::DecimalDouble,
+            DecimalHandlingMode::String => Kind::DecimalString,
+        },
+        BYTEA => Kind::Binary,
+        JSON | JSONB => Kind::Str(Some("io.debezium.data.Json")),
+        UUID => Kind::Str(Some("io.debezium.data.Uuid")),
+        XML => Kind::Str(Some("io.debezium.data.Xml")),
+        DATE => Kind::Date,
+        TIME => {
+            let p = time_precision(type_modifier);
+            Kind::Time {
+                millis: match opts.time_precision {
+                    TimePrecisionMode::Adaptive => p <= 3,
+                    TimePrecisionMode::Connect => true,
+                    TimePrecisionMode::AdaptiveTimeMicroseconds | TimePrecisionMode::Isostring => {
+                        false
+                    }
+                },
+            }
+        }
+        TIMESTAMP => {
+            let p = time_precision(type_modifier);
+            Kind::Timestamp {
+                millis: match opts.time_precision {
+                    TimePrecisionMode::Adaptive | TimePrecisionMode::AdaptiveTimeMicroseconds => {
+                        p <= 3
+                    }
+                    TimePrecisionMode::Connect => true,
+                    TimePrecisionMode::Isostring => false,
+                },
+            }
+        }
+        TIMESTAMPTZ => Kind::ZonedTimestamp {
+            // Clamped to 0..=6 above, so the cast is lossless.
+            width: time_precision(type_modifier) as u8,
+        },
+        INTERVAL => Kind::Interval,
+        MONEY => Kind::Money,
+        BIT | VARBIT => Kind::Bits {
+            // bit without a length is bit(1); varbit without one is unbounded.
+            length: if type_modifier >= 0 {
+                type_modifier
+            } else if type_oid == BIT {
+                1
+            } else {
+                i32::MAX
+            },
+        },
+        TIMETZ => Kind::ZonedTime,
+        POINT => Kind::Point,
+        TSVECTOR => Kind::Str(Some("io.debezium.data.TsVector")),
+        _ => Kind::Str(None),
+    }
+}
+
+/// The Connect schema of a kind: `(type, name, version)`.
+pub(super) fn schema_of(
+    kind: &Kind,
+    opts: &JsonOptions,
+) -> (&'static str, Option<&'static str>, bool) {
+    let iso = opts.time_precision == TimePrecisionMode::Isostring;
+    let connect = opts.time_precision == TimePrecisionMode::Connect;
+    match kind {
+        Kind::Bool | Kind::Bits { length: ..=1 } => ("boolean", None, false),
+        Kind::Bits { .. } => ("bytes", Some("io.debezium.data.Bits"), true),
+        Kind::Money => match opts.decimal_handling {
+            DecimalHandlingMode::Precise => {
+                ("bytes", Some("org.apache.kafka.connect.data.Decimal"), true)
+            }
+            DecimalHandlingMode::Double => ("double", None, false),
+            DecimalHandlingMode::String => ("string", None, false),
+        },
+        Kind::ZonedTime => ("string", Some("io.debezium.time.ZonedTime"), true),
+        Kind::Point => ("struct", Some("io.debezium.data.geometry.Point"), true),
+        Kind::Enum(_) => ("string", Some("io.debezium.data.Enum"), true),
+        Kind::Array(_) => ("array", None, false),
+        Kind::Struct(_) => ("struct", None, false),
+        Kind::HstoreJson => ("string", Some("io.debezium.data.Json"), true),
+        Kind::HstoreMap => ("map", None, false),
+        Kind::Int16 => ("int16", None, false),
+        Kind::Int32 => ("int32", None, false),
+        Kind::Int64 => ("int64", None, false),
+        Kind::Float32 => ("float", None, false),
+        Kind::Float64 | Kind::DecimalDouble => ("double", None, false),
+        Kind::Decimal { .. } => ("bytes", Some("org.apache.kafka.connect.data.Decimal"), true),
+        Kind::VariableDecimal => (
+            "struct",
+            Some("io.debezium.data.VariableScaleDecimal"),
+            true,
+        ),
+        Kind::DecimalString | Kind::Str(None) => ("string", None, false),
+        Kind::Str(Some(name)) => ("string", Some(*name), true),
+        Kind::Binary => match opts.binary_handling {
+            BinaryHandlingMode::Bytes => ("bytes", None, false),
+            _ => ("string", None, false),
+        },
+        Kind::Date if iso => ("string", Some("io.debezium.time.IsoDate"), true),
+        Kind::Date if connect => ("int32", Some("org.apache.kafka.connect.data.Date"), true),
+        Kind::Date => ("int32", Some("io.debezium.time.Date"), true),
+        Kind::Time { .. } if iso => ("string", Some("io.debezium.time.IsoTime"), true),
+        Kind::Time { .. } if connect => ("int32", Some("org.apache.kafka.connect.data.Time"), true),
+        Kind::Time { millis: true } => ("int32", Some("io.debezium.time.Time"), true),
+        Kind::Time { millis: false } => ("int64", Some("io.debezium.time.MicroTime"), true),
+        Kind::Timestamp { .. } if iso => ("string", Some("io.debezium.time.IsoTimestamp"), true),
+        Kind::Timestamp { .. } if connect => (
+            "int64",
+            Some("org.apache.kafka.connect.data.Timestamp"),
+            true,
+        ),
+        Kind::Timestamp { millis: true } => ("int64", Some("io.debezium.time.Timestamp"), true),
+        Kind::Timestamp { millis: false } => {
+            ("int64", Some("io.debezium.time.MicroTimestamp"), true)
+        }
+        Kind::ZonedTimestamp { .. } => ("string", Some("io.debezium.time.ZonedTimestamp"), true),
+        Kind::Interval => match opts.interval_handling {
+            IntervalHandlingMode::Numeric => {
+                ("int64", Some("io.debezium.time.MicroDuration"), true)
+            }
+            IntervalHandlingMode::String => ("string", Some("io.debezium.time.Interval"), true),
+        },
+    }
+}
