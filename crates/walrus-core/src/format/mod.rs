@@ -16,6 +16,8 @@
 //! the pair from the `[format]` configuration; sources and sinks only see the trait.
 //!
 //! - [`json`]: Debezium JSON, with or without the Connect schema envelope (`schemas.enable`).
+//! - [`logical`]: Debezium's logical-type conversions (decimal bytes, durations, ISO times)
+//!   as plain values, shared by the formats.
 //! - [`avro`]: Confluent-framed Avro with a schema registry, schemas as Debezium's
 //!   `AvroConverter` derives them.
 //!
@@ -24,6 +26,7 @@
 
 pub mod avro;
 pub mod json;
+pub mod logical;
 
 use bytes::Bytes;
 

@@ -8,8 +8,8 @@
 
 use base64::Engine as _;
 
-use super::logical::json_str;
 use super::schema::{ConnectSchema, ConnectType};
+use crate::format::logical::json_str;
 
 /// Reads one Avro datum of `schema` from `bytes` and appends its JSON to `out`; the rest of
 /// `bytes`, or `None` when they do not hold such a datum.

@@ -9,12 +9,12 @@
 //! is written as null when the field is optional, and as the type's zero otherwise: Avro
 //! has no way to carry it, and a record must still decode with its schema.
 
-use super::logical;
 use super::schema::Kind;
 use crate::config::{
     BinaryHandlingMode, DecimalHandlingMode, IntervalHandlingMode, TimePrecisionMode,
 };
 use crate::format::json::JsonOptions;
+use crate::format::logical;
 use crate::value::{PgArray, Value};
 
 /// `long`: zig-zag, then a little-endian base-128 varint.

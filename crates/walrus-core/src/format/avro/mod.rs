@@ -25,7 +25,6 @@
 
 pub mod decode;
 pub mod encode;
-pub mod logical;
 pub mod registry;
 pub mod schema;
 

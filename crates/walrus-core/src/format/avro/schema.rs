@@ -689,7 +689,7 @@ impl AvroSchemaWriter {
         }
         if let Some(doc) = s.doc {
             out.push_str(",\"connect.doc\":");
-            super::logical::json_str(out, doc);
+            crate::format::logical::json_str(out, doc);
         }
         if let Some(v) = s.version {
             let _ = write!(out, ",\"connect.version\":{v}");
@@ -700,9 +700,9 @@ impl AvroSchemaWriter {
                 if i > 0 {
                     out.push(',');
                 }
-                super::logical::json_str(out, k);
+                crate::format::logical::json_str(out, k);
                 out.push(':');
-                super::logical::json_str(out, v);
+                crate::format::logical::json_str(out, v);
             }
             out.push('}');
         }
@@ -712,7 +712,7 @@ impl AvroSchemaWriter {
         if let Some(n) = &s.name {
             // Debezium adjusts schema names before the converter sees them.
             out.push_str(",\"connect.name\":");
-            super::logical::json_str(out, &avro_full_name(n));
+            crate::format::logical::json_str(out, &avro_full_name(n));
         }
         if let Some(t) = connect_type {
             let _ = write!(out, ",\"connect.type\":\"{t}\"");

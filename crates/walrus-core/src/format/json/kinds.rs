@@ -96,12 +96,6 @@ pub(super) const TSVECTOR: u32 = 3614;
 /// PostgreSQL's VARHDRSZ, the offset in varlena typmods.
 pub(super) const VARHDRSZ: i32 = 4;
 
-pub(super) const MICROS_PER_SECOND: i64 = 1_000_000;
-pub(super) const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
-
-/// Debezium's `MicroDuration.DAYS_PER_MONTH_AVG`.
-pub(super) const DAYS_PER_MONTH_AVG: f64 = 365.25 / 12.0;
-
 /// `io.debezium.data.Enum` values allowed for `source.snapshot` (`SnapshotRecord`).
 pub(super) const SNAPSHOT_ALLOWED: &str =
     "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental";

@@ -73,7 +73,7 @@
 //! This module holds the options, the encoder and its per-table cache, and the envelope and
 //! `source` writing; the rest sits beside it, each part used by the encoder only:
 //! `kinds` (column type → Connect shape), `schema` (Connect schema JSON), `values` (values
-//! by kind), `decimals` (decimal digits and two's complement), `writers` (escaping, numbers,
+//! by kind), `writers` (escaping, numbers,
 //! dates and times), and `tests`.
 //!
 //! # Performance
@@ -83,7 +83,6 @@
 //! table (schema JSON, escaped field names, column kinds) is built once per Relation and
 //! cached by relation id; a new `Arc<Table>` with the same content reuses the cache.
 
-mod decimals;
 mod kinds;
 mod schema;
 #[cfg(test)]
@@ -91,7 +90,12 @@ mod tests;
 mod values;
 mod writers;
 
-use decimals::*;
+#[cfg(test)]
+use crate::format::logical::DAYS_PER_MONTH_AVG;
+use crate::format::logical::{
+    micro_duration, special_numeric as is_special_numeric, split_decimal, twos_complement,
+    unscaled_digits, MICROS_PER_DAY, MICROS_PER_SECOND,
+};
 use kinds::*;
 use schema::*;
 use values::*;

@@ -208,23 +208,3 @@ pub(super) fn write_iso_interval(out: &mut Vec<u8>, months: i32, days: i32, micr
     write_fraction(out, frac, 0);
     out.extend_from_slice(b"S\"");
 }
-
-/// `MicroDuration.durationMicros(years, months, days, hours, minutes, seconds,
-/// DAYS_PER_MONTH_AVG)` computed with the same double arithmetic as Debezium, from the
-/// fields pgjdbc's `PGInterval` would hold.
-pub(super) fn micro_duration(months: i32, days: i32, micros: i64) -> i64 {
-    let neg = micros < 0;
-    let a = micros.unsigned_abs();
-    let sign = if neg { -1.0 } else { 1.0 };
-    let hours = sign * (a / 3_600_000_000) as f64;
-    let minutes = sign * (a / 60_000_000 % 60) as f64;
-    let whole = sign * (a / 1_000_000 % 60) as f64;
-    let frac = sign * (a % 1_000_000) as f64;
-    // PGInterval.getSeconds(): wholeSeconds + microSeconds / 1e6.
-    let seconds = whole + frac / 1e6;
-    // Debezium's ((years * 12) + months), which is PostgreSQL's month count again.
-    let number_of_days = f64::from(months) * DAYS_PER_MONTH_AVG + f64::from(days);
-    let number_of_seconds = ((number_of_days * 24.0 + hours) * 60.0 + minutes) * 60.0 + seconds;
-    // Java's (long) cast: truncation, saturating, NaN to 0; Rust's `as` does the same.
-    (number_of_seconds * 1e6) as i64
-}

@@ -2,17 +2,18 @@
 //! bytes of a `Decimal`, `MicroDuration` micros, the ISO strings of `ZonedTimestamp`,
 //! `ZonedTime`, `Interval` and the `Iso*` time modes, `Bits` bytes and a `Point`'s WKB.
 //!
-//! They compute exactly what the JSON encoder (`format::json`) writes inside its quotes and
-//! base64, so that an Avro record decodes to the JSON path's values. The JSON encoder keeps
-//! private copies that also write JSON quoting; once the emit-path refactor settles, both
-//! should call these.
+//! One copy for every format: the JSON encoder (`format::json`) writes these values inside
+//! its quotes and base64, the Avro encoder as Avro values, so an Avro record decodes to the
+//! JSON path's values.
+
+use crate::time::civil_from_days;
 
 /// Microseconds per second and per day.
 pub(crate) const MICROS_PER_SECOND: i64 = 1_000_000;
 pub(crate) const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
 
 /// Debezium's `MicroDuration.DAYS_PER_MONTH_AVG`.
-const DAYS_PER_MONTH_AVG: f64 = 365.25 / 12.0;
+pub(crate) const DAYS_PER_MONTH_AVG: f64 = 365.25 / 12.0;
 
 /// Splits canonical decimal text (`-12.340`) into sign, integer and fraction digits; `None`
 /// for `NaN`, `Infinity` and anything that is not a plain decimal.
@@ -81,7 +82,7 @@ pub(crate) fn unscaled_digits(text: &str, scale: i32, out: &mut Vec<u8>) -> Opti
 pub(crate) fn twos_complement(neg: bool, digits: &[u8], out: &mut Vec<u8>) {
     out.clear();
     if digits.len() <= 38 {
-        // Fits an i128 (10^38 < 2^127).
+        // Fast path: fits an i128 (10^38 < 2^127).
         let mut v: i128 = 0;
         for &d in digits {
             v = v * 10 + i128::from(d - b'0');
@@ -99,7 +100,10 @@ pub(crate) fn twos_complement(neg: bool, digits: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(&bytes[start..]);
         return;
     }
-    // Big numbers: the magnitude in 64-bit limbs, fed 19 decimal digits at a time.
+    // Big numbers (numeric allows 131072 digits before the point and 16383 after): the
+    // magnitude in 64-bit limbs, little-endian, fed 19 decimal digits at a time (10^19 <
+    // 2^64), then written big-endian and negated. Digit by digit into bytes would be ~50x
+    // more work: seconds for one 131072-digit value, found by the value_parse fuzz target.
     const CHUNK: usize = 19;
     let mut limbs: Vec<u64> = Vec::with_capacity(digits.len() / CHUNK + 1);
     for chunk in digits.chunks(CHUNK) {
@@ -202,21 +206,6 @@ pub(crate) fn micro_duration(months: i32, days: i32, micros: i64) -> i64 {
 fn push2(out: &mut String, v: u32) {
     out.push(char::from(b'0' + (v / 10 % 10) as u8));
     out.push(char::from(b'0' + (v % 10) as u8));
-}
-
-/// Proleptic Gregorian (year, month, day) of a day count from 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// `YYYY-MM-DD` as Java's `ISO_LOCAL_DATE`: at least four year digits, `+` above 9999.
