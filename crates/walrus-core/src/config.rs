@@ -144,6 +144,10 @@ pub struct Config {
     /// `[snapshot]`: the initial snapshot (mode, parallelism, where progress is kept).
     #[serde(default)]
     pub snapshot: SnapshotConfig,
+    /// `source.tables` / `exclude_tables` compiled on first use by [`Config::table_selected`]
+    /// (regex patterns are costly to compile once per table of a large catalog).
+    #[serde(skip)]
+    selection_cache: std::sync::OnceLock<TableSelection>,
 }
 
 /// TLS mode for connections to PostgreSQL, as libpq's `sslmode`.
@@ -657,7 +661,9 @@ impl Config {
 
     /// Whether a table is selected by `source.tables` minus `source.exclude_tables`.
     pub fn table_selected(&self, schema: &str, table: &str) -> bool {
-        self.selection().selects(schema, table)
+        self.selection_cache
+            .get_or_init(|| self.selection())
+            .selects(schema, table)
     }
 
     /// `source.tables` minus `source.exclude_tables` (everything with
