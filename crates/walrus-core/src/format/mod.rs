@@ -26,6 +26,7 @@
 
 pub mod avro;
 pub mod json;
+pub(crate) mod kinds;
 pub mod logical;
 
 use bytes::Bytes;

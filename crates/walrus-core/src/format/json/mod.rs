@@ -71,8 +71,9 @@
 //! # Layout
 //!
 //! This module holds the options, the encoder and its per-table cache, and the envelope and
-//! `source` writing; the rest sits beside it, each part used by the encoder only:
-//! `kinds` (column type → Connect shape), `schema` (Connect schema JSON), `values` (values
+//! `source` writing; the rest sits beside it, each part used by the encoder only (the column type →
+//! Connect shape mapping, `format::kinds`, is shared with Avro):
+//! `schema` (Connect schema JSON), `values` (values
 //! by kind), `writers` (escaping, numbers,
 //! dates and times), and `tests`.
 //!
@@ -83,20 +84,19 @@
 //! table (schema JSON, escaped field names, column kinds) is built once per Relation and
 //! cached by relation id; a new `Arc<Table>` with the same content reuses the cache.
 
-mod kinds;
 mod schema;
 #[cfg(test)]
 mod tests;
 mod values;
 mod writers;
 
+use crate::format::kinds::*;
 #[cfg(test)]
 use crate::format::logical::DAYS_PER_MONTH_AVG;
 use crate::format::logical::{
     micro_duration, special_numeric as is_special_numeric, split_decimal, twos_complement,
     unscaled_digits, MICROS_PER_DAY, MICROS_PER_SECOND,
 };
-use kinds::*;
 use schema::*;
 use values::*;
 use writers::*;
@@ -111,10 +111,10 @@ pub use crate::config::{
     BinaryHandlingMode, DecimalHandlingMode, HstoreHandlingMode, IntervalHandlingMode,
     TimePrecisionMode,
 };
-use crate::event::{ChangeEvent, Column, Op, Row, Table};
+use crate::event::{ChangeEvent, Op, Row, Table};
 use crate::lsn::Lsn;
 use crate::time::{civil_from_days, now_us};
-use crate::value::{builtin_array_element, PgArray, TypeDesc, Value};
+use crate::value::{PgArray, Value};
 
 /// Debezium's default `unavailable.value.placeholder`.
 pub const DEFAULT_PLACEHOLDER: &str = "__debezium_unavailable_value";

@@ -225,3 +225,71 @@ pub(super) fn message_value_schema(source_schema: &[u8], opts: &JsonOptions) -> 
     );
     s
 }
+
+/// The Connect schema of a kind: `(type, name, version)`.
+pub(super) fn schema_of(
+    kind: &Kind,
+    opts: &JsonOptions,
+) -> (&'static str, Option<&'static str>, bool) {
+    let iso = opts.time_precision == TimePrecisionMode::Isostring;
+    let connect = opts.time_precision == TimePrecisionMode::Connect;
+    match kind {
+        Kind::Bool | Kind::Bits { length: ..=1 } => ("boolean", None, false),
+        Kind::Bits { .. } => ("bytes", Some("io.debezium.data.Bits"), true),
+        Kind::Money => match opts.decimal_handling {
+            DecimalHandlingMode::Precise => {
+                ("bytes", Some("org.apache.kafka.connect.data.Decimal"), true)
+            }
+            DecimalHandlingMode::Double => ("double", None, false),
+            DecimalHandlingMode::String => ("string", None, false),
+        },
+        Kind::ZonedTime => ("string", Some("io.debezium.time.ZonedTime"), true),
+        Kind::Point => ("struct", Some("io.debezium.data.geometry.Point"), true),
+        Kind::Enum(_) => ("string", Some("io.debezium.data.Enum"), true),
+        Kind::Array(_) => ("array", None, false),
+        Kind::Struct(_) => ("struct", None, false),
+        Kind::HstoreJson => ("string", Some("io.debezium.data.Json"), true),
+        Kind::HstoreMap => ("map", None, false),
+        Kind::Int16 => ("int16", None, false),
+        Kind::Int32 => ("int32", None, false),
+        Kind::Int64 => ("int64", None, false),
+        Kind::Float32 => ("float", None, false),
+        Kind::Float64 | Kind::DecimalDouble => ("double", None, false),
+        Kind::Decimal { .. } => ("bytes", Some("org.apache.kafka.connect.data.Decimal"), true),
+        Kind::VariableDecimal => (
+            "struct",
+            Some("io.debezium.data.VariableScaleDecimal"),
+            true,
+        ),
+        Kind::DecimalString | Kind::Str(None) => ("string", None, false),
+        Kind::Str(Some(name)) => ("string", Some(*name), true),
+        Kind::Binary => match opts.binary_handling {
+            BinaryHandlingMode::Bytes => ("bytes", None, false),
+            _ => ("string", None, false),
+        },
+        Kind::Date if iso => ("string", Some("io.debezium.time.IsoDate"), true),
+        Kind::Date if connect => ("int32", Some("org.apache.kafka.connect.data.Date"), true),
+        Kind::Date => ("int32", Some("io.debezium.time.Date"), true),
+        Kind::Time { .. } if iso => ("string", Some("io.debezium.time.IsoTime"), true),
+        Kind::Time { .. } if connect => ("int32", Some("org.apache.kafka.connect.data.Time"), true),
+        Kind::Time { millis: true } => ("int32", Some("io.debezium.time.Time"), true),
+        Kind::Time { millis: false } => ("int64", Some("io.debezium.time.MicroTime"), true),
+        Kind::Timestamp { .. } if iso => ("string", Some("io.debezium.time.IsoTimestamp"), true),
+        Kind::Timestamp { .. } if connect => (
+            "int64",
+            Some("org.apache.kafka.connect.data.Timestamp"),
+            true,
+        ),
+        Kind::Timestamp { millis: true } => ("int64", Some("io.debezium.time.Timestamp"), true),
+        Kind::Timestamp { millis: false } => {
+            ("int64", Some("io.debezium.time.MicroTimestamp"), true)
+        }
+        Kind::ZonedTimestamp { .. } => ("string", Some("io.debezium.time.ZonedTimestamp"), true),
+        Kind::Interval => match opts.interval_handling {
+            IntervalHandlingMode::Numeric => {
+                ("int64", Some("io.debezium.time.MicroDuration"), true)
+            }
+            IntervalHandlingMode::String => ("string", Some("io.debezium.time.Interval"), true),
+        },
+    }
+}

@@ -1,7 +1,8 @@
 //! Unit tests of the JSON encoder against Debezium's shapes.
 
 use super::*;
-use crate::event::{LogicalMessage, ReplicaIdentity, SourcePosition};
+use crate::event::{Column, LogicalMessage, ReplicaIdentity, SourcePosition};
+use crate::value::TypeDesc;
 use serde_json::{json, Value as J};
 
 const NOW_US: i64 = 1_700_000_000_123_456;

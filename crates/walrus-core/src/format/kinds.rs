@@ -1,13 +1,17 @@
 //! The Connect shape of each column, decided once per table version from its type OID and
-//! typmod (or its [`TypeDesc`]) under the handling modes, and the Connect schema type, name
-//! and version each shape is written with.
+//! typmod (or its [`TypeDesc`]) under the handling modes. Both formats start from it: JSON
+//! writes the shape's Connect schema and values, Avro renders the same Connect schema as
+//! Avro and the values in Avro binary.
 
-use super::*;
+use crate::config::{DecimalHandlingMode, HstoreHandlingMode, TimePrecisionMode};
+use crate::event::Column;
+use crate::format::json::JsonOptions;
+use crate::value::{builtin_array_element, TypeDesc};
 
 /// The Connect shape a column's values take, decided once from its type OID and typmod
 /// (or its [`TypeDesc`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     /// `money`: a decimal with 2 fraction digits, per decimal mode (Debezium's
     /// `money.fraction.digits` default).
     Money,
@@ -68,41 +72,41 @@ pub(super) enum Kind {
 }
 
 // PostgreSQL type OIDs the encoder maps specially (see walrus-postgres `types::oid`).
-pub(super) const BOOL: u32 = 16;
-pub(super) const BYTEA: u32 = 17;
-pub(super) const INT8: u32 = 20;
-pub(super) const INT2: u32 = 21;
-pub(super) const INT4: u32 = 23;
-pub(super) const OID: u32 = 26;
-pub(super) const JSON: u32 = 114;
-pub(super) const XML: u32 = 142;
-pub(super) const FLOAT4: u32 = 700;
-pub(super) const FLOAT8: u32 = 701;
-pub(super) const DATE: u32 = 1082;
-pub(super) const TIME: u32 = 1083;
-pub(super) const TIMESTAMP: u32 = 1114;
-pub(super) const TIMESTAMPTZ: u32 = 1184;
-pub(super) const INTERVAL: u32 = 1186;
-pub(super) const NUMERIC: u32 = 1700;
-pub(super) const UUID: u32 = 2950;
-pub(super) const JSONB: u32 = 3802;
-pub(super) const MONEY: u32 = 790;
-pub(super) const BIT: u32 = 1560;
-pub(super) const VARBIT: u32 = 1562;
-pub(super) const TIMETZ: u32 = 1266;
-pub(super) const POINT: u32 = 600;
-pub(super) const TSVECTOR: u32 = 3614;
+pub(crate) const BOOL: u32 = 16;
+pub(crate) const BYTEA: u32 = 17;
+pub(crate) const INT8: u32 = 20;
+pub(crate) const INT2: u32 = 21;
+pub(crate) const INT4: u32 = 23;
+pub(crate) const OID: u32 = 26;
+pub(crate) const JSON: u32 = 114;
+pub(crate) const XML: u32 = 142;
+pub(crate) const FLOAT4: u32 = 700;
+pub(crate) const FLOAT8: u32 = 701;
+pub(crate) const DATE: u32 = 1082;
+pub(crate) const TIME: u32 = 1083;
+pub(crate) const TIMESTAMP: u32 = 1114;
+pub(crate) const TIMESTAMPTZ: u32 = 1184;
+pub(crate) const INTERVAL: u32 = 1186;
+pub(crate) const NUMERIC: u32 = 1700;
+pub(crate) const UUID: u32 = 2950;
+pub(crate) const JSONB: u32 = 3802;
+pub(crate) const MONEY: u32 = 790;
+pub(crate) const BIT: u32 = 1560;
+pub(crate) const VARBIT: u32 = 1562;
+pub(crate) const TIMETZ: u32 = 1266;
+pub(crate) const POINT: u32 = 600;
+pub(crate) const TSVECTOR: u32 = 3614;
 
 /// PostgreSQL's VARHDRSZ, the offset in varlena typmods.
-pub(super) const VARHDRSZ: i32 = 4;
+pub(crate) const VARHDRSZ: i32 = 4;
 
 /// `io.debezium.data.Enum` values allowed for `source.snapshot` (`SnapshotRecord`).
-pub(super) const SNAPSHOT_ALLOWED: &str =
+pub(crate) const SNAPSHOT_ALLOWED: &str =
     "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental";
 
 /// Precision of `time`/`timestamp`/`timestamptz` from the typmod; PostgreSQL's default is 6
 /// (the JDBC driver reports 6 for no typmod, which is what Debezium sees).
-pub(super) fn time_precision(type_modifier: i32) -> i32 {
+pub(crate) fn time_precision(type_modifier: i32) -> i32 {
     if (0..=6).contains(&type_modifier) {
         type_modifier
     } else {
@@ -110,14 +114,14 @@ pub(super) fn time_precision(type_modifier: i32) -> i32 {
     }
 }
 
-pub(super) fn kind_of(column: &Column, opts: &JsonOptions) -> Kind {
+pub(crate) fn kind_of(column: &Column, opts: &JsonOptions) -> Kind {
     match &column.type_desc {
         Some(desc) => kind_of_desc(desc, opts),
         None => kind_of_oid(column.type_oid, column.type_modifier, opts),
     }
 }
 
-pub(super) fn kind_of_desc(desc: &TypeDesc, opts: &JsonOptions) -> Kind {
+pub(crate) fn kind_of_desc(desc: &TypeDesc, opts: &JsonOptions) -> Kind {
     match desc {
         TypeDesc::Builtin { oid, type_modifier } => kind_of_oid(*oid, *type_modifier, opts),
         TypeDesc::Enum { labels } => Kind::Enum(labels.join(",").into_boxed_str()),
@@ -137,7 +141,7 @@ pub(super) fn kind_of_desc(desc: &TypeDesc, opts: &JsonOptions) -> Kind {
     }
 }
 
-pub(super) fn kind_of_oid(type_oid: u32, type_modifier: i32, opts: &JsonOptions) -> Kind {
+pub(crate) fn kind_of_oid(type_oid: u32, type_modifier: i32, opts: &JsonOptions) -> Kind {
     if let Some(elem) = builtin_array_element(type_oid) {
         // Element typmods equal the array column's (numeric(10,2)[], varchar(5)[]).
         return Kind::Array(Box::new(kind_of_oid(elem, type_modifier, opts)));
@@ -214,73 +218,5 @@ pub(super) fn kind_of_oid(type_oid: u32, type_modifier: i32, opts: &JsonOptions)
         POINT => Kind::Point,
         TSVECTOR => Kind::Str(Some("io.debezium.data.TsVector")),
         _ => Kind::Str(None),
-    }
-}
-
-/// The Connect schema of a kind: `(type, name, version)`.
-pub(super) fn schema_of(
-    kind: &Kind,
-    opts: &JsonOptions,
-) -> (&'static str, Option<&'static str>, bool) {
-    let iso = opts.time_precision == TimePrecisionMode::Isostring;
-    let connect = opts.time_precision == TimePrecisionMode::Connect;
-    match kind {
-        Kind::Bool | Kind::Bits { length: ..=1 } => ("boolean", None, false),
-        Kind::Bits { .. } => ("bytes", Some("io.debezium.data.Bits"), true),
-        Kind::Money => match opts.decimal_handling {
-            DecimalHandlingMode::Precise => {
-                ("bytes", Some("org.apache.kafka.connect.data.Decimal"), true)
-            }
-            DecimalHandlingMode::Double => ("double", None, false),
-            DecimalHandlingMode::String => ("string", None, false),
-        },
-        Kind::ZonedTime => ("string", Some("io.debezium.time.ZonedTime"), true),
-        Kind::Point => ("struct", Some("io.debezium.data.geometry.Point"), true),
-        Kind::Enum(_) => ("string", Some("io.debezium.data.Enum"), true),
-        Kind::Array(_) => ("array", None, false),
-        Kind::Struct(_) => ("struct", None, false),
-        Kind::HstoreJson => ("string", Some("io.debezium.data.Json"), true),
-        Kind::HstoreMap => ("map", None, false),
-        Kind::Int16 => ("int16", None, false),
-        Kind::Int32 => ("int32", None, false),
-        Kind::Int64 => ("int64", None, false),
-        Kind::Float32 => ("float", None, false),
-        Kind::Float64 | Kind::DecimalDouble => ("double", None, false),
-        Kind::Decimal { .. } => ("bytes", Some("org.apache.kafka.connect.data.Decimal"), true),
-        Kind::VariableDecimal => (
-            "struct",
-            Some("io.debezium.data.VariableScaleDecimal"),
-            true,
-        ),
-        Kind::DecimalString | Kind::Str(None) => ("string", None, false),
-        Kind::Str(Some(name)) => ("string", Some(*name), true),
-        Kind::Binary => match opts.binary_handling {
-            BinaryHandlingMode::Bytes => ("bytes", None, false),
-            _ => ("string", None, false),
-        },
-        Kind::Date if iso => ("string", Some("io.debezium.time.IsoDate"), true),
-        Kind::Date if connect => ("int32", Some("org.apache.kafka.connect.data.Date"), true),
-        Kind::Date => ("int32", Some("io.debezium.time.Date"), true),
-        Kind::Time { .. } if iso => ("string", Some("io.debezium.time.IsoTime"), true),
-        Kind::Time { .. } if connect => ("int32", Some("org.apache.kafka.connect.data.Time"), true),
-        Kind::Time { millis: true } => ("int32", Some("io.debezium.time.Time"), true),
-        Kind::Time { millis: false } => ("int64", Some("io.debezium.time.MicroTime"), true),
-        Kind::Timestamp { .. } if iso => ("string", Some("io.debezium.time.IsoTimestamp"), true),
-        Kind::Timestamp { .. } if connect => (
-            "int64",
-            Some("org.apache.kafka.connect.data.Timestamp"),
-            true,
-        ),
-        Kind::Timestamp { millis: true } => ("int64", Some("io.debezium.time.Timestamp"), true),
-        Kind::Timestamp { millis: false } => {
-            ("int64", Some("io.debezium.time.MicroTimestamp"), true)
-        }
-        Kind::ZonedTimestamp { .. } => ("string", Some("io.debezium.time.ZonedTimestamp"), true),
-        Kind::Interval => match opts.interval_handling {
-            IntervalHandlingMode::Numeric => {
-                ("int64", Some("io.debezium.time.MicroDuration"), true)
-            }
-            IntervalHandlingMode::String => ("string", Some("io.debezium.time.Interval"), true),
-        },
     }
 }
