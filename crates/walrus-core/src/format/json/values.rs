@@ -191,7 +191,7 @@ impl ValueWriter<'_> {
                     let set = bits.bytes().any(|b| b == b'1');
                     out.extend_from_slice(if set { b"true".as_slice() } else { b"false" });
                 } else {
-                    bits_le_bytes(bits, bytes);
+                    crate::format::logical::bits_le_bytes(bits, bytes);
                     write_base64(out, bytes, false);
                 }
             }
@@ -343,22 +343,4 @@ pub(super) fn write_point(out: &mut Vec<u8>, x: f64, y: f64) {
     wkb[13..21].copy_from_slice(&y.to_le_bytes());
     write_base64(out, &wkb, false);
     out.extend_from_slice(b",\"srid\":null}");
-}
-
-/// Debezium's `Bits` bytes: the bit string read as a binary number (last bit = bit 0),
-/// little-endian, as `BitSet.toByteArray()` gives it (no trailing zero bytes).
-pub(super) fn bits_le_bytes(bits: &str, out: &mut Vec<u8>) {
-    out.clear();
-    let b = bits.as_bytes();
-    let n = b.len();
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'1' {
-            let k = n - 1 - i;
-            let byte = k / 8;
-            if out.len() <= byte {
-                out.resize(byte + 1, 0);
-            }
-            out[byte] |= 1 << (k % 8);
-        }
-    }
 }
