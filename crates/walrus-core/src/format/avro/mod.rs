@@ -568,6 +568,7 @@ impl AvroEncoder {
             &opts.format,
             &entry.table.schema,
             &entry.table.name,
+            text,
         );
         encode::null(out); // transaction
         encode::string(out, ev.op.code());
@@ -578,7 +579,7 @@ impl AvroEncoder {
     fn write_message(&mut self, ev: &ChangeEvent, now_us: i64, out: &mut Vec<u8>) {
         encode::string(out, "m");
         encode::opt_long(out, Some(now_us.div_euclid(1000)));
-        write_source(out, ev, &self.opts.format, "", "");
+        write_source(out, ev, &self.opts.format, "", "", &mut self.text);
         encode::null(out); // transaction
         match &ev.message {
             Some(m) => {
@@ -634,6 +635,7 @@ fn write_source(
     opts: &JsonOptions,
     schema: &str,
     table: &str,
+    text: &mut String,
 ) {
     let src = &ev.source;
     let commit_us = src.commit_time_us;
@@ -645,13 +647,22 @@ fn write_source(
     out.push(0);
     encode::string(out, ev.source.snapshot.as_str());
     encode::string(out, &opts.database);
-    let lsn_text = |l: Option<u64>| l.map_or_else(|| "null".to_string(), |l| format!("\"{l}\""));
-    let sequence = format!(
-        "[{},{}]",
-        lsn_text(src.last_commit_lsn.and_then(lsn_opt)),
-        lsn_text(lsn_opt(src.lsn))
-    );
-    encode::opt_string(out, Some(&sequence));
+    // The JSON array ["<last commit lsn>","<lsn>"] as a string, built in reused scratch.
+    let push_lsn = |text: &mut String, l: Option<u64>| match l {
+        Some(l) => {
+            text.push('"');
+            text.push_str(itoa::Buffer::new().format(l));
+            text.push('"');
+        }
+        None => text.push_str("null"),
+    };
+    text.clear();
+    text.push('[');
+    push_lsn(text, src.last_commit_lsn.and_then(lsn_opt));
+    text.push(',');
+    push_lsn(text, lsn_opt(src.lsn));
+    text.push(']');
+    encode::opt_string(out, Some(text));
     encode::opt_long(out, Some(commit_us));
     encode::opt_long(out, Some(commit_us.saturating_mul(1000)));
     encode::string(out, schema);
