@@ -184,15 +184,20 @@ impl Emitter {
             None
         } else if self
             .key
-            .encode_key(ev, &route.key_columns, &mut self.key_buf)?
+            .encode_key(&route.topic, ev, &route.key_columns, &mut self.key_buf)?
         {
             Some(freeze(&mut self.arena, &self.key_buf))
         } else {
             None
         };
         match route.project(ev) {
-            Some(projected) => self.value.encode_value(&projected, &mut self.value_buf)?,
-            None => self.value.encode_value(ev, &mut self.value_buf)?,
+            Some(projected) => {
+                self.value
+                    .encode_value(&route.topic, &projected, &mut self.value_buf)?;
+            }
+            None => self
+                .value
+                .encode_value(&route.topic, ev, &mut self.value_buf)?,
         }
         let value = freeze(&mut self.arena, &self.value_buf);
         if self.value_buf.capacity() > MAX_KEPT_BUFFER {
@@ -295,15 +300,16 @@ impl Emitter {
         ev: &ChangeEvent,
         out: &mut impl Extend<Record>,
     ) -> Result<Emitted, EmitError> {
-        let key = if self.key.encode_key(ev, &[], &mut self.key_buf)? {
+        let topic = self.opts.message_topic.clone();
+        let key = if self.key.encode_key(&topic, ev, &[], &mut self.key_buf)? {
             Some(freeze(&mut self.arena, &self.key_buf))
         } else {
             None
         };
-        self.value.encode_value(ev, &mut self.value_buf)?;
+        self.value.encode_value(&topic, ev, &mut self.value_buf)?;
         let value = freeze(&mut self.arena, &self.value_buf);
         out.extend(std::iter::once(Record {
-            topic: self.opts.message_topic.clone(),
+            topic,
             key,
             value: Some(value),
             headers: vec![
@@ -583,5 +589,76 @@ mod tests {
         assert_eq!(&*out[0].topic, "p.message");
         assert_eq!(json(&out[0].key), serde_json::json!({"prefix": "audit"}));
         assert_eq!(json(&out[0].value)["message"]["prefix"], "audit");
+    }
+
+    /// Records the topics it is asked to encode for, and writes nothing else.
+    struct TopicProbe(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Encoder for TopicProbe {
+        fn encode_key(
+            &mut self,
+            topic: &str,
+            _: &ChangeEvent,
+            _: &[usize],
+            out: &mut Vec<u8>,
+        ) -> Result<bool, FormatError> {
+            self.0.lock().unwrap().push(format!("key {topic}"));
+            out.clear();
+            Ok(true)
+        }
+
+        fn encode_value(
+            &mut self,
+            topic: &str,
+            _: &ChangeEvent,
+            out: &mut Vec<u8>,
+        ) -> Result<(), FormatError> {
+            self.0.lock().unwrap().push(format!("value {topic}"));
+            out.clear();
+            Ok(())
+        }
+
+        fn fork(&self) -> Box<dyn Encoder> {
+            Box::new(TopicProbe(self.0.clone()))
+        }
+
+        fn key_header(&self, key: &Bytes) -> Bytes {
+            key.clone()
+        }
+    }
+
+    #[test]
+    fn encoders_are_told_the_routed_topic() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut e = Emitter::new(
+            Box::new(TopicProbe(seen.clone())),
+            Box::new(TopicProbe(seen.clone())),
+            EmitOptions {
+                tombstones_on_delete: false,
+                headers: false,
+                message_topic: Arc::from("p.message"),
+                count_events: false,
+            },
+        );
+        let mut tables = BTreeMap::new();
+        tables.insert(
+            "public.t".to_string(),
+            TableConfig {
+                topic: Some("orders.all".into()),
+                ..TableConfig::default()
+            },
+        );
+        let mut out = Vec::new();
+        e.emit(
+            &router(&tables),
+            &event(Op::Create, &table(), 1, 2),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(&*out[0].topic, "orders.all");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec!["key orders.all".to_string(), "value orders.all".to_string()]
+        );
     }
 }

@@ -39,19 +39,26 @@ pub use json::{JsonEncoder, JsonOptions};
 /// Turns change events into key or value bytes. One instance per pipeline (and per snapshot
 /// worker, see [`Encoder::fork`]), reused for every event so its per-table caches pay off.
 pub trait Encoder: Send {
-    /// Writes the key of `ev` into `out` (cleared first) and returns `true`, or returns
-    /// `false` for a null key (no key columns, a truncate, no row to take the key from).
-    /// `key_columns` index the columns of `ev`'s table.
+    /// Writes the key of `ev`, bound for `topic`, into `out` (cleared first) and returns
+    /// `true`, or returns `false` for a null key (no key columns, a truncate, no row to take
+    /// the key from). `key_columns` index the columns of `ev`'s table. The topic is the
+    /// routed one (formats with a schema registry name subjects after it).
     fn encode_key(
         &mut self,
+        topic: &str,
         ev: &ChangeEvent,
         key_columns: &[usize],
         out: &mut Vec<u8>,
     ) -> Result<bool, FormatError>;
 
-    /// Writes the value of `ev` (Debezium's envelope, or the message event) into `out`,
-    /// cleared first.
-    fn encode_value(&mut self, ev: &ChangeEvent, out: &mut Vec<u8>) -> Result<(), FormatError>;
+    /// Writes the value of `ev` (Debezium's envelope, or the message event), bound for
+    /// `topic`, into `out`, cleared first.
+    fn encode_value(
+        &mut self,
+        topic: &str,
+        ev: &ChangeEvent,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError>;
 
     /// An encoder with the same options and empty caches, for another task.
     fn fork(&self) -> Box<dyn Encoder>;

@@ -679,19 +679,21 @@ fn write_source(
 impl super::Encoder for AvroEncoder {
     fn encode_key(
         &mut self,
+        topic: &str,
         ev: &ChangeEvent,
         key_columns: &[usize],
         out: &mut Vec<u8>,
     ) -> Result<bool, super::FormatError> {
-        AvroEncoder::encode_key(self, None, ev, key_columns, out).map_err(Into::into)
+        AvroEncoder::encode_key(self, Some(topic), ev, key_columns, out).map_err(Into::into)
     }
 
     fn encode_value(
         &mut self,
+        topic: &str,
         ev: &ChangeEvent,
         out: &mut Vec<u8>,
     ) -> Result<(), super::FormatError> {
-        AvroEncoder::encode_value(self, None, ev, out).map_err(Into::into)
+        AvroEncoder::encode_value(self, Some(topic), ev, out).map_err(Into::into)
     }
 
     fn fork(&self) -> Box<dyn super::Encoder> {

@@ -616,6 +616,7 @@ impl JsonEncoder {
 impl super::Encoder for JsonEncoder {
     fn encode_key(
         &mut self,
+        _topic: &str,
         ev: &ChangeEvent,
         key_columns: &[usize],
         out: &mut Vec<u8>,
@@ -625,6 +626,7 @@ impl super::Encoder for JsonEncoder {
 
     fn encode_value(
         &mut self,
+        _topic: &str,
         ev: &ChangeEvent,
         out: &mut Vec<u8>,
     ) -> Result<(), super::FormatError> {
