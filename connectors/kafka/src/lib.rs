@@ -134,12 +134,20 @@ impl ClientContext for Context {
         let code = error.rdkafka_error_code().map_or(-1, |c| c as i32);
         // A fenced transactional producer reports `_FENCED` here, not `_FATAL` (seen on
         // Apache Kafka 4.4 with librdkafka 2.12); both leave the producer unusable.
+        // librdkafka treats a refused login (`_AUTHENTICATION`: a wrong SASL password, an
+        // unknown user or mechanism) as transient and reconnects for ever, while its records
+        // time out into retryable errors: walrus would restart and retry without end. The
+        // broker's verdict on the same credentials does not change, so it stops walrus with
+        // the keys to fix, as Kafka's Java client fails a send on `SaslAuthenticationException`.
         if matches!(
             code,
             kafka_codes::FATAL
                 | kafka_codes::FENCED
                 | kafka_codes::PRODUCER_FENCED
                 | kafka_codes::INVALID_PRODUCER_EPOCH
+                | kafka_codes::AUTHENTICATION
+                | kafka_codes::SASL_AUTHENTICATION_FAILED
+                | kafka_codes::UNSUPPORTED_SASL_MECHANISM
         ) {
             tracing::error!(%error, reason, "kafka producer hit a fatal error");
             let mut f = self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner());
@@ -357,11 +365,12 @@ impl KafkaSink {
                 new = new.set(k, v);
             }
             let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-            let results = self
-                .admin
-                .create_topics([&new], &opts)
-                .await
-                .map_err(|e| kafka_err(&format!("creating topic {topic:?}"), &e))?;
+            let results = self.admin.create_topics([&new], &opts).await.map_err(|e| {
+                // A refused login shows here only as a timeout; the producer's error
+                // callback saw the reason.
+                self.fatal_error()
+                    .unwrap_or_else(|| kafka_err(&format!("creating topic {topic:?}"), &e))
+            })?;
             for r in results {
                 if let Err((name, code)) = r {
                     let code_i = code as i32;
@@ -409,7 +418,10 @@ impl KafkaSink {
             sink: NAME,
             message: format!("looking up topic {topic:?}: {e}"),
         })?
-        .map_err(|e| kafka_err(&format!("looking up topic {topic:?}"), &e))?;
+        .map_err(|e| {
+            self.fatal_error()
+                .unwrap_or_else(|| kafka_err(&format!("looking up topic {topic:?}"), &e))
+        })?;
         if md {
             self.topics.insert(topic.to_string());
         }
@@ -597,7 +609,10 @@ impl KafkaSink {
         let fix = match code {
             kafka_codes::PRODUCER_FENCED
             | kafka_codes::FENCED
-            | kafka_codes::INVALID_PRODUCER_EPOCH => BrokerErrorClass::fix(code),
+            | kafka_codes::INVALID_PRODUCER_EPOCH
+            | kafka_codes::AUTHENTICATION
+            | kafka_codes::SASL_AUTHENTICATION_FAILED
+            | kafka_codes::UNSUPPORTED_SASL_MECHANISM => BrokerErrorClass::fix(code),
             _ => "check the broker's logs and walrus's [sink] settings",
         };
         Some(SinkError::Rejected {
