@@ -222,6 +222,7 @@ pub fn run_value(data: &[u8]) {
             type_modifier,
             key: true,
             primary_key: true,
+            not_null: true,
             type_desc: target.desc.clone().map(Arc::new),
         }],
         replica_identity: ReplicaIdentity::Default,

@@ -487,23 +487,9 @@ fn json_diff(a: &Value, b: &Value, path: String, out: &mut Vec<(String, Value, V
 /// any other difference, which fails the suite.
 fn known_difference(path: &str, ours: &Value, theirs: &Value) -> Option<&'static str> {
     let absent = Value::String("<absent>".to_owned());
-    // NOT NULL columns: Debezium's Connect schema says `optional: false` (walrus: true).
-    if path.ends_with(".optional")
-        && path.contains(".fields[")
-        && *ours == Value::Bool(true)
-        && *theirs == Value::Bool(false)
-    {
-        return Some("not-null-optional");
-    }
     // Column defaults: Debezium puts a column's DEFAULT into its Connect schema.
     if path.ends_with(".default") && path.contains(".fields[") && *ours == absent {
         return Some("column-default-in-schema");
-    }
-    // The before image of a delete or key change under REPLICA IDENTITY DEFAULT carries only
-    // the key; Debezium fills the NOT NULL columns it lacks with their default or an empty
-    // value of their type, walrus with null.
-    if path.contains(".before.") && ours.is_null() && !theirs.is_null() {
-        return Some("not-null-fallback-in-before");
     }
     None
 }

@@ -398,6 +398,7 @@ mod tests {
             type_modifier: -1,
             key,
             primary_key: key,
+            not_null: key,
             type_desc: None,
         }
     }

@@ -135,9 +135,21 @@ pub struct Column {
     /// Part of the table's primary key (from `pg_index.indisprimary`); the default message
     /// key. Independent of the replica identity.
     pub primary_key: bool,
+    /// Declared `NOT NULL` (`pg_attribute.attnotnull`, read from the catalog: pgoutput's
+    /// Relation message does not carry it). Decides `optional` in the value schemas, as
+    /// Debezium's do, and which missing values are filled (see [`Column::value_required`]).
+    pub not_null: bool,
     /// How to read the values of a type that is not built in (enum, domain, composite,
     /// array of those, extension type); `None` for built-in types.
     pub type_desc: Option<Arc<TypeDesc>>,
+}
+
+impl Column {
+    /// Whether the column's value field is required (`optional: false`, no null union):
+    /// declared `NOT NULL`, or part of the primary key (which implies it).
+    pub fn value_required(&self) -> bool {
+        self.not_null || self.primary_key
+    }
 }
 
 /// A table as the source currently sees it; shared by every event of that table until its

@@ -981,6 +981,7 @@ mod tests {
             type_modifier: -1,
             key: pk,
             primary_key: pk,
+            not_null: pk,
             type_desc: None,
         }
     }

@@ -24,6 +24,7 @@ fn col(name: &str, type_oid: u32, key: bool) -> Column {
         type_modifier: -1,
         key,
         primary_key: key,
+        not_null: key,
         type_desc: None,
     }
 }

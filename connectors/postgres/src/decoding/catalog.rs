@@ -1,12 +1,20 @@
 //! What pgoutput does not say, read from the catalog on walrus's ordinary SQL connection:
-//! each published table's **primary key** and the structure of **non-built-in types**.
+//! each published table's **primary key** and **`NOT NULL` columns**, and the structure of
+//! **non-built-in types**.
 //!
 //! Why the primary key: Debezium's message key is the primary key, but pgoutput's Relation
 //! message only flags the *replica identity* columns — the primary key under `REPLICA
 //! IDENTITY DEFAULT`, the index columns under `USING INDEX`, every column under `FULL`, none
 //! under `NOTHING`. So walrus reads `pg_index.indisprimary` for every published table when a
 //! session starts, and again (before the change that needs it is converted) whenever a
-//! Relation message describes a table it has not seen or whose columns changed.
+//! Relation message describes a table it has not seen, or one it has already seen on this
+//! session: pgoutput sends a table's Relation message again only after DDL invalidated it.
+//!
+//! Why `NOT NULL`: Debezium reads the column's nullability from the catalog and makes
+//! `NOT NULL` columns required in its schemas (`optional: false`, no Avro null union), and
+//! fills them with a fallback when the old tuple lacks them. pgoutput never says, and
+//! `ALTER TABLE ... SET/DROP NOT NULL` changes nothing the Relation message lists, so the
+//! second and later Relation messages for a table always re-read it.
 //!
 //! Why types: a Relation message gives each column's type OID, and a Type message gives the
 //! name of a non-built-in type, but not what it is. Domains must be read as their base type,
@@ -39,17 +47,20 @@ pub const FIRST_NORMAL_OID: u32 = 16_384;
 /// Deepest nesting of type descriptions followed (domain of array of composite ...).
 const MAX_TYPE_DEPTH: usize = 8;
 
-/// A table's primary key as last read.
+/// What the catalog says about a table that pgoutput does not: its primary key and its
+/// `NOT NULL` columns, as last read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PrimaryKey {
     /// Key column names in key order; empty when the table has no primary key.
     pub columns: Vec<String>,
+    /// Names of the columns declared `NOT NULL` (`pg_attribute.attnotnull`).
+    pub not_null: Vec<String>,
     /// The Relation column names this was checked against; `None` after the prefetch,
     /// before any Relation message for the table arrived.
     pub relation_columns: Option<Vec<String>>,
 }
 
-/// Primary keys and type descriptions known so far on this session.
+/// Primary keys, `NOT NULL` columns and type descriptions known so far on this session.
 #[derive(Clone, Debug, Default)]
 pub struct CatalogCache {
     /// By relation OID.
@@ -69,40 +80,57 @@ impl CatalogCache {
         self.primary_keys.get(&rel_id).map(|p| p.columns.as_slice())
     }
 
+    /// Whether column `name` of a relation is declared `NOT NULL`; `None` when the catalog
+    /// was not read for the relation.
+    pub fn not_null(&self, rel_id: u32, name: &str) -> Option<bool> {
+        self.primary_keys
+            .get(&rel_id)
+            .map(|p| p.not_null.iter().any(|n| n == name))
+    }
+
     /// Whether a Relation message needs a catalog lookup before its changes are converted:
-    /// a table never read, a table whose columns changed, or a type not yet described.
+    /// a table never read, a table already described by a Relation message on this session
+    /// (pgoutput sends another one only after the relation cache entry was invalidated,
+    /// which DDL such as `ALTER TABLE ... SET NOT NULL` does without changing the columns
+    /// the message lists), or a type not yet described.
     pub fn needs_lookup(&self, rel: &Relation) -> bool {
-        let names: Vec<&str> = rel.columns.iter().map(|c| c.name.as_str()).collect();
-        let pk_stale = match self.primary_keys.get(&rel.rel_id) {
+        let stale = match self.primary_keys.get(&rel.rel_id) {
             None => true,
-            Some(PrimaryKey {
-                relation_columns: Some(cols),
-                ..
-            }) => cols.iter().map(String::as_str).ne(names.iter().copied()),
-            Some(_) => false,
+            Some(p) => p.relation_columns.is_some(),
         };
-        pk_stale
+        stale
             || rel
                 .columns
                 .iter()
                 .any(|c| c.type_oid >= FIRST_NORMAL_OID && !self.types.contains_key(&c.type_oid))
     }
 
+    /// Records that a Relation message for `rel` was applied, so that the next one for the
+    /// same table (after DDL) re-reads the catalog.
+    pub fn mark_seen(&mut self, rel: &Relation) {
+        if let Some(p) = self.primary_keys.get_mut(&rel.rel_id) {
+            if p.relation_columns.is_none() {
+                p.relation_columns = Some(rel.columns.iter().map(|c| c.name.clone()).collect());
+            }
+        }
+    }
+
     /// Reads what [`Self::needs_lookup`] found missing for `rel`.
     pub async fn refresh(&mut self, client: &Client, rel: &Relation) -> Result<(), PgError> {
         let names: Vec<String> = rel.columns.iter().map(|c| c.name.clone()).collect();
         let fresh = match self.primary_keys.get(&rel.rel_id) {
-            Some(p) => p.relation_columns.as_ref().is_some_and(|c| *c != names),
+            Some(p) => p.relation_columns.is_some(),
             None => true,
         };
         if fresh {
-            let keys = primary_keys(client, &[rel.rel_id]).await?;
-            let columns = keys.get(&rel.rel_id).cloned().unwrap_or_default();
-            tracing::debug!(table = %format!("{}.{}", rel.namespace, rel.name), key = ?columns, "primary key read");
+            let mut facts = table_facts(client, &[rel.rel_id]).await?;
+            let (columns, not_null) = facts.remove(&rel.rel_id).unwrap_or_default();
+            tracing::debug!(table = %format!("{}.{}", rel.namespace, rel.name), key = ?columns, ?not_null, "primary key and NOT NULL columns read");
             self.primary_keys.insert(
                 rel.rel_id,
                 PrimaryKey {
                     columns,
+                    not_null,
                     relation_columns: Some(names),
                 },
             );
@@ -119,7 +147,8 @@ impl CatalogCache {
         Ok(())
     }
 
-    /// Reads the primary keys of every table in `publication` (the session-start prefetch).
+    /// Reads the primary keys and `NOT NULL` columns of every table in `publication` (the
+    /// session-start prefetch).
     pub async fn prefetch(&mut self, client: &Client, publication: &str) -> Result<(), PgError> {
         let rows = client
             .query(
@@ -132,12 +161,14 @@ impl CatalogCache {
             .await
             .map_err(|e| PgError::sql("listing published tables", e))?;
         let oids: Vec<u32> = rows.iter().map(|r| r.get(0)).collect();
-        let keys = primary_keys(client, &oids).await?;
+        let mut facts = table_facts(client, &oids).await?;
         for oid in oids {
+            let (columns, not_null) = facts.remove(&oid).unwrap_or_default();
             self.primary_keys.insert(
                 oid,
                 PrimaryKey {
-                    columns: keys.get(&oid).cloned().unwrap_or_default(),
+                    columns,
+                    not_null,
                     relation_columns: None,
                 },
             );
@@ -167,6 +198,33 @@ pub async fn primary_keys(
         .iter()
         .map(|r| (r.get::<_, u32>(0), r.get::<_, Vec<String>>(1)))
         .collect())
+}
+
+/// Primary-key column names (in key order) and `NOT NULL` column names (in `attnum`
+/// order) of the given relations; a relation absent from the answer has neither.
+pub async fn table_facts(
+    client: &Client,
+    rel_ids: &[u32],
+) -> Result<HashMap<u32, (Vec<String>, Vec<String>)>, PgError> {
+    let mut out: HashMap<u32, (Vec<String>, Vec<String>)> = primary_keys(client, rel_ids)
+        .await?
+        .into_iter()
+        .map(|(oid, pk)| (oid, (pk, Vec::new())))
+        .collect();
+    let rows = client
+        .query(
+            "SELECT a.attrelid, array_agg(a.attname::text ORDER BY a.attnum)
+               FROM pg_attribute a
+              WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+              GROUP BY a.attrelid",
+            &[&rel_ids],
+        )
+        .await
+        .map_err(|e| PgError::sql("reading NOT NULL columns (pg_attribute)", e))?;
+    for r in &rows {
+        out.entry(r.get::<_, u32>(0)).or_default().1 = r.get::<_, Vec<String>>(1);
+    }
+    Ok(out)
 }
 
 type DescFuture<'a> = Pin<Box<dyn Future<Output = Result<TypeDesc, PgError>> + Send + 'a>>;
@@ -290,7 +348,7 @@ pub(crate) async fn describe_columns(
         .query(
             &format!(
                 "SELECT a.attname::text, a.atttypid, a.atttypmod,
-                        format_type(a.atttypid, a.atttypmod), t.typname::text
+                        format_type(a.atttypid, a.atttypmod), t.typname::text, a.attnotnull
                    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
                   WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
                     {not_generated}
@@ -308,6 +366,7 @@ pub(crate) async fn describe_columns(
         let type_modifier: i32 = c.get(2);
         casts.push(c.get::<_, String>(3));
         let typname: String = c.get(4);
+        let not_null: bool = c.get(5);
         let type_desc = if type_oid >= FIRST_NORMAL_OID {
             Some(Arc::new(
                 resolve_type(client, type_oid, type_modifier, 0).await?,
@@ -323,6 +382,7 @@ pub(crate) async fn describe_columns(
                 _ => primary_key,
             },
             primary_key,
+            not_null: not_null || primary_key,
             type_desc,
             type_name: text::type_name(type_oid)
                 .map(str::to_string)

@@ -126,6 +126,7 @@ impl Converter {
     pub fn observe(&mut self, msg: &PgOutputMessage) -> Option<&TableEntry> {
         self.cache.observe(msg);
         if let PgOutputMessage::Relation(rel) = msg {
+            self.catalog.mark_seen(rel);
             let entry = self.build_table(rel);
             self.tables.insert(rel.rel_id, entry);
             return self.tables.get(&rel.rel_id);
@@ -139,13 +140,17 @@ impl Converter {
         let columns: Vec<Column> = rel
             .columns
             .iter()
-            .map(|c| Column {
+            .map(|c| {
                 // Without a catalog answer, the identity columns are the primary key only
                 // under DEFAULT.
-                primary_key: match pk {
+                let primary_key = match pk {
                     Some(pk) => pk.contains(&c.name),
                     None => identity == ReplicaIdentity::Default && c.is_key(),
-                },
+                };
+                Column {
+                primary_key,
+                not_null: primary_key
+                    || self.catalog.not_null(rel.rel_id, &c.name).unwrap_or(false),
                 type_desc: self.catalog.type_desc(c.type_oid),
                 name: c.name.clone(),
                 type_oid: c.type_oid,
@@ -155,7 +160,7 @@ impl Converter {
                     .unwrap_or_else(|| format!("oid{}", c.type_oid)),
                 type_modifier: c.type_modifier,
                 key: c.is_key(),
-            })
+            }})
             .collect();
         let key_columns: Arc<[usize]> = columns
             .iter()
@@ -396,6 +401,7 @@ mod tests {
             7,
             crate::decoding::catalog::PrimaryKey {
                 columns: pk.iter().map(|s| s.to_string()).collect(),
+                not_null: vec!["u".to_string()],
                 relation_columns: None,
             },
         );
@@ -492,5 +498,33 @@ mod tests {
         let mut c = Converter::new();
         c.observe(&relation(RelIdentity::Full, [1, 1, 1]));
         assert_eq!(c.table(7).unwrap().table.primary_key_indexes().count(), 0);
+    }
+
+    #[test]
+    fn not_null_follows_the_catalog_and_a_repeated_relation_rereads_it() {
+        let c = converter(RelIdentity::Default, [1, 0, 0], &["id"]);
+        let t = &c.table(7).unwrap().table;
+        let required: Vec<bool> = t.columns.iter().map(|c| c.value_required()).collect();
+        // id: primary key; u: NOT NULL in the catalog; v: nullable.
+        assert_eq!(required, vec![true, true, false]);
+        assert!(!t.columns[1].primary_key && t.columns[1].not_null);
+        // The prefetch answered for the first Relation message; a second one for the same
+        // table comes only after DDL (SET/DROP NOT NULL lists the same columns) and must
+        // read the catalog again.
+        let PgOutputMessage::Relation(rel) = relation(RelIdentity::Default, [1, 0, 0]) else {
+            unreachable!()
+        };
+        assert!(c.catalog.needs_lookup(&rel));
+        let fresh = Converter::new();
+        assert!(fresh.catalog.needs_lookup(&rel), "a table never read");
+    }
+
+    #[test]
+    fn without_a_catalog_answer_only_the_primary_key_is_required() {
+        let mut c = Converter::new();
+        c.observe(&relation(RelIdentity::Default, [1, 0, 0]));
+        let t = &c.table(7).unwrap().table;
+        let required: Vec<bool> = t.columns.iter().map(|c| c.value_required()).collect();
+        assert_eq!(required, vec![true, false, false]);
     }
 }

@@ -2226,6 +2226,7 @@ mod tests {
                         type_modifier: -1,
                         key: *n == "id",
                         primary_key: *n == "id",
+                        not_null: *n == "id",
                         type_desc: None,
                     })
                     .collect(),

@@ -6,7 +6,7 @@
 use crate::config::{DecimalHandlingMode, HstoreHandlingMode, TimePrecisionMode};
 use crate::event::Column;
 use crate::format::json::JsonOptions;
-use crate::value::{builtin_array_element, TypeDesc};
+use crate::value::{builtin_array_element, PgArray, TypeDesc, Value};
 
 /// The Connect shape a column's values take, decided once from its type OID and typmod
 /// (or its [`TypeDesc`]).
@@ -218,5 +218,78 @@ pub(crate) fn kind_of_oid(type_oid: u32, type_modifier: i32, opts: &JsonOptions)
         POINT => Kind::Point,
         TSVECTOR => Kind::Str(Some("io.debezium.data.TsVector")),
         _ => Kind::Str(None),
+    }
+}
+
+/// The value Debezium writes for a required (`NOT NULL`) column whose value is missing, as
+/// in the `before` image of a delete or key change under `REPLICA IDENTITY DEFAULT`, which
+/// carries the key columns only: each converter's fallback in Debezium's
+/// `JdbcValueConverters.convertValue` / `PostgresValueConverter` (zero, `false`, `""`, the
+/// epoch, an empty array or map). `None` where Debezium has no fallback walrus can write
+/// (composites), which leaves the value null.
+///
+/// A column `DEFAULT` would come first in Debezium (the schema's default value); walrus does
+/// not put defaults into its schemas yet (docs/compat.md), so the fallback is used.
+pub(crate) fn fallback_value(column: &Column, kind: &Kind) -> Option<Value> {
+    Some(match kind {
+        Kind::Bool => Value::Bool(false),
+        Kind::Bits { .. } => Value::Bits(String::new()),
+        Kind::Int16 => Value::Int16(0),
+        Kind::Int32 => Value::Int32(0),
+        Kind::Int64 => Value::Int64(0),
+        Kind::Float32 => Value::Float32(0.0),
+        Kind::Float64 => Value::Float64(0.0),
+        // BigDecimal.ZERO with the column's scale (`withScaleAdjustedIfNeeded`).
+        Kind::Decimal { .. }
+        | Kind::VariableDecimal
+        | Kind::DecimalDouble
+        | Kind::DecimalString => Value::Numeric(zero_with_scale(numeric_scale(column))),
+        Kind::Money => Value::Numeric(zero_with_scale(2)),
+        Kind::Str(_) | Kind::Enum(_) => Value::Text(String::new()),
+        Kind::Binary => Value::Bytes(Vec::new()),
+        Kind::Date => Value::Date(0),
+        Kind::Time { .. } => Value::Time(0),
+        Kind::Timestamp { .. } => Value::Timestamp(0),
+        // `ZonedTimestamp.toIsoString` of the epoch, without a fraction.
+        Kind::ZonedTimestamp { .. } => Value::Text("1970-01-01T00:00:00Z".to_owned()),
+        Kind::ZonedTime => Value::Text("00:00:00Z".to_owned()),
+        Kind::Interval => Value::Interval {
+            months: 0,
+            days: 0,
+            micros: 0,
+        },
+        Kind::Point => Value::Point { x: 0.0, y: 0.0 },
+        Kind::Array(_) => Value::Array(Box::new(PgArray::from_elements(Vec::new()))),
+        Kind::HstoreJson => Value::Text("{}".to_owned()),
+        Kind::HstoreMap => Value::Map(Vec::new()),
+        Kind::Struct(_) => return None,
+    })
+}
+
+/// The scale of a `numeric(p,s)` column (0 without a typmod or for a domain over one).
+fn numeric_scale(column: &Column) -> i32 {
+    let typmod = match &column.type_desc {
+        Some(desc) => match desc.as_ref() {
+            TypeDesc::Builtin { type_modifier, .. } => *type_modifier,
+            _ => -1,
+        },
+        None => column.type_modifier,
+    };
+    if typmod < VARHDRSZ {
+        return 0;
+    }
+    let raw = (typmod - VARHDRSZ) & 0x7ff;
+    if raw & 0x400 != 0 {
+        raw - 0x800
+    } else {
+        raw
+    }
+}
+
+/// `0` with `scale` fraction digits, as `BigDecimal.ZERO.setScale(scale).toPlainString()`.
+fn zero_with_scale(scale: i32) -> String {
+    match usize::try_from(scale) {
+        Ok(s) if s > 0 => format!("0.{}", "0".repeat(s)),
+        _ => "0".to_owned(),
     }
 }

@@ -89,6 +89,7 @@ mod tests {
             type_modifier: -1,
             key: pk,
             primary_key: pk,
+            not_null: pk,
             type_desc: None,
         };
         Arc::new(Table {
@@ -132,6 +133,7 @@ mod tests {
             type_modifier: -1,
             key: name == "id",
             primary_key: name == "id",
+            not_null: name == "id",
             type_desc: None,
         };
         let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::Text(s.into()));

@@ -35,6 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::{Classify, ErrorKind};
 use crate::event::{ChangeEvent, Op, Row, Table};
 use crate::format::json::JsonOptions;
+use crate::format::kinds::fallback_value;
 use crate::lsn::Lsn;
 use crate::value::Value;
 
@@ -153,8 +154,9 @@ impl Registered {
 #[derive(Debug)]
 struct TableEntry {
     table: Arc<Table>,
-    /// Kind and value-side optionality per column.
-    fields: Vec<(Kind, bool)>,
+    /// Kind, value-side optionality and, for a required column, the fallback for a missing
+    /// value (Debezium's, [`fallback_value`]) per column.
+    fields: Vec<(Kind, bool, Option<Value>)>,
     value: Registered,
     key_columns: Vec<usize>,
     key: Option<Registered>,
@@ -167,10 +169,19 @@ struct TableEntry {
 
 impl TableEntry {
     fn build(table: &Arc<Table>, opts: &JsonOptions, previous: Option<&Table>) -> TableEntry {
-        let fields: Vec<(Kind, bool)> = table
+        let fields: Vec<(Kind, bool, Option<Value>)> = table
             .columns
             .iter()
-            .map(|c| (schema::kind_of(c, opts), value_optional(c)))
+            .map(|c| {
+                let kind = schema::kind_of(c, opts);
+                let optional = value_optional(c);
+                let fallback = if optional {
+                    None
+                } else {
+                    fallback_value(c, &kind)
+                };
+                (kind, optional, fallback)
+            })
             .collect();
         let value_schema = schema::row_schema(
             schema_name(opts, table, "Value"),
@@ -178,7 +189,7 @@ impl TableEntry {
                 .columns
                 .iter()
                 .zip(&fields)
-                .map(|(c, (k, opt))| (c.name.as_str(), k, *opt)),
+                .map(|(c, (k, opt, _))| (c.name.as_str(), k, *opt)),
             true,
             opts,
         );
@@ -201,7 +212,7 @@ impl TableEntry {
                 schema_name(opts, &self.table, "Key"),
                 key_columns.iter().filter_map(|&i| {
                     let c = self.table.columns.get(i)?;
-                    let (k, _) = self.fields.get(i)?;
+                    let (k, _, _) = self.fields.get(i)?;
                     Some((c.name.as_str(), k, false))
                 }),
                 false,
@@ -214,10 +225,10 @@ impl TableEntry {
     }
 }
 
-/// Whether a column's value field is optional: all but primary-key columns, as the JSON
-/// format decides (pgoutput does not say which columns are NOT NULL).
+/// Whether a column's value field is optional (a `["null", T]` union): all but `NOT NULL`
+/// and primary-key columns, as the JSON format and Debezium decide.
 fn value_optional(c: &crate::event::Column) -> bool {
-    !c.primary_key
+    !c.value_required()
 }
 
 fn schema_name(opts: &JsonOptions, table: &Table, suffix: &str) -> String {
@@ -473,7 +484,7 @@ impl AvroEncoder {
             text,
         };
         for &i in key_columns {
-            if let Some((kind, _)) = fields.get(i) {
+            if let Some((kind, _, _)) = fields.get(i) {
                 w.write(out, kind, false, row.values.get(i).unwrap_or(&Value::Null));
             }
         }
@@ -604,7 +615,7 @@ impl AvroEncoder {
 fn write_row(
     w: &mut ValueWriter<'_>,
     out: &mut Vec<u8>,
-    fields: &[(Kind, bool)],
+    fields: &[(Kind, bool, Option<Value>)],
     row: Option<&Row>,
 ) {
     let Some(row) = row else {
@@ -612,13 +623,13 @@ fn write_row(
         return;
     };
     encode::some(out);
-    for (i, (kind, optional)) in fields.iter().enumerate() {
-        w.write(
-            out,
-            kind,
-            *optional,
-            row.values.get(i).unwrap_or(&Value::Null),
-        );
+    for (i, (kind, optional, fallback)) in fields.iter().enumerate() {
+        let value = match (row.values.get(i), fallback) {
+            (None | Some(Value::Null), Some(fallback)) => fallback,
+            (Some(v), _) => v,
+            (None, None) => &Value::Null,
+        };
+        w.write(out, kind, *optional, value);
     }
 }
 

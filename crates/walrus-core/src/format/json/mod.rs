@@ -32,11 +32,13 @@
 //!
 //! # Optionality
 //!
-//! pgoutput's Relation message does not say which columns are `NOT NULL`, so every value
-//! field is `optional: true` except the key (replica identity) columns, which PostgreSQL
-//! requires to be non-null; in the key schema all fields are `optional: false`. Debezium,
-//! which reads the catalog, marks `NOT NULL` columns required; consumers that check this
-//! should expect optional fields from walrus.
+//! As Debezium's: a value field is `optional: false` when its column is declared `NOT NULL`
+//! (`pg_attribute.attnotnull`, read from the catalog because pgoutput's Relation message
+//! does not carry it) or is part of the primary key, `optional: true` otherwise; in the key
+//! schema all fields are `optional: false`. A required column whose value the WAL did not
+//! carry (the `before` image of a delete or key change under `REPLICA IDENTITY DEFAULT`
+//! holds the key columns only) is written as Debezium's fallback for its type: `0`,
+//! `false`, `""`, the epoch, `[]`, `{}`.
 //!
 //! # Types (Debezium defaults in brackets)
 //!
@@ -229,6 +231,9 @@ struct Field {
     kind: Kind,
     /// `"<name>":`, escaped.
     name_json: Box<[u8]>,
+    /// What a required (`NOT NULL`) column's missing value is written as, as Debezium
+    /// fills it ([`fallback_value`]); `None` for optional columns, whose null stays null.
+    fallback: Option<Value>,
 }
 
 impl TableEntry {
@@ -240,8 +245,13 @@ impl TableEntry {
                 let mut name_json = Vec::with_capacity(c.name.len() + 3);
                 write_str(&mut name_json, &c.name);
                 name_json.push(b':');
+                let kind = kind_of(c, opts);
                 Field {
-                    kind: kind_of(c, opts),
+                    fallback: c
+                        .value_required()
+                        .then(|| fallback_value(c, &kind))
+                        .flatten(),
+                    kind,
                     name_json: name_json.into_boxed_slice(),
                 }
             })

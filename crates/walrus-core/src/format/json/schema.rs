@@ -131,8 +131,8 @@ pub(super) fn write_columns_struct(
             out.push(b',');
         }
         first = false;
-        // Primary-key columns are NOT NULL; pgoutput does not say which others are.
-        write_field_schema(out, &field.kind, !key_schema && !column.primary_key, opts);
+        // NOT NULL (from the catalog) and primary-key columns are required, as in Debezium.
+        write_field_schema(out, &field.kind, !key_schema && !column.value_required(), opts);
         end_field(out, &column.name);
     }
     out.extend_from_slice(if key_schema {

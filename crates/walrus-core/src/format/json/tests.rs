@@ -16,6 +16,7 @@ fn col(name: &str, type_oid: u32, type_modifier: i32, key: bool) -> Column {
         type_modifier,
         key,
         primary_key: key,
+        not_null: key,
         type_desc: None,
     }
 }
@@ -1363,5 +1364,101 @@ mod props {
             prop_assert!(enc.encode_key(&ev, &[0], &mut out));
             prop_assert!(serde_json::from_slice::<J>(&out).is_ok());
         }
+    }
+}
+
+/// A NOT NULL column that is not part of the key, as the catalog describes it.
+fn not_null(name: &str, type_oid: u32, type_modifier: i32) -> Column {
+    Column {
+        not_null: true,
+        ..col(name, type_oid, type_modifier, false)
+    }
+}
+
+#[test]
+fn not_null_columns_are_required_and_filled_in_a_key_only_before_image() {
+    let t = table(vec![
+        col("id", INT4, -1, true),
+        not_null("name", 25, -1),
+        not_null("qty", INT8, -1),
+        not_null("price", NUMERIC, numeric_typmod(10, 2)),
+        not_null("seen", TIMESTAMPTZ, -1),
+        not_null("ok", BOOL, -1),
+        not_null("tags", 1009, -1),
+        col("note", 25, -1, false),
+    ]);
+    let key_only = Row {
+        values: vec![
+            Value::Int32(7),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        ],
+        key_only: true,
+    };
+    let mut enc = JsonEncoder::new(JsonOptions {
+        schemas_enable: true,
+        ..opts()
+    });
+    let j = value_json(&mut enc, &event(Op::Delete, &t, Some(key_only), None));
+    // Debezium's converter fallbacks: "", 0, BigDecimal.ZERO at the column's scale, the
+    // epoch without a fraction, false, an empty list; a nullable column stays null.
+    assert_eq!(
+        j["payload"]["before"],
+        json!({"id": 7, "name": "", "qty": 0, "price": "AA==",
+               "seen": "1970-01-01T00:00:00Z", "ok": false, "tags": [], "note": null})
+    );
+    let optional: Vec<bool> = j["schema"]["fields"][0]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["optional"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        optional,
+        vec![false, false, false, false, false, false, false, true]
+    );
+    // A real NULL in a nullable column, and a present value, are written as they are.
+    let after = row(vec![
+        Value::Int32(7),
+        Value::Text("x".into()),
+        Value::Int64(3),
+        Value::Numeric("1.50".into()),
+        Value::TimestampTz(0),
+        Value::Bool(true),
+        Value::Array(Box::new(crate::value::PgArray::from_elements(vec![]))),
+        Value::Null,
+    ]);
+    let j = value_json(&mut enc, &event(Op::Create, &t, None, Some(after)));
+    assert_eq!(j["payload"]["after"]["name"], "x");
+    assert_eq!(j["payload"]["after"]["note"], J::Null);
+}
+
+#[test]
+fn numeric_fallbacks_follow_the_decimal_mode_and_scale() {
+    for (mode, expected) in [
+        (DecimalHandlingMode::String, json!("0.00")),
+        (DecimalHandlingMode::Double, json!(0.0)),
+    ] {
+        let t = table(vec![
+            col("id", INT4, -1, true),
+            not_null("price", NUMERIC, numeric_typmod(10, 2)),
+            not_null("cash", MONEY, -1),
+        ]);
+        let before = Row {
+            values: vec![Value::Int32(1), Value::Null, Value::Null],
+            key_only: true,
+        };
+        let mut enc = JsonEncoder::new(JsonOptions {
+            decimal_handling: mode,
+            ..opts()
+        });
+        let j = value_json(&mut enc, &event(Op::Delete, &t, Some(before), None));
+        assert_eq!(j["before"]["price"], expected, "{mode:?}");
+        assert_eq!(j["before"]["cash"], expected, "{mode:?}");
     }
 }

@@ -85,13 +85,12 @@ impl ValueWriter<'_> {
                 out.push(b',');
             }
             out.extend_from_slice(&field.name_json);
-            self.write(
-                out,
-                &field.kind,
-                row.values.get(i).unwrap_or(&Value::Null),
-                digits,
-                bytes,
-            );
+            let value = match (row.values.get(i), &field.fallback) {
+                (None | Some(Value::Null), Some(fallback)) => fallback,
+                (Some(v), _) => v,
+                (None, None) => &Value::Null,
+            };
+            self.write(out, &field.kind, value, digits, bytes);
         }
         out.push(b'}');
     }
