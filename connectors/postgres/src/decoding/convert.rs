@@ -148,19 +148,20 @@ impl Converter {
                     None => identity == ReplicaIdentity::Default && c.is_key(),
                 };
                 Column {
-                primary_key,
-                not_null: primary_key
-                    || self.catalog.not_null(rel.rel_id, &c.name).unwrap_or(false),
-                type_desc: self.catalog.type_desc(c.type_oid),
-                name: c.name.clone(),
-                type_oid: c.type_oid,
-                type_name: text::type_name(c.type_oid)
-                    .map(str::to_string)
-                    .or_else(|| self.cache.type_name(c.type_oid).map(|t| t.name.clone()))
-                    .unwrap_or_else(|| format!("oid{}", c.type_oid)),
-                type_modifier: c.type_modifier,
-                key: c.is_key(),
-            }})
+                    primary_key,
+                    not_null: primary_key
+                        || self.catalog.not_null(rel.rel_id, &c.name).unwrap_or(false),
+                    type_desc: self.catalog.type_desc(c.type_oid),
+                    name: c.name.clone(),
+                    type_oid: c.type_oid,
+                    type_name: text::type_name(c.type_oid)
+                        .map(str::to_string)
+                        .or_else(|| self.cache.type_name(c.type_oid).map(|t| t.name.clone()))
+                        .unwrap_or_else(|| format!("oid{}", c.type_oid)),
+                    type_modifier: c.type_modifier,
+                    key: c.is_key(),
+                }
+            })
             .collect();
         let key_columns: Arc<[usize]> = columns
             .iter()

@@ -132,7 +132,12 @@ pub(super) fn write_columns_struct(
         }
         first = false;
         // NOT NULL (from the catalog) and primary-key columns are required, as in Debezium.
-        write_field_schema(out, &field.kind, !key_schema && !column.value_required(), opts);
+        write_field_schema(
+            out,
+            &field.kind,
+            !key_schema && !column.value_required(),
+            opts,
+        );
         end_field(out, &column.name);
     }
     out.extend_from_slice(if key_schema {
