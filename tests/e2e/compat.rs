@@ -34,7 +34,7 @@ use crate::common::*;
 
 /// Partitions of every compared topic, on both sides: more than one, so that a key hashed
 /// differently would land elsewhere.
-const PARTITIONS: u32 = 3;
+pub(crate) const PARTITIONS: u32 = 3;
 
 /// Headers only one side writes, by design (docs/compat.md): walrus's event headers and
 /// Kafka Connect's context headers.
@@ -97,12 +97,12 @@ const END_MARKER: &str = "SELECT pg_logical_emit_message(true, 'compat-end', 'en
 
 /// One consumed record.
 #[derive(Debug, Clone)]
-struct Record {
-    topic: String,
-    partition: i32,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: BTreeMap<String, String>,
+pub(crate) struct Record {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) headers: BTreeMap<String, String>,
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -300,7 +300,7 @@ replication_factor = 1
 
 /// Every record on the topics whose names contain `run`, from the beginning, until nothing new
 /// came for `idle`.
-fn read_all(bootstrap: &str, run: &str, idle: Duration) -> Vec<Record> {
+pub(crate) fn read_all(bootstrap: &str, run: &str, idle: Duration) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique_name("compat"))
@@ -360,7 +360,7 @@ fn read_all(bootstrap: &str, run: &str, idle: Duration) -> Vec<Record> {
 /// partition, in offset order. Records without a key (keyless tables, truncates) have no
 /// partition of their own (both producers spread them at will): they are kept per topic under
 /// partition `-1`, sorted by their normalised value.
-fn by_partition(
+pub(crate) fn by_partition(
     records: &[Record],
     side: &str,
     strip: &str,
@@ -380,7 +380,7 @@ fn by_partition(
 }
 
 /// A record's value as JSON with [`normalise`] applied; `None` for a tombstone.
-fn normalised(value: &Option<Vec<u8>>) -> Option<Value> {
+pub(crate) fn normalised(value: &Option<Vec<u8>>) -> Option<Value> {
     value.as_deref().map(|v| {
         let mut v: Value = serde_json::from_slice(v).expect("a JSON value");
         normalise(&mut v);
@@ -389,7 +389,7 @@ fn normalised(value: &Option<Vec<u8>>) -> Option<Value> {
 }
 
 /// A short description of a record for failure messages.
-fn describe(r: &Record) -> String {
+pub(crate) fn describe(r: &Record) -> String {
     let text = |b: &Option<Vec<u8>>| {
         b.as_deref()
             .map(|b| {
@@ -404,7 +404,7 @@ fn describe(r: &Record) -> String {
 }
 
 /// What differs between walrus's record `a` and Debezium's `b`, if anything.
-fn difference(a: &Record, b: &Record) -> Option<String> {
+pub(crate) fn difference(a: &Record, b: &Record) -> Option<String> {
     if a.key != b.key {
         return Some(format!(
             "key bytes differ:\n  walrus:   {}\n  Debezium: {}",

@@ -6,6 +6,7 @@ mod common;
 mod avro;
 mod check;
 mod compat;
+mod compat_transforms;
 mod crash;
 mod dual_write;
 mod events;

@@ -54,6 +54,10 @@ pub fn emitter(
             headers,
             message_topic: std::sync::Arc::from(format!("{}.message", config.topic_prefix)),
             count_events,
+            transaction_topic: config
+                .transactions
+                .enabled
+                .then(|| std::sync::Arc::from(config.transactions.topic_for(&config.topic_prefix))),
         },
     )
 }

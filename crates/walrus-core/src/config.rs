@@ -39,6 +39,9 @@ pub use kafka::*;
 mod snapshot;
 pub use snapshot::*;
 
+mod transactions;
+pub use transactions::*;
+
 pub mod debezium;
 
 mod registry;
@@ -144,6 +147,10 @@ pub struct Config {
     /// `[snapshot]`: the initial snapshot (mode, parallelism, where progress is kept).
     #[serde(default)]
     pub snapshot: SnapshotConfig,
+    /// `[transactions]`: Debezium's transaction metadata (`BEGIN`/`END` events and the
+    /// `transaction` block).
+    #[serde(default)]
+    pub transactions: TransactionsConfig,
     /// `source.tables` / `exclude_tables` compiled on first use by [`Config::table_selected`]
     /// (regex patterns are costly to compile once per table of a large catalog).
     #[serde(skip)]
@@ -534,6 +541,20 @@ impl Config {
                     self.topic_prefix
                 ),
             ));
+        }
+        if let Some(topic) = &self.transactions.topic {
+            if topic.is_empty()
+                || !topic
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return Err(bad(
+                    "transactions.topic",
+                    format!(
+                        "{topic:?} is not a valid topic name: use letters, digits, '.', '_' and '-', or leave it out for \"<topic_prefix>.transaction\""
+                    ),
+                ));
+            }
         }
         let s = &self.source;
         if !(s.url.starts_with("postgres://") || s.url.starts_with("postgresql://")) {

@@ -25,6 +25,7 @@ use crate::format::{Encoder, FormatError};
 use crate::router::{OutboxRoute, RouteError, Router, TableRoute, HEADER_ID, HEADER_OP};
 use crate::sink::Record;
 use crate::telemetry;
+use crate::transactions::{TransactionBlock, TransactionEvent, TransactionMonitor};
 
 /// Size of the blocks encoded keys and values are copied into (see [`freeze`]).
 const ARENA_BLOCK: usize = 64 * 1024;
@@ -48,6 +49,10 @@ pub struct EmitOptions {
     /// Count row events in `walrus_events_total` (streaming; snapshots count their rows in
     /// `walrus_snapshot_rows_total`).
     pub count_events: bool,
+    /// Debezium's transaction metadata (`[transactions]`): the topic of `BEGIN`/`END`
+    /// events, `None` when off. When on, data events of transactions opened with
+    /// [`Emitter::begin_transaction`] carry the `transaction` block.
+    pub transaction_topic: Option<Arc<str>>,
 }
 
 /// What one event became.
@@ -101,6 +106,10 @@ pub struct Emitter {
     arena: BytesMut,
     /// Whether an ignored outbox update was logged.
     outbox_update_warned: bool,
+    /// Event counts of open transactions, when transaction metadata is on.
+    transactions: TransactionMonitor,
+    /// The `transaction` block of the event being emitted (reused).
+    block: Option<TransactionBlock>,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -126,6 +135,8 @@ impl Emitter {
             value_buf: Vec::with_capacity(4096),
             arena: BytesMut::new(),
             outbox_update_warned: false,
+            transactions: TransactionMonitor::new(),
+            block: None,
         }
     }
 
@@ -174,6 +185,14 @@ impl Emitter {
         if route.skips(ev.op) {
             return Ok(Emitted::default());
         }
+        self.block = match (&self.opts.transaction_topic, ev.source.tx_id, &ev.table) {
+            // Snapshot reads (initial and incremental) are no part of a transaction's events.
+            (Some(_), Some(xid), Some(table)) if ev.op != Op::Read => {
+                self.transactions
+                    .event(xid, ev.source.lsn, &table.qualified_name())
+            }
+            _ => None,
+        };
         let timestamp_ms = ev.source.commit_time_us / 1000;
         if let Some(outbox) = &route.outbox {
             return self.emit_outbox(ev, outbox, timestamp_ms, out);
@@ -190,14 +209,18 @@ impl Emitter {
         } else {
             None
         };
-        match route.project(ev) {
-            Some(projected) => {
-                self.value
-                    .encode_value(&route.topic, &projected, &mut self.value_buf)?;
-            }
+        let projected = route.project(ev);
+        let ev_value = projected.as_ref().unwrap_or(ev);
+        match &self.block {
+            Some(block) => self.value.encode_value_in_transaction(
+                &route.topic,
+                ev_value,
+                block,
+                &mut self.value_buf,
+            )?,
             None => self
                 .value
-                .encode_value(&route.topic, ev, &mut self.value_buf)?,
+                .encode_value(&route.topic, ev_value, &mut self.value_buf)?,
         }
         let value = freeze(&mut self.arena, &self.value_buf);
         if self.value_buf.capacity() > MAX_KEPT_BUFFER {
@@ -247,6 +270,71 @@ impl Emitter {
             event: true,
             outbox_delete: None,
         })
+    }
+
+    /// Opens transaction `xid`, whose `Begin` message is at `lsn`, and adds its `BEGIN` event
+    /// to `out` when transaction metadata is on (`crate::transactions`). Returns the records
+    /// added (0 or 1).
+    pub fn begin_transaction(
+        &mut self,
+        xid: u32,
+        lsn: crate::lsn::Lsn,
+        commit_time_us: i64,
+        out: &mut impl Extend<Record>,
+    ) -> Result<u64, EmitError> {
+        if self.opts.transaction_topic.is_none() {
+            return Ok(0);
+        }
+        let ev = self.transactions.begin(xid, lsn, commit_time_us);
+        self.emit_transaction_event(&ev, out)?;
+        Ok(1)
+    }
+
+    /// Closes transaction `xid`, whose `Commit` message is at `lsn`, and adds its `END`
+    /// event, with its event counts, to `out`. Called before the commit ends the
+    /// transaction's unit, so that the `END` record is confirmed with the transaction's
+    /// last records. Returns the records added (0, or 1 for a transaction opened with
+    /// [`Emitter::begin_transaction`]).
+    pub fn end_transaction(
+        &mut self,
+        xid: u32,
+        lsn: crate::lsn::Lsn,
+        commit_time_us: i64,
+        out: &mut impl Extend<Record>,
+    ) -> Result<u64, EmitError> {
+        if self.opts.transaction_topic.is_none() {
+            return Ok(0);
+        }
+        let Some(ev) = self.transactions.end(xid, lsn, commit_time_us) else {
+            return Ok(0);
+        };
+        self.emit_transaction_event(&ev, out)?;
+        Ok(1)
+    }
+
+    /// A `BEGIN` or `END` record on the transaction topic, keyed by the transaction id.
+    fn emit_transaction_event(
+        &mut self,
+        ev: &TransactionEvent,
+        out: &mut impl Extend<Record>,
+    ) -> Result<(), EmitError> {
+        let Some(topic) = self.opts.transaction_topic.clone() else {
+            return Ok(());
+        };
+        self.key
+            .encode_transaction_key(&topic, &ev.id, &mut self.key_buf)?;
+        let key = freeze(&mut self.arena, &self.key_buf);
+        self.value
+            .encode_transaction_value(&topic, ev, &mut self.value_buf)?;
+        let value = freeze(&mut self.arena, &self.value_buf);
+        out.extend(std::iter::once(Record {
+            topic,
+            key: Some(key),
+            value: Some(value),
+            headers: Vec::new(),
+            timestamp_ms: ev.ts_ms,
+        }));
+        Ok(())
     }
 
     /// A primary-key change, which Debezium publishes as a delete (and its tombstone) of
@@ -306,7 +394,17 @@ impl Emitter {
         } else {
             None
         };
-        self.value.encode_value(&topic, ev, &mut self.value_buf)?;
+        // Transactional messages count among their transaction's events, as in Debezium.
+        let block = match (&self.opts.transaction_topic, ev.source.tx_id) {
+            (Some(_), Some(xid)) => self.transactions.message(xid, ev.source.lsn),
+            _ => None,
+        };
+        if let Some(block) = &block {
+            self.value
+                .encode_value_in_transaction(&topic, ev, block, &mut self.value_buf)?;
+        } else {
+            self.value.encode_value(&topic, ev, &mut self.value_buf)?;
+        }
         let value = freeze(&mut self.arena, &self.value_buf);
         out.extend(std::iter::once(Record {
             topic,
@@ -443,6 +541,7 @@ mod tests {
                 headers: true,
                 message_topic: Arc::from("p.message"),
                 count_events: false,
+                transaction_topic: None,
             },
         )
     }
@@ -619,6 +718,38 @@ mod tests {
             Ok(())
         }
 
+        fn encode_value_in_transaction(
+            &mut self,
+            topic: &str,
+            ev: &ChangeEvent,
+            _: &TransactionBlock,
+            out: &mut Vec<u8>,
+        ) -> Result<(), FormatError> {
+            self.encode_value(topic, ev, out)
+        }
+
+        fn encode_transaction_key(
+            &mut self,
+            topic: &str,
+            _: &str,
+            out: &mut Vec<u8>,
+        ) -> Result<(), FormatError> {
+            self.0.lock().unwrap().push(format!("key {topic}"));
+            out.clear();
+            Ok(())
+        }
+
+        fn encode_transaction_value(
+            &mut self,
+            topic: &str,
+            _: &TransactionEvent,
+            out: &mut Vec<u8>,
+        ) -> Result<(), FormatError> {
+            self.0.lock().unwrap().push(format!("value {topic}"));
+            out.clear();
+            Ok(())
+        }
+
         fn fork(&self) -> Box<dyn Encoder> {
             Box::new(TopicProbe(self.0.clone()))
         }
@@ -639,6 +770,7 @@ mod tests {
                 headers: false,
                 message_topic: Arc::from("p.message"),
                 count_events: false,
+                transaction_topic: None,
             },
         );
         let mut tables = BTreeMap::new();
@@ -660,6 +792,106 @@ mod tests {
         assert_eq!(
             *seen.lock().unwrap(),
             vec!["key orders.all".to_string(), "value orders.all".to_string()]
+        );
+    }
+
+    #[test]
+    fn transaction_metadata_brackets_a_transaction_with_begin_and_end() {
+        let format = FormatConfig::default();
+        let (key, value) = crate::format::encoders(&format, "p", "db");
+        let mut e = Emitter::new(
+            key,
+            value,
+            EmitOptions {
+                tombstones_on_delete: true,
+                headers: false,
+                message_topic: Arc::from("p.message"),
+                count_events: false,
+                transaction_topic: Some(Arc::from("p.transaction")),
+            },
+        );
+        let t = table();
+        let mut tables = BTreeMap::new();
+        tables.insert(
+            "public.t".to_string(),
+            TableConfig {
+                skip_ops: vec![crate::router::OpName::Update],
+                ..TableConfig::default()
+            },
+        );
+        let r = router(&tables);
+        let at = |op, lsn: u64| {
+            let mut ev = event(op, &t, 5, 1);
+            ev.source.tx_id = Some(42);
+            ev.source.lsn = crate::lsn::Lsn(lsn);
+            ev.source.commit_time_us = 7_000_123;
+            ev
+        };
+        let mut out = Vec::new();
+        assert_eq!(
+            e.begin_transaction(42, crate::lsn::Lsn(90), 7_000_123, &mut out)
+                .unwrap(),
+            1
+        );
+        e.emit(&r, &at(Op::Create, 100), &mut out).unwrap();
+        // Skipped: not counted.
+        e.emit(&r, &at(Op::Update, 110), &mut out).unwrap();
+        e.emit(&r, &at(Op::Delete, 120), &mut out).unwrap();
+        assert_eq!(
+            e.end_transaction(42, crate::lsn::Lsn(130), 7_000_123, &mut out)
+                .unwrap(),
+            1
+        );
+        let topics: Vec<&str> = out.iter().map(|r| &*r.topic).collect();
+        assert_eq!(
+            topics,
+            [
+                "p.transaction",
+                "p.public.t",
+                "p.public.t",
+                "p.public.t",
+                "p.transaction"
+            ]
+        );
+        assert_eq!(json(&out[0].key), serde_json::json!({"id": "42:90"}));
+        assert_eq!(
+            json(&out[0].value),
+            serde_json::json!({"status": "BEGIN", "id": "42:90", "event_count": null,
+                "data_collections": null, "ts_ms": 7000})
+        );
+        assert_eq!(out[0].timestamp_ms, 7000);
+        assert_eq!(
+            json(&out[1].value)["transaction"],
+            serde_json::json!({"id": "42:100", "total_order": 1, "data_collection_order": 1})
+        );
+        assert_eq!(
+            json(&out[2].value)["transaction"],
+            serde_json::json!({"id": "42:120", "total_order": 2, "data_collection_order": 2})
+        );
+        assert!(out[3].value.is_none(), "the delete's tombstone");
+        assert_eq!(json(&out[4].key), serde_json::json!({"id": "42:130"}));
+        assert_eq!(
+            json(&out[4].value),
+            serde_json::json!({"status": "END", "id": "42:130", "event_count": 2,
+                "data_collections": [{"data_collection": "public.t", "event_count": 2}],
+                "ts_ms": 7000})
+        );
+        // Outside an opened transaction (a snapshot read, or metadata for another xid):
+        // no block.
+        let mut out = Vec::new();
+        e.emit(&r, &at(Op::Create, 140), &mut out).unwrap();
+        assert!(json(&out[0].value)["transaction"].is_null());
+        // Off: nothing added.
+        let mut off = emitter(false);
+        assert_eq!(
+            off.begin_transaction(1, crate::lsn::Lsn(1), 0, &mut out)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            off.end_transaction(1, crate::lsn::Lsn(1), 0, &mut out)
+                .unwrap(),
+            0
         );
     }
 }

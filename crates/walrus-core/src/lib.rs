@@ -40,6 +40,7 @@ pub mod sink;
 pub mod status;
 pub mod telemetry;
 pub mod time;
+pub mod transactions;
 pub mod value;
 
 pub use lsn::Lsn;

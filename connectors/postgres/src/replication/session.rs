@@ -903,8 +903,14 @@ impl Session<'_> {
                 }
             }
             PgOutputMessage::Message(m) => self.on_message(m),
-            PgOutputMessage::Begin(b) => self.on_begin(b.final_lsn, b.xid, b.commit_time.0),
-            PgOutputMessage::Commit(c) => self.on_commit(c.end_lsn, c.commit_time.0),
+            PgOutputMessage::Begin(b) => {
+                self.on_begin(b.final_lsn, b.xid, b.commit_time.0);
+                self.transaction_metadata(true, lsn);
+            }
+            PgOutputMessage::Commit(c) => {
+                self.transaction_metadata(false, lsn);
+                self.on_commit(c.end_lsn, c.commit_time.0);
+            }
             other => {
                 return Err(PgError::Protocol {
                     lsn,
@@ -973,6 +979,33 @@ impl Session<'_> {
             Err(e) => {
                 self.route_error.get_or_insert(PgError::from(e));
                 0
+            }
+        }
+    }
+
+    /// Debezium's `BEGIN` (`begin`) or `END` event of the open transaction, whose Begin or
+    /// Commit message is at `lsn`, when `[transactions]` is on (`walrus_core::transactions`).
+    /// `END` goes into the batch before the commit ends the transaction's unit, so it is
+    /// confirmed with the transaction's records.
+    fn transaction_metadata(&mut self, begin: bool, lsn: Lsn) {
+        let Some(t) = &self.txn else { return };
+        let (Some(xid), commit_time_us) = (t.xid, t.commit_time_us) else {
+            return;
+        };
+        if t.skip {
+            return;
+        }
+        let added = if begin {
+            self.emitter
+                .begin_transaction(xid, lsn, commit_time_us, &mut self.batch)
+        } else {
+            self.emitter
+                .end_transaction(xid, lsn, commit_time_us, &mut self.batch)
+        };
+        match added {
+            Ok(n) => self.tracker.produced_records(n),
+            Err(e) => {
+                self.route_error.get_or_insert(PgError::from(e));
             }
         }
     }

@@ -464,7 +464,6 @@ const NO_EFFECT: &[(&str, &str)] = &[
     ("topic.creation.groups", "only topic.creation.default.* is mapped"),
     ("errors.tolerance", "Kafka Connect's tolerance of converter and transform errors; walrus's Kafka sink sends records the broker rejects to [sink] dead_letter_topic when set"),
     ("errors.deadletterqueue.", "a dead-letter queue of sink connectors; walrus's Kafka sink has [sink] dead_letter_topic"),
-    ("provide.transaction.metadata", "false: no transaction events, as walrus"),
 ];
 
 /// Properties walrus cannot honour, with what they do and what to do; a key ending in `.` is
@@ -486,7 +485,6 @@ const UNMAPPED: &[(&str, &str)] = &[
     ("event.processing.failure.handling.mode", "skips or warns on events that cannot be processed. walrus stops with the error (Debezium's `fail`)"),
     ("topic.naming.strategy", "a custom topic naming class. walrus names topics <topic_prefix>.<schema>.<table>; rename with [[routes]] or [tables.\"schema.table\"] topic"),
     ("topic.delimiter", "the separator in topic names. walrus uses `.`; rename with [[routes]]"),
-    ("topic.transaction", "the transaction metadata topic. walrus does not emit transaction metadata yet"),
     ("snapshot.locking.mode", "table locks during the snapshot. walrus takes none (its snapshot reads an exported snapshot)"),
     ("snapshot.query.mode", "custom snapshot queries. walrus reads whole tables with COPY"),
     ("snapshot.include.collection.list", "snapshots only some tables. walrus snapshots every captured table; use `walrus snapshot --table` (incremental) for a subset"),
@@ -770,6 +768,7 @@ pub fn import(config: &ConnectorConfig, options: &ImportOptions) -> Result<Impor
     snapshot(&mut im);
     format(&mut im)?;
     heartbeat(&mut im, &prefix);
+    transaction_metadata(&mut im, &prefix);
     sink(&mut im, options);
     transforms(&mut im)?;
 
@@ -1349,24 +1348,6 @@ fn format(im: &mut Importer) -> Result<(), ImportError> {
             "unavailable.value.placeholder",
         );
     }
-    if let Some(v) = im.take("provide.transaction.metadata") {
-        if v.eq_ignore_ascii_case("true") {
-            im.finding(
-                FindingKind::Unmapped,
-                "provide.transaction.metadata",
-                &v,
-                "BEGIN/END events on <prefix>.transaction and the `transaction` block in events. walrus does not emit transaction metadata yet: consumers that wait for END events need another completeness signal (walrus's txId header groups a transaction's events)",
-            );
-        } else {
-            im.finding(
-                FindingKind::NoEffect,
-                "provide.transaction.metadata",
-                &v,
-                "no transaction events, as walrus",
-            );
-        }
-    }
-
     // Converters: the connector's own, else the worker's (unknown here).
     let mut avro = Vec::new();
     let mut schemas = Vec::new();
@@ -1628,6 +1609,42 @@ fn heartbeat(im: &mut Importer, prefix: &str) {
         let v = lit(&query);
         im.toml
             .set(S, "action_query", q(&v), "heartbeat.action.query");
+    }
+}
+
+/// `provide.transaction.metadata` and `topic.transaction` → `[transactions]`.
+fn transaction_metadata(im: &mut Importer, prefix: &str) {
+    const S: &str = "[transactions]";
+    let enabled = im.take("provide.transaction.metadata");
+    let suffix = im.take("topic.transaction");
+    let on = enabled
+        .as_deref()
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if !on {
+        if let Some(v) = &enabled {
+            im.finding(
+                FindingKind::NoEffect,
+                "provide.transaction.metadata",
+                v,
+                "no transaction events, as walrus's default ([transactions] enabled = false)",
+            );
+        }
+        if let Some(t) = &suffix {
+            im.finding(
+                FindingKind::NoEffect,
+                "topic.transaction",
+                t,
+                "no transaction events with provide.transaction.metadata off",
+            );
+        }
+        return;
+    }
+    im.toml
+        .set(S, "enabled", "true".into(), "provide.transaction.metadata");
+    if let Some(t) = suffix {
+        let topic = format!("{prefix}.{}", lit(&t));
+        im.toml
+            .set(S, "topic", q(&topic), "topic.prefix + topic.transaction");
     }
 }
 
@@ -2295,10 +2312,15 @@ mod tests {
                 .map(ToString::to_string),
             Some("compact".into())
         );
+        assert!(c.transactions.enabled);
         assert_eq!(
-            finding(&im, "provide.transaction.metadata").kind,
-            FindingKind::Unmapped
+            c.transactions.topic_for(&c.topic_prefix),
+            "shop.transaction"
         );
+        assert!(im
+            .findings
+            .iter()
+            .all(|f| f.key != "provide.transaction.metadata"));
         assert_eq!(
             finding(&im, "slot.drop.on.stop").kind,
             FindingKind::Unmapped
@@ -2463,5 +2485,29 @@ mod tests {
             Some(vec!["public".into(), "orders".into()])
         );
         assert_eq!(literal_name("public\\.order.*", 2), None);
+    }
+
+    #[test]
+    fn transaction_metadata_and_its_topic_are_mapped() {
+        let (im, c) = run(
+            r#"{"connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+            "plugin.name": "pgoutput", "database.hostname": "db", "database.dbname": "shop",
+            "topic.prefix": "shop",
+            "provide.transaction.metadata": "true", "topic.transaction": "tx-events"}"#,
+        );
+        assert!(c.transactions.enabled);
+        assert_eq!(c.transactions.topic_for("shop"), "shop.tx-events");
+        assert!(im.toml.contains("[transactions]"), "{}", im.toml);
+        let (off, c) = run(
+            r#"{"connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+            "plugin.name": "pgoutput", "database.hostname": "db", "database.dbname": "shop",
+            "topic.prefix": "shop",
+            "provide.transaction.metadata": "false", "topic.transaction": "tx"}"#,
+        );
+        assert!(!c.transactions.enabled);
+        assert_eq!(
+            finding(&off, "topic.transaction").kind,
+            FindingKind::NoEffect
+        );
     }
 }

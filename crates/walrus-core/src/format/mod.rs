@@ -60,6 +60,34 @@ pub trait Encoder: Send {
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError>;
 
+    /// [`Encoder::encode_value`] with Debezium's `transaction` block (`id`, `total_order`,
+    /// `data_collection_order`) filled in (`[transactions] enabled`).
+    fn encode_value_in_transaction(
+        &mut self,
+        topic: &str,
+        ev: &ChangeEvent,
+        tx: &crate::transactions::TransactionBlock,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError>;
+
+    /// Writes the key of a `BEGIN`/`END` event of transaction `id`, bound for the
+    /// transaction topic `topic`, into `out` (cleared first).
+    fn encode_transaction_key(
+        &mut self,
+        topic: &str,
+        id: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError>;
+
+    /// Writes the value of a `BEGIN`/`END` event, bound for `topic`, into `out` (cleared
+    /// first).
+    fn encode_transaction_value(
+        &mut self,
+        topic: &str,
+        ev: &crate::transactions::TransactionEvent,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError>;
+
     /// An encoder with the same options and empty caches, for another task.
     fn fork(&self) -> Box<dyn Encoder>;
 

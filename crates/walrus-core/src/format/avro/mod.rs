@@ -114,6 +114,9 @@ pub struct AvroEncoder {
     tables: HashMap<u32, TableEntry>,
     message_key: Registered,
     message_value: Registered,
+    /// `TransactionMetadataKey` and `TransactionMetadataValue` (`[transactions]`).
+    transaction_key: Registered,
+    transaction_value: Registered,
     /// `<prefix>.message`.
     message_topic: String,
     digits: Vec<u8>,
@@ -318,6 +321,19 @@ fn schema_id(
     }
 }
 
+/// The optional `transaction` block (`["null", event.block]`).
+fn write_transaction_block(out: &mut Vec<u8>, tx: Option<&crate::transactions::TransactionBlock>) {
+    match tx {
+        None => encode::null(out),
+        Some(tx) => {
+            encode::some(out);
+            encode::string(out, &tx.id);
+            encode::long(out, tx.total_order as i64);
+            encode::long(out, tx.data_collection_order as i64);
+        }
+    }
+}
+
 /// `[0][id BE]`.
 fn frame(out: &mut Vec<u8>, id: u32) {
     out.push(MAGIC_BYTE);
@@ -369,6 +385,8 @@ impl AvroEncoder {
             tables: HashMap::new(),
             message_key,
             message_value,
+            transaction_key: Registered::new(&schema::transaction_key_schema()),
+            transaction_value: Registered::new(&schema::transaction_value_schema()),
             digits: Vec::with_capacity(64),
             scratch: Vec::with_capacity(32),
             text: String::with_capacity(64),
@@ -392,6 +410,7 @@ impl AvroEncoder {
         let (id, body) = rest.split_at_checked(4)?;
         let id = u32::from_be_bytes(id.try_into().ok()?);
         let reg = std::iter::once(&self.message_key)
+            .chain(std::iter::once(&self.transaction_key))
             .chain(self.tables.values().filter_map(|e| e.key.as_ref()))
             .find(|r| r.ids.iter().any(|(_, i)| *i == id))?;
         let mut out = String::with_capacity(2 * body.len() + 16);
@@ -510,6 +529,19 @@ impl AvroEncoder {
         now_us: i64,
         out: &mut Vec<u8>,
     ) -> Result<(), AvroError> {
+        self.encode_value_in_transaction_at(topic, ev, None, now_us, out)
+    }
+
+    /// [`Self::encode_value_at`] with Debezium's `transaction` block (`null` when `tx` is
+    /// `None`).
+    pub fn encode_value_in_transaction_at(
+        &mut self,
+        topic: Option<&str>,
+        ev: &ChangeEvent,
+        tx: Option<&crate::transactions::TransactionBlock>,
+        now_us: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvroError> {
         out.clear();
         let strategy = self.opts.subject_strategy;
         if ev.op == Op::Message {
@@ -523,7 +555,7 @@ impl AvroEncoder {
                 "",
             )?;
             frame(out, id);
-            self.write_message(ev, now_us, out);
+            self.write_message(ev, tx, now_us, out);
             return Ok(());
         }
         let no_table;
@@ -581,17 +613,88 @@ impl AvroEncoder {
             &entry.table.name,
             text,
         );
-        encode::null(out); // transaction
+        write_transaction_block(out, tx);
         encode::string(out, ev.op.code());
         write_timestamps(out, now_us);
         Ok(())
     }
 
-    fn write_message(&mut self, ev: &ChangeEvent, now_us: i64, out: &mut Vec<u8>) {
+    /// Writes the key of a transaction event (`TransactionMetadataKey`) for `topic` into
+    /// `out` (cleared first).
+    pub fn encode_transaction_key(
+        &mut self,
+        topic: &str,
+        id: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvroError> {
+        out.clear();
+        let id_ = schema_id(
+            &*self.registry,
+            self.opts.subject_strategy,
+            &mut self.transaction_key,
+            topic,
+            "key",
+            None,
+            "",
+        )?;
+        frame(out, id_);
+        encode::string(out, id);
+        Ok(())
+    }
+
+    /// Writes a `BEGIN`/`END` event (`TransactionMetadataValue`) for `topic` into `out`
+    /// (cleared first).
+    pub fn encode_transaction_value(
+        &mut self,
+        topic: &str,
+        ev: &crate::transactions::TransactionEvent,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvroError> {
+        out.clear();
+        let id = schema_id(
+            &*self.registry,
+            self.opts.subject_strategy,
+            &mut self.transaction_value,
+            topic,
+            "value",
+            None,
+            "",
+        )?;
+        frame(out, id);
+        encode::string(out, ev.status.as_str());
+        encode::string(out, &ev.id);
+        encode::opt_long(out, ev.event_count.map(|c| c as i64));
+        match &ev.data_collections {
+            None => encode::null(out),
+            Some(tables) => {
+                encode::some(out);
+                if !tables.is_empty() {
+                    encode::long(out, tables.len() as i64);
+                    for (name, count) in tables {
+                        // Items are optional structs (`["null", event.collection]`).
+                        encode::some(out);
+                        encode::string(out, name);
+                        encode::long(out, *count as i64);
+                    }
+                }
+                encode::long(out, 0);
+            }
+        }
+        encode::long(out, ev.ts_ms);
+        Ok(())
+    }
+
+    fn write_message(
+        &mut self,
+        ev: &ChangeEvent,
+        tx: Option<&crate::transactions::TransactionBlock>,
+        now_us: i64,
+        out: &mut Vec<u8>,
+    ) {
         encode::string(out, "m");
         encode::opt_long(out, Some(now_us.div_euclid(1000)));
         write_source(out, ev, &self.opts.format, "", "", &mut self.text);
-        encode::null(out); // transaction
+        write_transaction_block(out, tx);
         match &ev.message {
             Some(m) => {
                 encode::opt_string(out, Some(&m.prefix));
@@ -705,6 +808,35 @@ impl super::Encoder for AvroEncoder {
         out: &mut Vec<u8>,
     ) -> Result<(), super::FormatError> {
         AvroEncoder::encode_value(self, Some(topic), ev, out).map_err(Into::into)
+    }
+
+    fn encode_value_in_transaction(
+        &mut self,
+        topic: &str,
+        ev: &ChangeEvent,
+        tx: &crate::transactions::TransactionBlock,
+        out: &mut Vec<u8>,
+    ) -> Result<(), super::FormatError> {
+        AvroEncoder::encode_value_in_transaction_at(self, Some(topic), ev, Some(tx), now_us(), out)
+            .map_err(Into::into)
+    }
+
+    fn encode_transaction_key(
+        &mut self,
+        topic: &str,
+        id: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), super::FormatError> {
+        AvroEncoder::encode_transaction_key(self, topic, id, out).map_err(Into::into)
+    }
+
+    fn encode_transaction_value(
+        &mut self,
+        topic: &str,
+        ev: &crate::transactions::TransactionEvent,
+        out: &mut Vec<u8>,
+    ) -> Result<(), super::FormatError> {
+        AvroEncoder::encode_transaction_value(self, topic, ev, out).map_err(Into::into)
     }
 
     fn fork(&self) -> Box<dyn super::Encoder> {

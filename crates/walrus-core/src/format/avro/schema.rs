@@ -244,6 +244,45 @@ pub(crate) fn transaction_schema() -> ConnectSchema {
     .named("event.block", Some(1))
 }
 
+/// `io.debezium.connector.common.TransactionMetadataKey`: the key of `BEGIN`/`END` events.
+pub(crate) fn transaction_key_schema() -> ConnectSchema {
+    ConnectSchema::of(ConnectType::Struct(vec![ConnectSchema::field(
+        "id",
+        ConnectType::String,
+        false,
+    )]))
+    .named(
+        "io.debezium.connector.common.TransactionMetadataKey",
+        Some(1),
+    )
+}
+
+/// `io.debezium.connector.common.TransactionMetadataValue`: `BEGIN`/`END` events.
+pub(crate) fn transaction_value_schema() -> ConnectSchema {
+    use ConnectType as T;
+    let f = ConnectSchema::field;
+    let per_table = ConnectSchema::of(T::Struct(vec![
+        f("data_collection", T::String, false),
+        f("event_count", T::Int64, false),
+    ]))
+    .optional(true)
+    .named("event.collection", Some(1));
+    ConnectSchema::of(T::Struct(vec![
+        f("status", T::String, false),
+        f("id", T::String, false),
+        f("event_count", T::Int64, true),
+        (
+            "data_collections".into(),
+            ConnectSchema::of(T::Array(Box::new(per_table))).optional(true),
+        ),
+        f("ts_ms", T::Int64, false),
+    ]))
+    .named(
+        "io.debezium.connector.common.TransactionMetadataValue",
+        Some(1),
+    )
+}
+
 /// A struct of `columns` (name, kind, optional) named `name`: a table's `Key` or `Value`.
 pub(crate) fn row_schema<'a>(
     name: String,

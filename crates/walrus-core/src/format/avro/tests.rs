@@ -706,3 +706,89 @@ mod props {
         }
     }
 }
+
+/// Transaction metadata: the `transaction` block and the `BEGIN`/`END` key and value
+/// decode with their registered schemas to what the JSON path writes.
+#[test]
+fn transaction_metadata_matches_the_json_path() {
+    use crate::transactions::{TransactionBlock, TransactionEvent, TransactionStatus};
+    let format = json_opts();
+    let (mut avro, reg) = encoder(format.clone());
+    let json = JsonEncoder::new(format);
+    let topic = "walrus.transaction";
+    for ev in [
+        TransactionEvent {
+            status: TransactionStatus::Begin,
+            id: "555:100".into(),
+            event_count: None,
+            data_collections: None,
+            ts_ms: 1_699_999_999_000,
+        },
+        TransactionEvent {
+            status: TransactionStatus::End,
+            id: "555:200".into(),
+            event_count: Some(3),
+            data_collections: Some(vec![("public.a".into(), 2), ("public.b".into(), 1)]),
+            ts_ms: 1_699_999_999_000,
+        },
+        TransactionEvent {
+            status: TransactionStatus::End,
+            id: "556:300".into(),
+            event_count: Some(0),
+            data_collections: Some(Vec::new()),
+            ts_ms: 1,
+        },
+    ] {
+        let mut out = Vec::new();
+        avro.encode_transaction_value(topic, &ev, &mut out).unwrap();
+        let (_, v) = decode(&reg, &out);
+        let mut jout = Vec::new();
+        json.encode_transaction_value(&ev, &mut jout);
+        assert_eq!(to_json(&v), serde_json::from_slice::<J>(&jout).unwrap());
+        avro.encode_transaction_key(topic, &ev.id, &mut out)
+            .unwrap();
+        let (_, k) = decode(&reg, &out);
+        json.encode_transaction_key(&ev.id, &mut jout);
+        assert_eq!(to_json(&k), serde_json::from_slice::<J>(&jout).unwrap());
+        assert_eq!(
+            avro.key_json(&out).unwrap(),
+            String::from_utf8(jout).unwrap()
+        );
+    }
+    assert!(reg
+        .schema(1)
+        .into_iter()
+        .chain(reg.schema(2))
+        .any(|s| s.contains("TransactionMetadataValue")));
+    // A data event with its block.
+    let t = table(7, vec![col("id", 23, -1, true)]);
+    let ev = ChangeEvent {
+        op: Op::Create,
+        table: Some(t),
+        before: None,
+        after: Some(Row {
+            values: vec![Value::Int32(1)],
+            key_only: false,
+        }),
+        source: source(),
+        message: None,
+    };
+    let block = TransactionBlock {
+        id: "555:24023128".into(),
+        total_order: 4,
+        data_collection_order: 2,
+    };
+    let mut out = Vec::new();
+    avro.encode_value_in_transaction_at(Some(TOPIC), &ev, Some(&block), NOW_US, &mut out)
+        .unwrap();
+    let (_, v) = decode(&reg, &out);
+    let mut json = JsonEncoder::new(json_opts());
+    let mut jout = Vec::new();
+    json.encode_value_in_transaction_at(&ev, Some(&block), NOW_US, &mut jout);
+    let want: J = serde_json::from_slice(&jout).unwrap();
+    assert_eq!(
+        want["transaction"],
+        json!({"id": "555:24023128", "total_order": 4, "data_collection_order": 2})
+    );
+    assert_eq!(to_json(&v), want);
+}

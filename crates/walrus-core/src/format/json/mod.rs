@@ -89,6 +89,7 @@
 mod schema;
 #[cfg(test)]
 mod tests;
+mod transaction;
 mod values;
 mod writers;
 
@@ -100,6 +101,7 @@ use crate::format::logical::{
     unscaled_digits, MICROS_PER_DAY, MICROS_PER_SECOND,
 };
 use schema::*;
+use transaction::write_transaction_block;
 use values::*;
 use writers::*;
 
@@ -524,9 +526,21 @@ impl JsonEncoder {
     /// [`Self::encode_value`] with the processing time (`ts_ms`/`ts_us`/`ts_ns` at the top
     /// level) given in microseconds since the epoch, for deterministic output.
     pub fn encode_value_at(&mut self, ev: &ChangeEvent, now_us: i64, out: &mut Vec<u8>) {
+        self.encode_value_in_transaction_at(ev, None, now_us, out);
+    }
+
+    /// [`Self::encode_value_at`] with Debezium's `transaction` block (`null` when `tx` is
+    /// `None`).
+    pub fn encode_value_in_transaction_at(
+        &mut self,
+        ev: &ChangeEvent,
+        tx: Option<&crate::transactions::TransactionBlock>,
+        now_us: i64,
+        out: &mut Vec<u8>,
+    ) {
         out.clear();
         if ev.op == Op::Message {
-            self.encode_message(ev, now_us, out);
+            self.encode_message(ev, tx, now_us, out);
             return;
         }
         let no_table;
@@ -580,7 +594,9 @@ impl JsonEncoder {
         w.write_row(out, &entry.fields, after, digits, bytes);
         out.extend_from_slice(b",\"source\":");
         write_source(out, ev, source_head, source_db, &entry.source_table);
-        out.extend_from_slice(b",\"transaction\":null,\"op\":\"");
+        out.extend_from_slice(b",\"transaction\":");
+        write_transaction_block(out, tx);
+        out.extend_from_slice(b",\"op\":\"");
         out.extend_from_slice(ev.op.code().as_bytes());
         out.extend_from_slice(b"\",");
         write_timestamps(out, now_us);
@@ -590,7 +606,13 @@ impl JsonEncoder {
         }
     }
 
-    fn encode_message(&mut self, ev: &ChangeEvent, now_us: i64, out: &mut Vec<u8>) {
+    fn encode_message(
+        &mut self,
+        ev: &ChangeEvent,
+        tx: Option<&crate::transactions::TransactionBlock>,
+        now_us: i64,
+        out: &mut Vec<u8>,
+    ) {
         let schemas = self.opts.schemas_enable;
         if schemas {
             out.extend_from_slice(b"{\"schema\":");
@@ -607,7 +629,9 @@ impl JsonEncoder {
             &self.source_db,
             b"\"schema\":\"\",\"table\":\"\",\"txId\":",
         );
-        out.extend_from_slice(b",\"transaction\":null,\"message\":{\"prefix\":");
+        out.extend_from_slice(b",\"transaction\":");
+        write_transaction_block(out, tx);
+        out.extend_from_slice(b",\"message\":{\"prefix\":");
         match &ev.message {
             Some(m) => {
                 write_str(out, &m.prefix);
@@ -641,6 +665,37 @@ impl super::Encoder for JsonEncoder {
         out: &mut Vec<u8>,
     ) -> Result<(), super::FormatError> {
         JsonEncoder::encode_value(self, ev, out);
+        Ok(())
+    }
+
+    fn encode_value_in_transaction(
+        &mut self,
+        _topic: &str,
+        ev: &ChangeEvent,
+        tx: &crate::transactions::TransactionBlock,
+        out: &mut Vec<u8>,
+    ) -> Result<(), super::FormatError> {
+        JsonEncoder::encode_value_in_transaction_at(self, ev, Some(tx), now_us(), out);
+        Ok(())
+    }
+
+    fn encode_transaction_key(
+        &mut self,
+        _topic: &str,
+        id: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), super::FormatError> {
+        JsonEncoder::encode_transaction_key(self, id, out);
+        Ok(())
+    }
+
+    fn encode_transaction_value(
+        &mut self,
+        _topic: &str,
+        ev: &crate::transactions::TransactionEvent,
+        out: &mut Vec<u8>,
+    ) -> Result<(), super::FormatError> {
+        JsonEncoder::encode_transaction_value(self, ev, out);
         Ok(())
     }
 

@@ -1,0 +1,338 @@
+//! The transforms and options Debezium users rely on, compared with Debezium itself: each
+//! case runs a Debezium 3.6.1 connector (on one shared Kafka Connect worker) and a walrus with
+//! the equivalent configuration against the same database and broker, and the records they
+//! write are compared as in `compat.rs` (same helpers, same normalisation, same list of known
+//! differences in docs/compat.md).
+//!
+//! ```text
+//!                 ┌─ walrus  (prefix P, case config) ───────────────▶ P.…
+//! PostgreSQL ─────┤                                                    │ compared per case
+//!  one workload   └─ Debezium (prefix P, case SMTs, then dbz.$1) ────▶ dbz.P.…
+//! ```
+//!
+//! Cases: transaction metadata (`provide.transaction.metadata`) with schemas on and off.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use walrus_testkit::debezium::POSTGRES_CONNECTOR;
+use walrus_testkit::{unique_name, KafkaBroker, KafkaConnect};
+
+use crate::common::*;
+use crate::compat::{by_partition, describe, difference, read_all, Record, PARTITIONS};
+
+/// Two tables, so that per-table counts and orders have something to tell apart. Two rows
+/// each: a table's only row is `first` for Debezium and `last_in_data_collection` for walrus
+/// (a snapshot-marker difference outside this suite's subject, see docs/compat.md).
+const SCHEMA: &str = "
+CREATE TABLE a (id int PRIMARY KEY, v text);
+CREATE TABLE b (id int PRIMARY KEY, v text);
+INSERT INTO a VALUES (1, 'x'), (4, 'w');
+INSERT INTO b VALUES (1, 'y'), (4, 'w');
+";
+
+/// Snapshot rows of [`SCHEMA`] on each side.
+const SNAPSHOT_ROWS: usize = 4;
+
+/// Transactions of one and of several statements over both tables, a key change, a
+/// transaction with only a logical message, a bulk insert and a truncate.
+const WORKLOAD: &[&str] = &[
+    "INSERT INTO a VALUES (2, 'one')",
+    "BEGIN; INSERT INTO a VALUES (3, 'p'); INSERT INTO b VALUES (2, 'q'); UPDATE a SET v = 'pp' WHERE id = 3; \
+     DELETE FROM b WHERE id = 1; INSERT INTO b VALUES (3, 'r'); COMMIT",
+    "UPDATE a SET id = 30 WHERE id = 3",
+    "SELECT pg_logical_emit_message(true, 'smt', 'alone')",
+    "BEGIN; INSERT INTO a SELECT g, 'bulk' FROM generate_series(100, 120) g; UPDATE b SET v = 'z'; COMMIT",
+    "TRUNCATE a, b",
+];
+
+/// The last statement: once every side delivered it, everything before it was delivered.
+const END_MARKER: &str = "SELECT pg_logical_emit_message(true, 'compat-end', 'end')";
+
+/// One configuration compared on both sides.
+struct Case {
+    /// Part of the topic prefix.
+    name: &'static str,
+    /// `schemas.enable` of both converters / `[format] schemas_enable`.
+    schemas: bool,
+    /// Debezium connector properties beyond the common ones; `transforms` here come before
+    /// the renaming `RegexRouter`.
+    debezium: Vec<(&'static str, &'static str)>,
+    /// SMT aliases, in order, configured in `debezium`.
+    transforms: Vec<&'static str>,
+    /// TOML appended to walrus's configuration.
+    walrus: &'static str,
+    /// Topic suffixes (after `P.`) that must have records on both sides.
+    expect_topics: Vec<&'static str>,
+}
+
+fn cases() -> Vec<Case> {
+    let tx = |name, schemas| Case {
+        name,
+        schemas,
+        debezium: vec![("provide.transaction.metadata", "true")],
+        transforms: Vec::new(),
+        walrus: "[transactions]\nenabled = true\n",
+        expect_topics: vec!["transaction", "public.a", "public.b"],
+    };
+    vec![tx("txon", true), tx("txoff", false)]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transforms_match_debezium() {
+    let broker = KafkaBroker::shared().expect("the shared Kafka broker");
+    let env = Env::new().await;
+    let sql = env.sql().await;
+    sql.batch_execute(SCHEMA).await.expect("schema");
+    let run = unique_name("smt");
+    let connect = KafkaConnect::start(&broker.bootstrap()).expect("Kafka Connect");
+    let port = env.cluster.port().to_string();
+    let include = "public.a,public.b";
+    let partitions = PARTITIONS.to_string();
+    let cases = cases();
+    let mut walruses = Vec::new();
+    for case in &cases {
+        let prefix = format!("{run}_{}", case.name);
+        let slot = format!("{prefix}_dbz");
+        let enabled = case.schemas.to_string();
+        let transforms: Vec<&str> = case
+            .transforms
+            .iter()
+            .copied()
+            .chain(std::iter::once("rename"))
+            .collect();
+        let transforms = transforms.join(",");
+        let mut props: Vec<(&str, &str)> = vec![
+            ("connector.class", POSTGRES_CONNECTOR),
+            ("database.hostname", "127.0.0.1"),
+            ("database.port", &port),
+            ("database.user", "postgres"),
+            ("database.password", "unused"),
+            ("database.dbname", &env.db),
+            ("topic.prefix", &prefix),
+            ("plugin.name", "pgoutput"),
+            ("slot.name", &slot),
+            ("publication.name", &slot),
+            ("publication.autocreate.mode", "filtered"),
+            ("table.include.list", include),
+            ("skipped.operations", "none"),
+            (
+                "key.converter",
+                "org.apache.kafka.connect.json.JsonConverter",
+            ),
+            ("key.converter.schemas.enable", &enabled),
+            (
+                "value.converter",
+                "org.apache.kafka.connect.json.JsonConverter",
+            ),
+            ("value.converter.schemas.enable", &enabled),
+            ("topic.creation.default.partitions", &partitions),
+            ("topic.creation.default.replication.factor", "1"),
+            ("transforms", &transforms),
+            (
+                "transforms.rename.type",
+                "org.apache.kafka.connect.transforms.RegexRouter",
+            ),
+            ("transforms.rename.regex", "(.*)"),
+            ("transforms.rename.replacement", "dbz.$1"),
+        ];
+        props.extend(case.debezium.iter().copied());
+        connect
+            .add_connector(&slot, &props)
+            .unwrap_or_else(|e| panic!("Debezium connector of case {}: {e}", case.name));
+        let config = env.dir.path().join(format!("{prefix}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"topic_prefix = "{prefix}"
+[source]
+url = "{url}"
+slot = "{prefix}_walrus"
+publication = "{prefix}_walrus"
+tables = ["public.a", "public.b"]
+status_interval_ms = 200
+[format]
+schemas_enable = {schemas}
+[snapshot]
+workers = 1
+[heartbeat]
+enabled = false
+[admin]
+listen = "127.0.0.1:0"
+[sink]
+type = "kafka"
+brokers = "{bootstrap}"
+[sink.topic_creation]
+partitions = {PARTITIONS}
+replication_factor = 1
+{extra}"#,
+                url = env.cluster.url(&env.db),
+                bootstrap = broker.bootstrap(),
+                schemas = case.schemas,
+                extra = case.walrus,
+            ),
+        )
+        .expect("walrus config");
+        walruses.push((prefix, Walrus::start(&config)));
+    }
+
+    let bootstrap = broker.bootstrap();
+    let prefixes: Vec<String> = walruses.iter().map(|(p, _)| p.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let records = read_all(&bootstrap, &run, Duration::from_secs(2));
+        let count = |side: &str| records.iter().filter(|r| r.topic.starts_with(side)).count();
+        if prefixes.iter().all(|p| {
+            count(&format!("{p}.public.")) >= SNAPSHOT_ROWS
+                && count(&format!("dbz.{p}.public.")) >= SNAPSHOT_ROWS
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the snapshots did not arrive: {} records; Connect log:\n{}\nwalrus log:\n{}",
+            records.len(),
+            connect.log_tail(40),
+            walruses[0].1.log()
+        );
+    }
+
+    for statement in WORKLOAD {
+        sql.batch_execute(statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    sql.batch_execute(END_MARKER).await.expect("end marker");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let records = loop {
+        let records = read_all(&bootstrap, &run, Duration::from_secs(3));
+        let ended = |side: String| {
+            records.iter().any(|r| {
+                r.topic == side
+                    && r.value
+                        .as_deref()
+                        .is_some_and(|v| String::from_utf8_lossy(v).contains("compat-end"))
+            })
+        };
+        if prefixes
+            .iter()
+            .all(|p| ended(format!("{p}.message")) && ended(format!("dbz.{p}.message")))
+        {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the end marker did not arrive on every side; Connect log:\n{}",
+            connect.log_tail(40)
+        );
+    };
+
+    let mut differences = Vec::new();
+    let mut compared = 0;
+    for (case, prefix) in cases.iter().zip(&prefixes) {
+        for topic in &case.expect_topics {
+            for side in [format!("{prefix}.{topic}"), format!("dbz.{prefix}.{topic}")] {
+                if !records.iter().any(|r| r.topic == side) {
+                    differences.push(format!("case {}: nothing on {side}", case.name));
+                }
+            }
+        }
+        let (found, n) = compare(&records, prefix);
+        compared += n;
+        differences.extend(
+            found
+                .into_iter()
+                .map(|d| format!("case {}: {d}", case.name)),
+        );
+    }
+    assert!(
+        differences.is_empty(),
+        "{} differences over {compared} compared records:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    assert!(compared >= 40, "only {compared} records compared");
+    for (_, mut walrus) in walruses {
+        walrus.interrupt();
+        walrus.wait(Duration::from_secs(30));
+    }
+}
+
+/// The differences between walrus's records under `prefix` and Debezium's under
+/// `dbz.<prefix>`, per topic and partition in offset order, and how many were compared.
+fn compare(records: &[Record], prefix: &str) -> (Vec<String>, usize) {
+    let walrus = by_partition(records, &format!("{prefix}."), "");
+    let debezium = by_partition(records, &format!("dbz.{prefix}."), "dbz.");
+    let places: BTreeSet<_> = walrus.keys().chain(debezium.keys()).cloned().collect();
+    let mut differences = Vec::new();
+    let mut compared = 0;
+    for place in places {
+        let empty = Vec::new();
+        let ours = walrus.get(&place).unwrap_or(&empty);
+        let theirs = debezium.get(&place).unwrap_or(&empty);
+        if ours.len() != theirs.len() {
+            differences.push(format!(
+                "{} partition {}: walrus wrote {} records, Debezium {}:\n  walrus:   {:?}\n  Debezium: {:?}",
+                place.0,
+                place.1,
+                ours.len(),
+                theirs.len(),
+                ours.iter().map(describe).collect::<Vec<_>>(),
+                theirs.iter().map(describe).collect::<Vec<_>>(),
+            ));
+            continue;
+        }
+        for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+            compared += 1;
+            if let Some(d) = difference(&message_collections(a), &message_collections(b)) {
+                differences.push(format!("{} partition {} record {i}: {d}", place.0, place.1));
+            }
+        }
+    }
+    (differences, compared)
+}
+
+/// What Debezium calls a logical message's data collection in an `END` event, before the
+/// `@` and the Java object's identity hash (random per JVM).
+const MESSAGE_COLLECTION: &str =
+    "io.debezium.connector.postgresql.LogicalDecodingMessageMonitor$LogicalDecodingMessageId@";
+
+/// `r` with the logical messages in an `END` event's `data_collections` named without their
+/// identity hash and moved after the tables (their place in Java's `HashMap` follows that
+/// random hash); the tables keep their order, which is compared. Other records unchanged.
+fn message_collections(r: &Record) -> Record {
+    let Some(value) = r.value.as_deref() else {
+        return r.clone();
+    };
+    if !r.topic.ends_with(".transaction") {
+        return r.clone();
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(value).expect("a JSON value");
+    let payload = if v.get("payload").is_some() {
+        &mut v["payload"]
+    } else {
+        &mut v
+    };
+    if let Some(list) = payload
+        .get_mut("data_collections")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        let is_message = |e: &serde_json::Value| {
+            e["data_collection"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(MESSAGE_COLLECTION))
+        };
+        let (mut tables, mut messages): (Vec<_>, Vec<_>) =
+            list.drain(..).partition(|e| !is_message(e));
+        for m in &mut messages {
+            m["data_collection"] = serde_json::Value::String(format!("{MESSAGE_COLLECTION}<hash>"));
+        }
+        tables.append(&mut messages);
+        *list = tables;
+    }
+    Record {
+        value: Some(serde_json::to_vec(&v).expect("JSON")),
+        ..r.clone()
+    }
+}
