@@ -25,6 +25,8 @@ pub struct Sampler {
     pub cpu: BTreeMap<&'static str, f64>,
     /// Peak RSS in KiB per role (not for the walsender, whose RSS is mostly shared buffers).
     pub rss_kib: BTreeMap<&'static str, u64>,
+    /// CPU-seconds a role had used when watching began ([`Sampler::watch_from_now`]).
+    base: BTreeMap<&'static str, f64>,
 }
 
 impl Sampler {
@@ -35,11 +37,21 @@ impl Sampler {
         }
     }
 
+    /// Starts watching `pid` under `role`, counting its CPU from now on (a JVM started
+    /// before the run, whose start-up is not the pipeline's work).
+    pub fn watch_from_now(&mut self, role: &'static str, pid: u32) {
+        self.watch(role, pid);
+        if let Some(cpu) = cpu_seconds(pid) {
+            self.base.insert(role, cpu);
+        }
+    }
+
     /// Reads every watched process once.
     pub fn sample(&mut self) {
         for &(role, pid) in &self.procs {
             if let Some(cpu) = cpu_seconds(pid) {
-                self.cpu.insert(role, cpu);
+                let base = self.base.get(role).copied().unwrap_or(0.0);
+                self.cpu.insert(role, cpu - base);
             }
             if role != "walsender" {
                 if let Some(kib) = peak_rss_kib(pid) {

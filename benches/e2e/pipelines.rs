@@ -7,6 +7,7 @@
 //!  slot file    ──walsender──▶ walrus ──▶ JSON Lines file
 //!  slot kafka   ──walsender──▶ walrus ──▶ broker (Apache Kafka)             confirmed on delivery reports
 //!  slot diy     ──walsender──▶ pg_recvlogical -P wal2json ─pipe─▶ line_producer ──▶ broker
+//!  slot debezium ─walsender──▶ Kafka Connect + Debezium 3.6.1 ──▶ broker     confirmed on offset flush
 //! ```
 //!
 //! A backlog run starts the pipeline on a slot that already holds the workload and is done
@@ -18,13 +19,25 @@
 //! (walrus-testkit, one KRaft node, with the JVM's full JIT: its numbers should not depend on
 //! a broker tuned to start quickly), and what reached it is counted by consuming it
 //! afterwards.
+//!
+//! Debezium runs as it is deployed: a Kafka Connect 4.4 standalone worker with the JVM
+//! options of Kafka's own scripts (G1, 2 GiB heap, full JIT), started on the fresh broker
+//! before the clock starts; the clock starts when its connector is submitted, and its CPU is
+//! counted from that moment (the JVM's own start-up is not the pipeline's work). Its
+//! connector has the settings walrus's run has: pgoutput on the same kind of slot and the
+//! publication `bench_pub`, no snapshot, JSON without schemas (walrus's default), topics with
+//! three partitions, and the worker's producer gets walrus's `lz4` and `linger.ms=5`.
+//! Debezium confirms an LSN to PostgreSQL when Connect flushes its offsets, every second
+//! here (walrus-testkit's `OFFSET_FLUSH_MS`; Connect's default is a minute), so its run ends
+//! up to a second after its last delivery.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use walrus_testkit::debezium::POSTGRES_CONNECTOR;
 use walrus_testkit::process::{count_lines, Profiler};
-use walrus_testkit::{KafkaBroker, PgCluster};
+use walrus_testkit::{KafkaBroker, KafkaConnect, PgCluster};
 
 use crate::measure::{self, Sampler};
 
@@ -46,16 +59,19 @@ pub enum Pipeline {
     Kafka,
     /// `pg_recvlogical -P wal2json` piped into the line producer, into the broker.
     Diy,
+    /// Debezium's PostgreSQL connector on Kafka Connect, into the broker.
+    Debezium,
 }
 
 impl Pipeline {
     /// Every pipeline, in table order.
-    pub const ALL: [Pipeline; 5] = [
+    pub const ALL: [Pipeline; 6] = [
         Pipeline::Ceiling,
         Pipeline::Null,
         Pipeline::File,
         Pipeline::Kafka,
         Pipeline::Diy,
+        Pipeline::Debezium,
     ];
 
     /// Name used for the slot, on the command line and in the table.
@@ -66,6 +82,7 @@ impl Pipeline {
             Pipeline::File => "file",
             Pipeline::Kafka => "kafka",
             Pipeline::Diy => "diy",
+            Pipeline::Debezium => "debezium",
         }
     }
 
@@ -77,6 +94,7 @@ impl Pipeline {
             Pipeline::File => "walrus → file",
             Pipeline::Kafka => "walrus → broker",
             Pipeline::Diy => "pg_recvlogical wal2json \\| producer → broker",
+            Pipeline::Debezium => "Debezium 3.6.1 (Kafka Connect) → broker",
         }
     }
 
@@ -178,6 +196,8 @@ struct Running {
     admin: Option<String>,
     out: Option<PathBuf>,
     broker: Option<KafkaBroker>,
+    /// Kafka Connect running Debezium (the Debezium pipeline).
+    connect: Option<KafkaConnect>,
     topic: &'static str,
     _dir: tempfile::TempDir,
 }
@@ -208,6 +228,9 @@ pub async fn run(
         .find(|(r, _)| *r == "walrus")
         .and_then(|(_, c)| Profiler::from_env(c.id(), &format!("{tag}-{}", p.name()), 499));
     let started = Instant::now();
+    if p == Pipeline::Debezium {
+        submit_debezium(&running, server, &mut sampler).await;
+    }
 
     // A live workload starts once the pipeline streams from its slot.
     let mut writer = None;
@@ -321,7 +344,7 @@ pub async fn run(
 
     let delivered = match p {
         Pipeline::File => running.out.as_deref().map(count_lines),
-        Pipeline::Kafka | Pipeline::Diy => {
+        Pipeline::Kafka | Pipeline::Diy | Pipeline::Debezium => {
             let bootstrap = running.broker.as_ref().expect("broker").bootstrap();
             let topic = running.topic;
             Some(
@@ -345,6 +368,54 @@ pub async fn run(
         delivered,
         expected,
         load_seconds: load_done.map(|t| t.duration_since(load_started).as_secs_f64()),
+    }
+}
+
+/// Submits the Debezium connector (the clock runs) and counts the worker's CPU from now.
+async fn submit_debezium(running: &Running, server: &Server, sampler: &mut Sampler) {
+    let connect = running.connect.as_ref().expect("Kafka Connect");
+    let pid = connect.pid().expect("Kafka Connect runs");
+    sampler.watch_from_now("connect", pid);
+    let port = server.cluster.port().to_string();
+    let db = server.db.clone();
+    let rest = connect.rest_url();
+    let submitted = tokio::task::block_in_place(|| {
+        connect.add_connector(
+            "bench",
+            &[
+                ("connector.class", POSTGRES_CONNECTOR),
+                ("database.hostname", "127.0.0.1"),
+                ("database.port", &port),
+                ("database.user", "postgres"),
+                ("database.password", "unused"),
+                ("database.dbname", &db),
+                ("topic.prefix", "bench"),
+                ("plugin.name", "pgoutput"),
+                ("slot.name", Pipeline::Debezium.name()),
+                ("publication.name", "bench_pub"),
+                ("publication.autocreate.mode", "disabled"),
+                ("snapshot.mode", "no_data"),
+                ("table.include.list", "public.bench"),
+                (
+                    "key.converter",
+                    "org.apache.kafka.connect.json.JsonConverter",
+                ),
+                ("key.converter.schemas.enable", "false"),
+                (
+                    "value.converter",
+                    "org.apache.kafka.connect.json.JsonConverter",
+                ),
+                ("value.converter.schemas.enable", "false"),
+                ("topic.creation.default.partitions", "3"),
+                ("topic.creation.default.replication.factor", "1"),
+            ],
+        )
+    });
+    if let Err(e) = submitted {
+        panic!(
+            "the Debezium connector did not start ({rest}): {e:#}\n{}",
+            connect.log_tail(60)
+        );
     }
 }
 
@@ -472,7 +543,7 @@ pub fn line_producer() -> PathBuf {
 
 fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = matches!(p, Pipeline::Kafka | Pipeline::Diy).then(|| {
+    let broker = matches!(p, Pipeline::Kafka | Pipeline::Diy | Pipeline::Debezium).then(|| {
         KafkaBroker::builder()
             .full_jit()
             .start()
@@ -483,6 +554,7 @@ fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running 
         admin: None,
         out: None,
         broker: None,
+        connect: None,
         topic: if p == Pipeline::Diy {
             "diy"
         } else {
@@ -491,6 +563,19 @@ fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running 
         _dir: dir,
     };
     match p {
+        Pipeline::Debezium => {
+            let bootstrap = broker.as_ref().expect("broker").bootstrap();
+            running.connect = Some(
+                KafkaConnect::start_as_deployed(
+                    &bootstrap,
+                    &[
+                        ("producer.compression.type", "lz4"),
+                        ("producer.linger.ms", "5"),
+                    ],
+                )
+                .expect("start Kafka Connect with Debezium (scripts/install-deps.sh installs it)"),
+            );
+        }
         Pipeline::Ceiling => {
             let child = recvlogical(server, p, end, "/dev/null")
                 .spawn()

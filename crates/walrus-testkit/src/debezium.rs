@@ -41,7 +41,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use tempfile::TempDir;
 
-use crate::kafka::{cache_dir, free_port, java_command, read_from, spawn_watchdog, tail};
+use crate::kafka::{
+    cache_dir, free_port, java_command, java_command_deployed, read_from, spawn_watchdog, tail,
+};
 
 /// The Debezium version `scripts/install-deps.sh` fetches and the compatibility suite runs.
 pub const DEBEZIUM_VERSION: &str = "3.6.1.Final";
@@ -93,6 +95,17 @@ impl KafkaConnect {
     /// Starts a worker writing to the broker at `bootstrap` and waits until its REST API
     /// answers.
     pub fn start(bootstrap: &str) -> Result<KafkaConnect> {
+        Self::launch(bootstrap, false, &[])
+    }
+
+    /// Starts a worker as Kafka's scripts deploy it (G1, a 2 GiB heap, full JIT), with
+    /// `worker` added to its properties (for example `producer.*` settings): for benchmarks,
+    /// where the small test JVM would understate Connect.
+    pub fn start_as_deployed(bootstrap: &str, worker: &[(&str, &str)]) -> Result<KafkaConnect> {
+        Self::launch(bootstrap, true, worker)
+    }
+
+    fn launch(bootstrap: &str, deployed: bool, worker: &[(&str, &str)]) -> Result<KafkaConnect> {
         let plugins = debezium_plugins_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("walrus-testkit-connect-")
@@ -104,11 +117,11 @@ impl KafkaConnect {
         for _ in 0..PORT_ATTEMPTS {
             let rest_port = free_port()?;
             let props = dir.path().join("worker.properties");
-            std::fs::write(
-                &props,
-                worker_properties(bootstrap, rest_port, dir.path(), &plugins),
-            )
-            .with_context(|| format!("writing {}", props.display()))?;
+            let mut text = worker_properties(bootstrap, rest_port, dir.path(), &plugins);
+            for (key, value) in worker {
+                text.push_str(&format!("{key}={value}\n"));
+            }
+            std::fs::write(&props, text).with_context(|| format!("writing {}", props.display()))?;
             let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
             let out = File::options()
                 .create(true)
@@ -116,7 +129,12 @@ impl KafkaConnect {
                 .open(&log)
                 .with_context(|| format!("opening {}", log.display()))?;
             let err = out.try_clone()?;
-            let mut child = java_command(dir.path())?
+            let mut java = if deployed {
+                java_command_deployed(dir.path())?
+            } else {
+                java_command(dir.path())?
+            };
+            let mut child = java
                 .arg("org.apache.kafka.connect.cli.ConnectStandalone")
                 .arg(&props)
                 .stdout(out)
@@ -164,6 +182,15 @@ impl KafkaConnect {
             }
         }
         Err(last.unwrap_or_else(|| anyhow!("found no free port for Kafka Connect's REST API")))
+    }
+
+    /// The worker JVM's process id while it runs (for CPU and memory sampling).
+    pub fn pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Child::id)
     }
 
     /// The REST API's base URL.

@@ -209,14 +209,40 @@ pub fn java_command(work_dir: &Path) -> Result<Command> {
 }
 
 fn java_command_with(work_dir: &Path, quick_start: bool) -> Result<Command> {
+    if quick_start {
+        java_command_opts(work_dir, &[JVM_OPTS, &[QUICK_START_OPT]].concat())
+    } else {
+        java_command_opts(work_dir, JVM_OPTS)
+    }
+}
+
+/// The JVM options Kafka's own scripts start Kafka Connect with (`connect-standalone.sh`:
+/// a 256 MiB–2 GiB heap; `kafka-run-class.sh`: G1 with its pause target, full JIT), for
+/// benchmarks that should measure Connect as it is deployed, not the small test JVM.
+const DEPLOYED_JVM_OPTS: &[&str] = &[
+    "-Xms256M",
+    "-Xmx2G",
+    "-server",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:MaxInlineLevel=15",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+];
+
+/// [`java_command`] with Kafka's deployed JVM options ([`DEPLOYED_JVM_OPTS`]).
+pub(crate) fn java_command_deployed(work_dir: &Path) -> Result<Command> {
+    java_command_opts(work_dir, DEPLOYED_JVM_OPTS)
+}
+
+fn java_command_opts(work_dir: &Path, opts: &[&str]) -> Result<Command> {
     let libs = kafka_libs_dir()?;
     let log4j = work_dir.join("log4j2.properties");
     std::fs::write(&log4j, LOG4J_CONFIG).with_context(|| format!("writing {}", log4j.display()))?;
     let mut cmd = Command::new(java_binary());
-    cmd.args(JVM_OPTS);
-    if quick_start {
-        cmd.arg(QUICK_START_OPT);
-    }
+    cmd.args(opts);
     cmd.arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
         .arg("-cp")
         .arg(format!("{}/*", libs.display()))
