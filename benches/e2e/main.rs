@@ -1,5 +1,5 @@
-//! End-to-end benchmark of walrus against PostgreSQL's own ceiling and a do-it-yourself
-//! pipe, side by side in the same run (issue 7).
+//! End-to-end benchmark of walrus against PostgreSQL's own ceiling, a do-it-yourself pipe
+//! and Debezium on Kafka Connect, side by side in the same run (issues 7 and 13).
 //!
 //! ```sh
 //! cargo bench --bench e2e                      # W1–W5 at the issue's sizes, every pipeline
@@ -122,10 +122,20 @@ async fn run_workload(w: &Workload, pipelines: &[Pipeline]) {
                     Err(e) => eprintln!("{}: skipping {}: {e}", w.name, p.name()),
                 }
             }
+            let debezium = ready.contains(&Pipeline::Debezium);
+            if debezium {
+                server.create_probe().await;
+            }
             let start = server.wal_insert_lsn().await;
             let t = std::time::Instant::now();
             server.sql.batch_execute(&w.sql()).await.expect("workload");
             let end = server.wal_insert_lsn().await;
+            // Debezium confirms commit positions only: its run ends at the last commit.
+            let commit_end = if debezium {
+                server.last_commit_end().await
+            } else {
+                end
+            };
             eprintln!(
                 "{}: wrote {rows} rows, {:.0} MB of WAL in {:.1} s",
                 w.name,
@@ -133,8 +143,19 @@ async fn run_workload(w: &Workload, pipelines: &[Pipeline]) {
                 t.elapsed().as_secs_f64()
             );
             for p in ready {
-                let mut o =
-                    pipelines::run(p, &server, Load::Backlog { end }, expected(p), w.name).await;
+                let end_of = if p == Pipeline::Debezium {
+                    commit_end
+                } else {
+                    end
+                };
+                let mut o = pipelines::run(
+                    p,
+                    &server,
+                    Load::Backlog { end: end_of },
+                    expected(p),
+                    w.name,
+                )
+                .await;
                 o.wal_bytes = end - start;
                 report(w, &o, rows, &mut ceiling);
                 server.drop_slot(p).await;

@@ -43,6 +43,8 @@ use crate::measure::{self, Sampler};
 
 /// Longest a single pipeline run may take before the harness gives up.
 const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The slot [`Server::last_commit_end`] decodes.
+const PROBE_SLOT: &str = "probe";
 /// Poll interval of the sampler and the slot.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -147,6 +149,43 @@ impl Server {
                 e.as_db_error()
                     .map_or_else(|| e.to_string(), |d| d.message().to_string())
             })
+    }
+
+    /// Creates the probe slot (`test_decoding`) that [`Server::last_commit_end`] reads.
+    pub async fn create_probe(&self) {
+        self.sql
+            .batch_execute(&format!(
+                "SELECT pg_create_logical_replication_slot('{PROBE_SLOT}', 'test_decoding')"
+            ))
+            .await
+            .expect("create the probe slot");
+    }
+
+    /// The end LSN of the last transaction committed since the probe slot was created
+    /// (decoded by the server, untimed), and drops the probe.
+    ///
+    /// A pipeline that confirms only commit positions (Debezium without heartbeats) stops
+    /// there, short of `pg_current_wal_insert_lsn()` when the server wrote WAL of its own
+    /// after the workload (a running-transactions record, autovacuum); walrus and
+    /// `pg_recvlogical` also confirm the positions of the walsender's keepalives.
+    pub async fn last_commit_end(&self) -> u64 {
+        let lsn: String = self
+            .sql
+            .query_one(
+                &format!(
+                    "SELECT max(lsn)::text FROM pg_logical_slot_peek_changes('{PROBE_SLOT}', \
+                     NULL, NULL) WHERE data LIKE 'COMMIT%'"
+                ),
+                &[],
+            )
+            .await
+            .expect("peek the probe slot")
+            .get(0);
+        let _ = self
+            .sql
+            .batch_execute(&format!("SELECT pg_drop_replication_slot('{PROBE_SLOT}')"))
+            .await;
+        measure::parse_lsn(&lsn)
     }
 
     /// Drops `p`'s slot (its WAL is no longer needed).
@@ -254,6 +293,9 @@ pub async fn run(
         // Let walrus finish its start-up queries before the clock starts.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let c = server.cluster.connect(&server.db).await.expect("connect");
+        if p == Pipeline::Debezium {
+            server.create_probe().await;
+        }
         let sql = sql.to_string();
         load_started = Instant::now();
         writer = Some(tokio::spawn(async move {
@@ -278,7 +320,11 @@ pub async fn run(
         if let Some(w) = &writer {
             if w.is_finished() && end.is_none() {
                 writer.take().unwrap().await.expect("live workload task");
-                end = Some(server.wal_insert_lsn().await);
+                end = Some(if p == Pipeline::Debezium {
+                    server.last_commit_end().await
+                } else {
+                    server.wal_insert_lsn().await
+                });
                 load_done = Some(Instant::now());
             }
         }
