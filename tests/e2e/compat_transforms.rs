@@ -10,7 +10,9 @@
 //!  one workload   └─ Debezium (prefix P, case SMTs, then dbz.$1) ────▶ dbz.P.…
 //! ```
 //!
-//! Cases: transaction metadata (`provide.transaction.metadata`) with schemas on and off.
+//! Cases: transaction metadata (`provide.transaction.metadata`) with schemas on and off;
+//! `ExtractNewRecordState` with its defaults, with `rewrite` and added fields and headers
+//! (schemas on), and with `rewrite-with-tombstone` and a header prefix.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -64,6 +66,10 @@ struct Case {
     walrus: &'static str,
     /// Topic suffixes (after `P.`) that must have records on both sides.
     expect_topics: Vec<&'static str>,
+    /// Text that some value on both sides' table topics must contain (the case's feature
+    /// is on), and text none may contain.
+    present: &'static str,
+    absent: &'static str,
 }
 
 fn cases() -> Vec<Case> {
@@ -74,8 +80,65 @@ fn cases() -> Vec<Case> {
         transforms: Vec::new(),
         walrus: "[transactions]\nenabled = true\n",
         expect_topics: vec!["transaction", "public.a", "public.b"],
+        present: "\"total_order\":",
+        absent: "<none>",
     };
-    vec![tx("txon", true), tx("txoff", false)]
+    let unwrap = |name, schemas, debezium: &[(&'static str, &'static str)], walrus, present| Case {
+        name,
+        schemas,
+        debezium: [(
+            "transforms.unwrap.type",
+            "io.debezium.transforms.ExtractNewRecordState",
+        )]
+        .into_iter()
+        .chain(debezium.iter().copied())
+        .collect(),
+        transforms: vec!["unwrap"],
+        walrus,
+        expect_topics: vec!["public.a", "public.b"],
+        present,
+        absent: "\"source\":",
+    };
+    vec![
+        tx("txon", true),
+        tx("txoff", false),
+        // Debezium's defaults: deletes become null values, tombstones and truncates dropped.
+        unwrap("flat", false, &[], "[transforms.unwrap]\n", "\"v\":\"pp\""),
+        unwrap(
+            "rewrite",
+            true,
+            &[
+                (
+                    "transforms.unwrap.delete.tombstone.handling.mode",
+                    "rewrite",
+                ),
+                (
+                    "transforms.unwrap.add.fields",
+                    "op,table,schema:SCH,source.connector",
+                ),
+                ("transforms.unwrap.add.headers", "op,db"),
+            ],
+            "[transforms.unwrap]\ndelete_tombstone_handling_mode = \"rewrite\"\n\
+             add_fields = [\"op\", \"table\", \"schema:SCH\", \"source.connector\"]\n\
+             add_headers = [\"op\", \"db\"]\n",
+            "\"__deleted\":\"true\",\"__op\":\"d\",\"__table\":\"b\",\"__SCH\":\"public\"",
+        ),
+        unwrap(
+            "rwtomb",
+            false,
+            &[
+                (
+                    "transforms.unwrap.delete.tombstone.handling.mode",
+                    "rewrite-with-tombstone",
+                ),
+                ("transforms.unwrap.add.headers", "op"),
+                ("transforms.unwrap.add.headers.prefix", "cdc_"),
+            ],
+            "[transforms.unwrap]\ndelete_tombstone_handling_mode = \"rewrite-with-tombstone\"\n\
+             add_headers = [\"op\"]\nadd_headers_prefix = \"cdc_\"\n",
+            "\"__deleted\":\"true\"",
+        ),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -236,6 +299,29 @@ replication_factor = 1
                 if !records.iter().any(|r| r.topic == side) {
                     differences.push(format!("case {}: nothing on {side}", case.name));
                 }
+            }
+        }
+        for side in [format!("{prefix}.public."), format!("dbz.{prefix}.public.")] {
+            let values: Vec<String> = records
+                .iter()
+                .filter(|r| r.topic.starts_with(&side))
+                .filter_map(|r| {
+                    r.value
+                        .as_deref()
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                })
+                .collect();
+            if !values.iter().any(|v| v.contains(case.present)) {
+                differences.push(format!(
+                    "case {}: no value on {side}* contains {}",
+                    case.name, case.present
+                ));
+            }
+            if values.iter().any(|v| v.contains(case.absent)) {
+                differences.push(format!(
+                    "case {}: a value on {side}* contains {}",
+                    case.name, case.absent
+                ));
             }
         }
         let (found, n) = compare(&records, prefix);

@@ -42,6 +42,9 @@ pub use snapshot::*;
 mod transactions;
 pub use transactions::*;
 
+mod transforms;
+pub use transforms::*;
+
 pub mod debezium;
 
 mod registry;
@@ -151,6 +154,10 @@ pub struct Config {
     /// `transaction` block).
     #[serde(default)]
     pub transactions: TransactionsConfig,
+    /// `[transforms]`: Kafka Connect transforms done by walrus (`[transforms.unwrap]`:
+    /// Debezium's `ExtractNewRecordState`).
+    #[serde(default)]
+    pub transforms: TransformsConfig,
     /// `source.tables` / `exclude_tables` compiled on first use by [`Config::table_selected`]
     /// (regex patterns are costly to compile once per table of a large catalog).
     #[serde(skip)]
@@ -553,6 +560,15 @@ impl Config {
                     format!(
                         "{topic:?} is not a valid topic name: use letters, digits, '.', '_' and '-', or leave it out for \"<topic_prefix>.transaction\""
                     ),
+                ));
+            }
+        }
+        if let Some(unwrap) = &self.transforms.unwrap {
+            crate::unwrap::Unwrap::new(unwrap).map_err(|e| bad("transforms.unwrap", e))?;
+            if self.format.value == FormatKind::Avro {
+                return Err(bad(
+                    "transforms.unwrap",
+                    "flattening (ExtractNewRecordState) works on JSON values only for now: use [format] value = \"json\", or flatten in the consumer".into(),
                 ));
             }
         }

@@ -26,6 +26,7 @@ use crate::router::{OutboxRoute, RouteError, Router, TableRoute, HEADER_ID, HEAD
 use crate::sink::Record;
 use crate::telemetry;
 use crate::transactions::{TransactionBlock, TransactionEvent, TransactionMonitor};
+use crate::unwrap::{Flattened, Unwrap};
 
 /// Size of the blocks encoded keys and values are copied into (see [`freeze`]).
 const ARENA_BLOCK: usize = 64 * 1024;
@@ -49,6 +50,9 @@ pub struct EmitOptions {
     /// Count row events in `walrus_events_total` (streaming; snapshots count their rows in
     /// `walrus_snapshot_rows_total`).
     pub count_events: bool,
+    /// Debezium's `ExtractNewRecordState` (`[transforms.unwrap]`), applied to row records'
+    /// JSON values; `None` when off.
+    pub unwrap: Option<Arc<Unwrap>>,
     /// Debezium's transaction metadata (`[transactions]`): the topic of `BEGIN`/`END`
     /// events, `None` when off. When on, data events of transactions opened with
     /// [`Emitter::begin_transaction`] carry the `transaction` block.
@@ -108,6 +112,8 @@ pub struct Emitter {
     outbox_update_warned: bool,
     /// Event counts of open transactions, when transaction metadata is on.
     transactions: TransactionMonitor,
+    /// The flat value written by `[transforms.unwrap]` (reused).
+    unwrap_buf: Vec<u8>,
     /// The `transaction` block of the event being emitted (reused).
     block: Option<TransactionBlock>,
 }
@@ -136,6 +142,7 @@ impl Emitter {
             arena: BytesMut::new(),
             outbox_update_warned: false,
             transactions: TransactionMonitor::new(),
+            unwrap_buf: Vec::new(),
             block: None,
         }
     }
@@ -222,26 +229,52 @@ impl Emitter {
                 .value
                 .encode_value(&route.topic, ev_value, &mut self.value_buf)?,
         }
-        let value = freeze(&mut self.arena, &self.value_buf);
+        let mut extra_headers = Vec::new();
+        let mut tombstone = ev.op == Op::Delete && self.opts.tombstones_on_delete;
+        // `None`: the record is dropped; `Some(None)`: it becomes a Kafka tombstone.
+        let value = match &self.opts.unwrap {
+            None => Some(Some(freeze(&mut self.arena, &self.value_buf))),
+            Some(unwrap) => {
+                unwrap.headers(Some(&self.value_buf), &mut extra_headers);
+                tombstone = tombstone && unwrap.keeps_tombstones();
+                match unwrap.value(&self.value_buf, &mut self.unwrap_buf) {
+                    Flattened::Drop => None,
+                    Flattened::Tombstone => Some(None),
+                    Flattened::Value => Some(Some(freeze(&mut self.arena, &self.unwrap_buf))),
+                }
+            }
+        };
         if self.value_buf.capacity() > MAX_KEPT_BUFFER {
             self.value_buf = Vec::with_capacity(4096);
         }
         let headers = |tombstone| {
-            if self.opts.headers {
+            let mut h = if self.opts.headers {
                 route.headers(ev, tombstone)
             } else {
                 Vec::new()
+            };
+            if let Some(unwrap) = &self.opts.unwrap {
+                if tombstone {
+                    unwrap.headers(None, &mut h);
+                } else {
+                    h.extend(extra_headers.iter().cloned());
+                }
             }
+            h
         };
-        let tombstone = ev.op == Op::Delete && self.opts.tombstones_on_delete;
-        let record = Record {
-            topic: route.topic.clone(),
-            key: key.clone(),
-            value: Some(value),
-            headers: headers(false),
-            timestamp_ms,
-        };
-        let records = if tombstone {
+        let mut records = 0;
+        if let Some(value) = value {
+            let record = Record {
+                topic: route.topic.clone(),
+                key: key.clone(),
+                value,
+                headers: headers(false),
+                timestamp_ms,
+            };
+            out.extend(std::iter::once(record));
+            records += 1;
+        }
+        if tombstone {
             let tomb = Record {
                 topic: route.topic.clone(),
                 key,
@@ -249,12 +282,9 @@ impl Emitter {
                 headers: headers(true),
                 timestamp_ms,
             };
-            out.extend([record, tomb]);
-            2
-        } else {
-            out.extend(std::iter::once(record));
-            1
-        };
+            out.extend(std::iter::once(tomb));
+            records += 1;
+        }
         if self.opts.count_events {
             if let Some(table) = &ev.table {
                 self.counters
@@ -542,6 +572,7 @@ mod tests {
                 message_topic: Arc::from("p.message"),
                 count_events: false,
                 transaction_topic: None,
+                unwrap: None,
             },
         )
     }
@@ -771,6 +802,7 @@ mod tests {
                 message_topic: Arc::from("p.message"),
                 count_events: false,
                 transaction_topic: None,
+                unwrap: None,
             },
         );
         let mut tables = BTreeMap::new();
@@ -808,6 +840,7 @@ mod tests {
                 message_topic: Arc::from("p.message"),
                 count_events: false,
                 transaction_topic: Some(Arc::from("p.transaction")),
+                unwrap: None,
             },
         );
         let t = table();

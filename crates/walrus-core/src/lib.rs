@@ -41,6 +41,7 @@ pub mod status;
 pub mod telemetry;
 pub mod time;
 pub mod transactions;
+pub mod unwrap;
 pub mod value;
 
 pub use lsn::Lsn;

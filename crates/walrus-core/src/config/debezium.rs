@@ -1781,12 +1781,7 @@ fn transforms(im: &mut Importer) -> Result<(), ImportError> {
         match kind.as_str() {
             REGEX_ROUTER => regex_router(im, &p, &mut own)?,
             OUTBOX_ROUTER => outbox_router(im, &p, &mut own),
-            "io.debezium.transforms.ExtractNewRecordState" => im.finding(
-                FindingKind::Unmapped,
-                &format!("{p}type"),
-                &kind,
-                "flattens events to the new row state. walrus writes the full Debezium envelope only (for now): consumers must read `after` from the envelope (and `op` for deletes), or keep a Kafka Connect/ksqlDB step that unwraps",
-            ),
+            "io.debezium.transforms.ExtractNewRecordState" => extract_new_record_state(im, &p, &mut own),
             "io.debezium.transforms.ByLogicalTableRouter" => im.finding(
                 FindingKind::Unmapped,
                 &format!("{p}type"),
@@ -1810,6 +1805,80 @@ fn transforms(im: &mut Importer) -> Result<(), ImportError> {
         }
     }
     Ok(())
+}
+
+/// Debezium's `ExtractNewRecordState` → `[transforms.unwrap]` (JSON values only).
+fn extract_new_record_state(im: &mut Importer, p: &str, own: &mut BTreeMap<String, String>) {
+    const S: &str = "[transforms.unwrap]";
+    let avro_value = im.toml.sections.iter().any(|(section, lines)| {
+        section == "[format]" && lines.iter().any(|l| l.starts_with("value = \"avro\""))
+    });
+    if avro_value {
+        im.finding(
+            FindingKind::Unmapped,
+            &format!("{p}type"),
+            "io.debezium.transforms.ExtractNewRecordState",
+            "flattens events to the new row state. walrus flattens JSON values only ([transforms.unwrap]); with Avro values consumers must read `after` from the envelope, or keep a step that unwraps",
+        );
+        return;
+    }
+    im.toml.comment(
+        S,
+        &format!("{p}type = io.debezium.transforms.ExtractNewRecordState"),
+    );
+    if let Some(mode) = own.remove("delete.tombstone.handling.mode") {
+        let mode = mode.trim().to_ascii_lowercase();
+        if matches!(
+            mode.as_str(),
+            "drop" | "tombstone" | "rewrite" | "rewrite-with-tombstone" | "delete-to-tombstone"
+        ) {
+            im.toml.set(
+                S,
+                "delete_tombstone_handling_mode",
+                q(&mode),
+                &format!("{p}delete.tombstone.handling.mode"),
+            );
+        } else {
+            im.finding(
+                FindingKind::Unmapped,
+                &format!("{p}delete.tombstone.handling.mode"),
+                &mode,
+                "not a mode of Debezium 3.x (drop, tombstone, rewrite, rewrite-with-tombstone, delete-to-tombstone): walrus uses the default, tombstone",
+            );
+        }
+    }
+    for legacy in ["delete.handling.mode", "drop.tombstones"] {
+        if let Some(v) = own.remove(legacy) {
+            im.finding(
+                FindingKind::NoEffect,
+                &format!("{p}{legacy}"),
+                &v,
+                "removed in Debezium 3.0 (Debezium 3.x ignores it): set delete.tombstone.handling.mode, [transforms.unwrap] delete_tombstone_handling_mode",
+            );
+        }
+    }
+    for (prop, key) in [("add.fields", "add_fields"), ("add.headers", "add_headers")] {
+        if let Some(v) = own.remove(prop) {
+            im.toml
+                .set(S, key, q_list(&list(&v)), &format!("{p}{prop}"));
+        }
+    }
+    for (prop, key) in [
+        ("add.fields.prefix", "add_fields_prefix"),
+        ("add.headers.prefix", "add_headers_prefix"),
+    ] {
+        if let Some(v) = own.remove(prop) {
+            im.toml.set(S, key, q(&v), &format!("{p}{prop}"));
+        }
+    }
+    if let Some(v) = own.remove("replace.null.with.default") {
+        im.finding(
+            FindingKind::NoEffect,
+            &format!("{p}replace.null.with.default"),
+            &v,
+            "walrus's schemas carry no column defaults, so nothing is replaced (docs/compat.md)",
+        );
+    }
 }
 
 fn regex_router(
@@ -2414,13 +2483,10 @@ mod tests {
             "transforms.ts.type": "org.apache.kafka.connect.transforms.TimestampConverter$Value"}"#,
         );
         assert_eq!(
-            finding(&im, "transforms.unwrap.type").kind,
-            FindingKind::Unmapped
-        );
-        assert_eq!(
             finding(&im, "transforms.unwrap.delete.handling.mode").kind,
-            FindingKind::Unmapped
+            FindingKind::NoEffect
         );
+        assert!(im.toml.contains("[transforms.unwrap]"), "{}", im.toml);
         assert_eq!(
             finding(&im, "transforms.ts.type").kind,
             FindingKind::Unmapped
@@ -2509,5 +2575,29 @@ mod tests {
             finding(&off, "topic.transaction").kind,
             FindingKind::NoEffect
         );
+    }
+
+    #[test]
+    fn extract_new_record_state_is_mapped() {
+        let (im, c) = run(
+            r#"{"connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+            "plugin.name": "pgoutput", "topic.prefix": "app", "database.hostname": "db",
+            "transforms": "unwrap", "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+            "transforms.unwrap.delete.tombstone.handling.mode": "rewrite-with-tombstone",
+            "transforms.unwrap.add.fields": "op, source.ts_ms,table:T",
+            "transforms.unwrap.add.headers": "db", "transforms.unwrap.add.headers.prefix": "h_"}"#,
+        );
+        let u = c.transforms.unwrap.expect("[transforms.unwrap]");
+        assert_eq!(
+            u.delete_tombstone_handling_mode,
+            crate::config::DeleteTombstoneHandling::RewriteWithTombstone
+        );
+        assert_eq!(u.add_fields, ["op", "source.ts_ms", "table:T"]);
+        assert_eq!(u.add_headers, ["db"]);
+        assert_eq!(u.add_headers_prefix.as_deref(), Some("h_"));
+        assert!(im
+            .findings
+            .iter()
+            .all(|f| !f.key.starts_with("transforms.unwrap")));
     }
 }
