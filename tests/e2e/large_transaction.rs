@@ -1,5 +1,9 @@
-//! One transaction of 1,000,000 rows streams to the file sink with bounded memory, and
-//! every row is present.
+//! Large transactions: one of 1,000,000 rows reaches the file sink with bounded memory,
+//! and transactions PostgreSQL streams while they run (`[source] streaming`, 14+, with
+//! `logical_decoding_work_mem` at its 64kB minimum so a few thousand rows stream) are
+//! delivered exactly as if sent after their commit: complete, once, in commit order, with
+//! aborted transactions and rolled-back savepoints left out, confirmed only after commit,
+//! and surviving a kill -9 in the middle.
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
@@ -88,4 +92,445 @@ async fn big_transaction_of_a_million_rows_streams_with_bounded_memory() {
         peak_kib < 160 * 1024,
         "peak RSS {peak_kib} KiB is not bounded by the 8 MiB budget"
     );
+}
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use walrus_testkit::PgCluster;
+
+const TOPIC: &str = "app.public.big";
+
+/// A cluster that streams any transaction past 64kB of changes (the minimum
+/// `logical_decoding_work_mem`), with the `big` table.
+async fn streaming_env(major: Option<u32>) -> Env {
+    let mut builder = PgCluster::builder().setting("logical_decoding_work_mem", "64kB");
+    if let Some(m) = major {
+        builder = builder.major(m);
+    }
+    let cluster = builder
+        .start()
+        .unwrap_or_else(|e| panic!("PostgreSQL {major:?} (run scripts/install-deps.sh): {e:#}"));
+    let env = Env::with_cluster(cluster).await;
+    env.sql()
+        .await
+        .batch_execute("CREATE TABLE big (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    env
+}
+
+fn spool_dir(env: &Env) -> PathBuf {
+    env.dir.path().join("spool")
+}
+
+/// Config with `streaming` as given, a spool under the test's dir and a 16 KiB memory
+/// threshold, so the spool of a streamed transaction goes to a file.
+fn streaming_config(env: &Env, streaming: &str) -> PathBuf {
+    env.write_config(&env.config(
+        r#"["public.big"]"#,
+        &format!(
+            "streaming = \"{streaming}\"\nspool_dir = \"{}\"\nspool_memory_bytes = 16384",
+            spool_dir(env).display()
+        ),
+    ))
+}
+
+fn spool_files(env: &Env) -> usize {
+    std::fs::read_dir(spool_dir(env))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+async fn start_streaming(cfg: &Path, streaming: bool) -> Walrus {
+    let walrus = Walrus::start(cfg);
+    let want = format!("streaming={streaming}");
+    wait_until(Duration::from_secs(60), "replication start", || {
+        let log = plain(&walrus.log());
+        log.contains("replication started") && log.contains(&want)
+    })
+    .await;
+    walrus
+}
+
+/// The log without its colour codes (`ESC [ … m`).
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+async fn current_lsn(c: &tokio_postgres::Client) -> u64 {
+    let s: String = c
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    parse_lsn(&s)
+}
+
+/// The `big` rows' events in the output, in order.
+fn big_events(path: &Path) -> Vec<Value> {
+    values_for(&read_events(path), TOPIC)
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
+fn ids(events: &[Value]) -> Vec<i64> {
+    events
+        .iter()
+        .map(|v| v["after"]["id"].as_i64().expect("id"))
+        .collect()
+}
+
+/// Inserts `from..=to` into `big` on `c` (inside whatever transaction `c` has open).
+async fn insert(c: &tokio_postgres::Client, from: i64, to: i64) {
+    c.batch_execute(&format!(
+        "INSERT INTO big SELECT g, md5(g::text) FROM generate_series({from}, {to}) g"
+    ))
+    .await
+    .unwrap();
+}
+
+async fn wait_spooled(env: &Env, n: usize, walrus: &Walrus) {
+    wait_until(
+        Duration::from_secs(60),
+        "the streamed transaction's spool file",
+        || spool_files(env) >= n,
+    )
+    .await;
+    assert!(!walrus.log().contains("ERROR"), "{}", walrus.log());
+}
+
+/// The events with the time walrus wrote them (`ts_ms`, `ts_us`, `ts_ns` of the envelope)
+/// removed: everything else must not depend on how the transaction arrived.
+fn without_processing_time(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        for k in ["ts_ms", "ts_us", "ts_ns"] {
+            o.remove(k);
+        }
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_transaction_equals_the_unstreamed_one_and_is_confirmed_after_commit() {
+    const N: i64 = 20_000;
+    let env = streaming_env(None).await;
+    let c = env.sql().await;
+    let cfg_on = streaming_config(&env, "on");
+    // With Debezium's transaction metadata: BEGIN/END events and each event's transaction
+    // block must not differ either.
+    let text_on = std::fs::read_to_string(&cfg_on).unwrap() + "\n[transactions]\nenabled = true\n";
+    std::fs::write(&cfg_on, &text_on).unwrap();
+    // A second walrus on its own slot with streaming off, reading the same transaction.
+    let slot_off = format!("{}_off", env.slot);
+    let out_off = env.dir.path().join("events-off.jsonl");
+    let text_off = std::fs::read_to_string(&cfg_on)
+        .unwrap()
+        .replace(&env.slot, &slot_off)
+        .replace(
+            &env.out_path().display().to_string(),
+            &out_off.display().to_string(),
+        )
+        .replace("streaming = \"on\"", "streaming = \"off\"");
+    let cfg_off = env.dir.path().join("walrus-off.toml");
+    std::fs::write(&cfg_off, text_off).unwrap();
+    let mut on = start_streaming(&cfg_on, true).await;
+    let mut off = start_streaming(&cfg_off, false).await;
+    // A small transaction first, so `source.sequence` has a previous commit in both.
+    insert(&c, -1, -1).await;
+    wait_for_events(&env.out_path(), 1, Duration::from_secs(30), |e| {
+        e["topic"] == TOPIC
+    })
+    .await;
+
+    let tx = env.sql().await;
+    tx.batch_execute("BEGIN").await.unwrap();
+    let before = current_lsn(&c).await;
+    insert(&tx, 1, N).await;
+    wait_spooled(&env, 1, &on).await;
+    // Several status intervals (200 ms) and keepalives later: nothing of the open
+    // transaction is delivered, and nothing past its start is confirmed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(big_events(&env.out_path()).len(), 1, "only the first row");
+    let confirmed = env.confirmed_flush_lsn().await.unwrap();
+    assert!(
+        confirmed <= before,
+        "confirmed {confirmed:X} past the open transaction's start {before:X}"
+    );
+    tx.batch_execute("COMMIT").await.unwrap();
+    let committed = current_lsn(&c).await;
+
+    let n = N as usize + 1;
+    wait_for_events(&env.out_path(), n, Duration::from_secs(120), |e| {
+        e["topic"] == TOPIC
+    })
+    .await;
+    wait_for_events(&out_off, n, Duration::from_secs(120), |e| {
+        e["topic"] == TOPIC
+    })
+    .await;
+    // The END of the streamed transaction follows its last row.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let streamed = big_events(&env.out_path());
+    assert_eq!(streamed.len(), n, "exactly once");
+    let got: BTreeSet<i64> = ids(&streamed).into_iter().collect();
+    assert_eq!(got, (-1..=N).filter(|i| *i != 0).collect());
+    let comparable = |path: &Path| -> Vec<(Value, Value, Value)> {
+        read_events(path)
+            .into_iter()
+            .filter(|e| e["topic"] == TOPIC || e["topic"] == "app.transaction")
+            .map(|e| {
+                (
+                    e["topic"].clone(),
+                    e["key"].clone(),
+                    without_processing_time(e["value"].clone()),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (comparable(&env.out_path()), comparable(&out_off));
+    assert_eq!(a.len(), n + 4, "the rows and two BEGIN/END pairs");
+    assert_eq!(a.len(), b.len());
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(a, b, "event {i} differs between streaming on and off");
+    }
+    wait_until(Duration::from_secs(30), "the spool file deleted", || {
+        spool_files(&env) == 0
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.confirmed_flush_lsn().await.unwrap() < committed {
+        assert!(Instant::now() < deadline, "the commit was never confirmed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // PostgreSQL streamed the transaction to the one walrus and spilled it for the other.
+    let stats = c
+        .query_one(
+            "SELECT coalesce(max(stream_txns) FILTER (WHERE slot_name = $1), 0), \
+                    coalesce(max(stream_txns) FILTER (WHERE slot_name = $2), 0) \
+             FROM pg_stat_replication_slots",
+            &[&env.slot, &slot_off],
+        )
+        .await
+        .unwrap();
+    let (streamed_on, streamed_off): (i64, i64) = (stats.get(0), stats.get(1));
+    eprintln!("stream_txns: streaming on {streamed_on}, off {streamed_off}");
+    assert_eq!(streamed_off, 0);
+    on.interrupt();
+    off.interrupt();
+    assert!(on.wait(Duration::from_secs(60)).success(), "{}", on.log());
+    assert!(off.wait(Duration::from_secs(60)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_streamed_transaction_delivers_nothing() {
+    let env = streaming_env(None).await;
+    let c = env.sql().await;
+    let mut walrus = start_streaming(&streaming_config(&env, "on"), true).await;
+    let tx = env.sql().await;
+    tx.batch_execute("BEGIN").await.unwrap();
+    insert(&tx, 1, 20_000).await;
+    wait_spooled(&env, 1, &walrus).await;
+    tx.batch_execute("ROLLBACK").await.unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the spool dropped on abort",
+        || spool_files(&env) == 0,
+    )
+    .await;
+    insert(&c, -1, -1).await;
+    let events = wait_for_events(&env.out_path(), 1, Duration::from_secs(30), |e| {
+        e["topic"] == TOPIC
+    })
+    .await;
+    let big: Vec<Value> = values_for(&events, TOPIC).into_iter().cloned().collect();
+    assert_eq!(ids(&big), vec![-1], "only the committed marker row");
+    walrus.interrupt();
+    assert!(walrus.wait(Duration::from_secs(60)).success());
+}
+
+/// Savepoints rolled back inside a streamed transaction drop exactly their rows: after a
+/// released savepoint, nested ones, and with changes of the parent after a child's release.
+async fn savepoints(major: Option<u32>) {
+    let env = streaming_env(major).await;
+    let mut walrus = start_streaming(&streaming_config(&env, "on"), true).await;
+    let tx = env.sql().await;
+    tx.batch_execute("BEGIN").await.unwrap();
+    insert(&tx, 1, 3000).await;
+    tx.batch_execute("SAVEPOINT a").await.unwrap();
+    insert(&tx, 3001, 6000).await;
+    tx.batch_execute("RELEASE a; SAVEPOINT b").await.unwrap();
+    insert(&tx, 6001, 9000).await;
+    tx.batch_execute("ROLLBACK TO b").await.unwrap();
+    insert(&tx, 9001, 12_000).await;
+    tx.batch_execute("SAVEPOINT c; SAVEPOINT d").await.unwrap();
+    insert(&tx, 12_001, 13_000).await;
+    tx.batch_execute("RELEASE d").await.unwrap();
+    insert(&tx, 13_001, 14_000).await;
+    tx.batch_execute("ROLLBACK TO c; SAVEPOINT e")
+        .await
+        .unwrap();
+    insert(&tx, 14_001, 17_000).await;
+    tx.batch_execute("RELEASE e").await.unwrap();
+    wait_spooled(&env, 1, &walrus).await;
+    tx.batch_execute("COMMIT").await.unwrap();
+    let want: Vec<i64> = (1..=6000)
+        .chain(9001..=12_000)
+        .chain(14_001..=17_000)
+        .collect();
+    wait_for_events(&env.out_path(), want.len(), Duration::from_secs(120), |e| {
+        e["topic"] == TOPIC
+    })
+    .await;
+    // Anything rolled back would come before the end of the transaction's events.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = ids(&big_events(&env.out_path()));
+    assert_eq!(got, want, "rows in order, rolled-back savepoints left out");
+    // The rollbacks reached walrus as Stream Aborts of subtransactions it had spooled (not
+    // only as changes PostgreSQL discarded before streaming them).
+    assert!(
+        plain(&walrus.log()).contains("rolled-back subtransaction dropped from the spool"),
+        "{}",
+        walrus.log()
+    );
+    let stats: i64 = env
+        .sql()
+        .await
+        .query_one(
+            "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = $1",
+            &[&env.slot],
+        )
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(-1);
+    eprintln!("PostgreSQL {major:?}: stream_txns {stats}");
+    walrus.interrupt();
+    assert!(walrus.wait(Duration::from_secs(60)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolled_back_savepoints_drop_only_their_rows() {
+    savepoints(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolled_back_savepoints_drop_only_their_rows_pg14() {
+    savepoints(Some(14)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolled_back_savepoints_drop_only_their_rows_pg18() {
+    savepoints(Some(18)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_streamed_transactions_arrive_whole_in_commit_order() {
+    let env = streaming_env(None).await;
+    let mut walrus = start_streaming(&streaming_config(&env, "on"), true).await;
+    let (a, b) = (env.sql().await, env.sql().await);
+    a.batch_execute("BEGIN").await.unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    insert(&a, 1, 5000).await;
+    insert(&b, 100_001, 105_000).await;
+    insert(&a, 5001, 10_000).await;
+    insert(&b, 105_001, 110_000).await;
+    wait_spooled(&env, 2, &walrus).await;
+    // b commits first, so its rows come first.
+    b.batch_execute("COMMIT").await.unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+    wait_for_events(&env.out_path(), 20_000, Duration::from_secs(120), |e| {
+        e["topic"] == TOPIC
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events = big_events(&env.out_path());
+    let want: Vec<i64> = (100_001..=110_000).chain(1..=10_000).collect();
+    assert_eq!(ids(&events), want, "each whole, in commit order, once");
+    let tx_ids: BTreeSet<(bool, i64)> = events
+        .iter()
+        .map(|v| {
+            (
+                v["after"]["id"].as_i64().unwrap() > 100_000,
+                v["source"]["txId"].as_i64().expect("txId"),
+            )
+        })
+        .collect();
+    assert_eq!(tx_ids.len(), 2, "one txId per transaction: {tx_ids:?}");
+    assert_eq!(spool_files(&env), 0);
+    walrus.interrupt();
+    assert!(walrus.wait(Duration::from_secs(60)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_the_middle_of_a_streamed_transaction_loses_nothing() {
+    const N: i64 = 20_000;
+    let env = streaming_env(None).await;
+    let cfg = streaming_config(&env, "on");
+    let mut walrus = start_streaming(&cfg, true).await;
+    let tx = env.sql().await;
+    tx.batch_execute("BEGIN").await.unwrap();
+    insert(&tx, 1, N / 2).await;
+    wait_spooled(&env, 1, &walrus).await;
+    walrus.kill9();
+    // The dead process's spool file stays behind until the next session starts.
+    assert_eq!(spool_files(&env), 1);
+    insert(&tx, N / 2 + 1, N).await;
+    let mut walrus = start_streaming(&cfg, true).await;
+    tx.batch_execute("COMMIT").await.unwrap();
+    wait_for_events(&env.out_path(), N as usize, Duration::from_secs(120), |e| {
+        e["topic"] == TOPIC
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = ids(&big_events(&env.out_path()));
+    assert_eq!(got, (1..=N).collect::<Vec<_>>(), "every row once, in order");
+    wait_until(Duration::from_secs(30), "no spool left", || {
+        spool_files(&env) == 0
+    })
+    .await;
+    walrus.interrupt();
+    assert!(walrus.wait(Duration::from_secs(60)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_stays_off_and_on_is_refused_before_14() {
+    let env = streaming_env(Some(13)).await;
+    let cfg = streaming_config(&env, "on");
+    let mut refused = Walrus::start(&cfg);
+    let status = refused.wait(Duration::from_secs(60));
+    assert!(!status.success());
+    let log = plain(&refused.log());
+    assert!(
+        log.contains("source.streaming") && log.contains("PostgreSQL 14") && log.contains("13."),
+        "{log}"
+    );
+    let cfg = streaming_config(&env, "auto");
+    let mut walrus = start_streaming(&cfg, false).await;
+    let tx = env.sql().await;
+    tx.batch_execute("BEGIN").await.unwrap();
+    insert(&tx, 1, 20_000).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(spool_files(&env), 0, "nothing streamed on 13");
+    tx.batch_execute("COMMIT").await.unwrap();
+    wait_for_events(&env.out_path(), 20_000, Duration::from_secs(120), |e| {
+        e["topic"] == TOPIC
+    })
+    .await;
+    walrus.interrupt();
+    assert!(walrus.wait(Duration::from_secs(60)).success());
 }

@@ -149,6 +149,9 @@ pub enum PgError {
         /// What went wrong.
         message: String,
     },
+    /// Spooling a streamed transaction failed (`crate::replication::spool`).
+    #[error(transparent)]
+    Spool(#[from] crate::replication::spool::SpoolError),
 }
 
 impl PgError {
@@ -296,6 +299,7 @@ impl Classify for PgError {
             PgError::Format(e) => e.kind(),
             PgError::SnapshotState { .. } => ErrorKind::Config,
             PgError::Snapshot { .. } => ErrorKind::Decode,
+            PgError::Spool(e) => e.kind(),
         }
     }
 }

@@ -167,6 +167,13 @@ pub fn refuse_unsupported(config: &Config, server: &ServerInfo) -> Result<(), Pg
             13,
         )?;
     }
+    if config.source.streaming == walrus_core::config::StreamingMode::On {
+        server.require(
+            "source.streaming",
+            "streaming of in-progress transactions (use \"auto\" to stream only where the server can)",
+            walrus_core::config::STREAMING_MIN_MAJOR,
+        )?;
+    }
     if config.heartbeat.enabled && config.heartbeat.emit_events {
         server.require(
             "heartbeat.emit_events",
@@ -223,6 +230,16 @@ mod tests {
             "{e}"
         );
         refuse_unsupported(&c, &v14).unwrap();
+
+        let c = config("streaming = \"on\"", "");
+        let e = refuse_unsupported(&c, &v13).unwrap_err().to_string();
+        assert!(
+            e.contains("source.streaming") && e.contains("PostgreSQL 14") && e.contains("13.23"),
+            "{e}"
+        );
+        refuse_unsupported(&c, &v14).unwrap();
+        // `auto` (the default) is never refused: it stays off before 14.
+        refuse_unsupported(&config("streaming = \"auto\"", ""), &v12).unwrap();
 
         let e = refuse_unsupported(&config("", ""), &ServerInfo::new(90624, "9.6.24".into()))
             .unwrap_err();

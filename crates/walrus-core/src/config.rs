@@ -50,6 +50,9 @@ pub mod debezium;
 mod registry;
 pub use registry::*;
 
+mod streaming;
+pub use streaming::*;
+
 /// Default topic prefix (Debezium's `topic.prefix`), also `source.name` in events.
 pub const DEFAULT_TOPIC_PREFIX: &str = "walrus";
 /// Default replication slot name.
@@ -254,6 +257,19 @@ pub struct SourceConfig {
     /// `ALTER PUBLICATION ... SET (publish_via_partition_root = true)`.
     #[serde(default)]
     pub publish_via_partition_root: bool,
+    /// Large transactions sent while they run (PostgreSQL 14+): `"auto"` (on where the
+    /// server supports it), `"on"` (refused before 14) or `"off"`.
+    #[serde(default = "streaming::default_streaming")]
+    pub streaming: StreamingMode,
+    /// Directory of the spool files of streamed transactions; relative paths are resolved
+    /// against the config file's directory. Default: `walrus-spool-<slot>` next to the
+    /// config file ([`Config::spool_dir`]).
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// Bytes of a streamed transaction's messages kept in memory before its spool moves to
+    /// a file (per open streamed transaction; 0 writes every one to a file).
+    #[serde(default = "streaming::default_spool_memory_bytes")]
+    pub spool_memory_bytes: usize,
 }
 
 /// Where events go: `type = "stdout" | "file" | "kafka" | "null"`.
@@ -659,6 +675,7 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        streaming::validate(self)?;
         observability::validate(&self.watchdog, &self.alerts, &self.heartbeat)?;
         snapshot::validate(&self.snapshot)?;
         registry::validate(&self.format)?;

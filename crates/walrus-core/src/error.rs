@@ -65,6 +65,10 @@ pub enum ErrorKind {
     SchemaIncompatible,
     /// The schema registry refused walrus's requests (credentials, TLS, URL).
     SchemaRegistryRejected,
+    /// Writing or reading the spool of a streamed transaction failed (disk full, I/O
+    /// error under `source.spool_dir`). Retrying may help once space is freed: PostgreSQL
+    /// sends the unfinished transaction again.
+    Spool,
     /// A bug: an invariant inside walrus did not hold.
     Internal,
 }
@@ -76,13 +80,13 @@ impl ErrorKind {
             Config, Decode, Internal, Publication, SchemaChanged, SchemaIncompatible,
             SchemaRegistry, SchemaRegistryRejected, ServerVersion, SinkRejected, SinkTransient,
             SlotInUse, SlotLost, SlotReleased, SlotUnavailable, SourceAuth, SourceConnection,
-            SourcePermission, SourceSetup, SourceTls,
+            SourcePermission, SourceSetup, SourceTls, Spool,
         };
         match self {
             // A stale walsender holding the slot goes away once PostgreSQL notices its
             // client is gone; a second walrus on the same slot keeps this retrying loudly.
             SourceConnection | SinkTransient | SlotInUse | SlotReleased | SchemaChanged
-            | SchemaRegistry => ErrorClass::Retryable,
+            | SchemaRegistry | Spool => ErrorClass::Retryable,
             Config
             | SlotUnavailable
             | SourceAuth
@@ -106,7 +110,7 @@ impl ErrorKind {
             Config, Decode, Internal, Publication, SchemaChanged, SchemaIncompatible,
             SchemaRegistry, SchemaRegistryRejected, ServerVersion, SinkRejected, SinkTransient,
             SlotInUse, SlotLost, SlotReleased, SlotUnavailable, SourceAuth, SourceConnection,
-            SourcePermission, SourceSetup, SourceTls,
+            SourcePermission, SourceSetup, SourceTls, Spool,
         };
         match self {
             Config => "fix the named configuration key and start walrus again",
@@ -149,6 +153,9 @@ impl ErrorKind {
             }
             SchemaRegistryRejected => {
                 "check format.registry.url, its username/password and TLS settings (walrus check reaches the registry)"
+            }
+            Spool => {
+                "walrus retries by itself and PostgreSQL sends the transaction again: free disk space under source.spool_dir (or point it at a larger disk), or set source.streaming = \"off\" to let PostgreSQL spill large transactions itself"
             }
             Internal => "this is a bug in walrus; report it with the log above",
         }

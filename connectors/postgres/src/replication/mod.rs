@@ -13,9 +13,11 @@
 //!   to the replication client).
 //! - [`heartbeat`]: heartbeat messages that keep walrus's slot moving.
 //! - [`outbox`]: deleting rows of keep-rows outbox tables once the broker confirmed them.
+//! - [`spool`]: streamed transactions (`[source] streaming`) kept until their commit.
 
 pub mod heartbeat;
 pub mod outbox;
 pub mod session;
+pub mod spool;
 
 pub use session::{run, SessionSummary};

@@ -16,7 +16,11 @@
 //! Without `streaming`, PostgreSQL sends a transaction only after it committed, as one
 //! contiguous Begin … Commit run, so events are passed on as they arrive — a transaction of
 //! any size never sits in memory whole; the in-flight byte budget bounds what waits for
-//! the sink. Records are numbered in order; at each Commit the [`AckTracker`] notes how many
+//! the sink. With `streaming` (`[source] streaming`, 14+), a large transaction arrives in
+//! Stream Start … Stream Stop blocks while it runs, interleaved with others: its messages
+//! go to a spool ([`crate::replication::spool`]) and are replayed at Stream Commit through
+//! this same Begin … Commit path (`streamed`), so events and acknowledgement are those of a
+//! transaction sent after its commit. Records are numbered in order; at each Commit the [`AckTracker`] notes how many
 //! records the transaction ended at and its end LSN, and the LSN reported to PostgreSQL is
 //! that of the newest transaction whose records, and all before them, the sink delivered.
 //!
@@ -55,7 +59,10 @@ use crate::decoding::convert::{Converter, UpdateOutcome};
 use crate::decoding::pgoutput::{Decoder, PgOutputMessage, PG_EPOCH_OFFSET_MICROS};
 use crate::error::PgError;
 use crate::operations::setup;
+use crate::replication::spool::{self, Spools};
 use crate::snapshots::initial;
+
+mod streamed;
 
 /// How long shutdown waits for PostgreSQL to take the final status update and end the copy.
 const FINAL_ACK_WAIT: Duration = Duration::from_secs(5);
@@ -220,6 +227,10 @@ pub async fn run<S: Sink>(
             .instrument(tracing::info_span!("outbox_housekeeping", slot = %slot.name)),
         )
     });
+    // Streamed transactions: asked for per `source.streaming` and the server's major (`on`
+    // before 14 was refused above). Spool files of an earlier process are deleted either way.
+    let streaming = config.source.streaming.enabled_for(server.major);
+    let spools = Spools::new(config.spool_dir(), config.source.spool_memory_bytes)?;
     let span = tracing::info_span!("replication", slot = %slot.name, publication = %config.source.publication);
     let result = async move {
         tracing::info!(resume_lsn = %start, server = %params.display(), "starting replication");
@@ -229,7 +240,11 @@ pub async fn run<S: Sink>(
             binary: config.source.binary,
             // Heartbeats and `pg_logical_emit_message` events; pgoutput sends them from 14.
             messages: true,
-            streaming: Streaming::Off,
+            streaming: if streaming {
+                Streaming::On
+            } else {
+                Streaming::Off
+            },
             origin: OriginFilter::Any,
         };
         let mut handle = SinkHandle::spawn(
@@ -287,6 +302,7 @@ pub async fn run<S: Sink>(
             proto_version = stream.options().proto_version,
             binary = stream.options().binary,
             messages = stream.options().messages,
+            streaming = stream.options().streaming,
             "replication started"
         );
         let proto_version = stream.options().proto_version;
@@ -330,6 +346,7 @@ pub async fn run<S: Sink>(
             window_oid: 0,
             incremental,
             slot_health,
+            spools,
             transactions_total: metrics::counter!(telemetry::TRANSACTIONS_TOTAL),
             received_lsn: metrics::gauge!(telemetry::RECEIVED_LSN),
         };
@@ -397,6 +414,8 @@ struct Session<'a> {
     incremental: Option<crate::snapshots::incremental::Incremental>,
     /// The watchdog's reports on the slot (`walrus_core::alert::SlotHealth`), when it runs.
     slot_health: Option<watch::Receiver<SlotHealth>>,
+    /// Streamed transactions not yet committed or aborted (`crate::replication::spool`).
+    spools: Spools,
 }
 
 /// How often the source publishes its progress to the shared status.
@@ -481,10 +500,29 @@ impl Session<'_> {
                     wal_start, data, ..
                 } => {
                     let lsn = Lsn(wal_start.0);
-                    if data.first() == Some(&b'R') {
-                        self.prepare_relation(lsn, &data).await?;
+                    match data.first() {
+                        // A change of a streamed transaction: spooled until its commit.
+                        Some(&tag)
+                            if self.decoder.in_stream() && spool::carries_stream_xid(tag) =>
+                        {
+                            self.spool_message(lsn, &data)?;
+                        }
+                        // Stream Commit: the spooled transaction is replayed here.
+                        Some(b'c') => {
+                            if let Flow::Stop = self
+                                .on_stream_commit(lsn, &data, ticker, last_tick, shutdown)
+                                .await?
+                            {
+                                return Ok(Flow::Stop);
+                            }
+                        }
+                        _ => {
+                            if data.first() == Some(&b'R') {
+                                self.prepare_relation(lsn, &data).await?;
+                            }
+                            self.handle_xlog(lsn, &data)?;
+                        }
                     }
-                    self.handle_xlog(lsn, &data)?;
                 }
                 Frame::Keepalive { wal_end, .. } => self.on_keepalive(Lsn(wal_end.0)),
                 // The walsender ends the copy on its own when the server shuts down:
@@ -495,23 +533,38 @@ impl Session<'_> {
                     )))
                 }
             }
-            if let Some(e) = self.route_error.take() {
-                return Err(e);
+            if let Flow::Stop = self.after_message(ticker, last_tick, shutdown).await? {
+                return Ok(Flow::Stop);
             }
-            if self.batch.len() >= self.config.pipeline.batch_max_records
-                || self.batch.bytes >= self.batch_byte_limit
-            {
-                if let Flow::Stop = self.hand_over(ticker, shutdown).await? {
-                    return Ok(Flow::Stop);
-                }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// After each message: end the session on a routing error, hand over a full batch, and
+    /// keep the ticker's work on schedule. Returns `Stop` when shutdown was requested while
+    /// waiting for the sink.
+    async fn after_message(
+        &mut self,
+        ticker: &mut tokio::time::Interval,
+        last_tick: &mut Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Flow, PgError> {
+        if let Some(e) = self.route_error.take() {
+            return Err(e);
+        }
+        if self.batch.len() >= self.config.pipeline.batch_max_records
+            || self.batch.bytes >= self.batch_byte_limit
+        {
+            if let Flow::Stop = self.hand_over(ticker, shutdown).await? {
+                return Ok(Flow::Stop);
             }
-            // While frames keep coming the ticker arm of the loop is not reached; keep its
-            // work (progress reports, lingering batches) on schedule here.
-            if last_tick.elapsed() >= self.linger {
-                *last_tick = Instant::now();
-                if let Flow::Stop = self.on_tick(ticker, shutdown).await? {
-                    return Ok(Flow::Stop);
-                }
+        }
+        // While frames keep coming the ticker arm of the loop is not reached; keep its
+        // work (progress reports, lingering batches) on schedule here.
+        if last_tick.elapsed() >= self.linger {
+            *last_tick = Instant::now();
+            if let Flow::Stop = self.on_tick(ticker, shutdown).await? {
+                return Ok(Flow::Stop);
             }
         }
         Ok(Flow::Continue)
@@ -728,6 +781,12 @@ impl Session<'_> {
         self.received_lsn.set(wal_end.0 as f64);
         self.received = self.received.max(wal_end);
         let delivered = self.delivered.get();
+        // A streamed transaction still open has changes before `wal_end` that nobody
+        // delivered yet: only commits are confirmed until it ends.
+        if self.spools.any_open() {
+            self.publish_status(false);
+            return;
+        }
         if let Some(lsn) = self.tracker.on_keepalive(wal_end, delivered) {
             self.confirm(lsn);
         }
@@ -911,6 +970,9 @@ impl Session<'_> {
                 self.transaction_metadata(false, lsn);
                 self.on_commit(c.end_lsn, c.commit_time.0);
             }
+            PgOutputMessage::StreamStart(_)
+            | PgOutputMessage::StreamStop
+            | PgOutputMessage::StreamAbort(_) => self.on_stream_control(lsn, &msg)?,
             other => {
                 return Err(PgError::Protocol {
                     lsn,
