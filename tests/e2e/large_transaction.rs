@@ -534,3 +534,147 @@ async fn auto_stays_off_and_on_is_refused_before_14() {
     walrus.interrupt();
     assert!(walrus.wait(Duration::from_secs(60)).success());
 }
+
+/// GET `/status` on walrus's admin server: `progress.delivered_records`.
+async fn delivered_records(port: u16) -> Option<u64> {
+    let body: Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/status"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["progress"]["delivered_records"].as_u64()
+}
+
+/// The numbers of docs/benchmarks.md ("Large transaction: streaming on vs off"): one
+/// transaction of `WALRUS_STREAMING_BENCH_ROWS` rows (default 2,000,000) into the null sink,
+/// with `streaming` off and then on, in the same run on the same cluster (PostgreSQL's
+/// default `logical_decoding_work_mem`, 64 MB): the time from COMMIT to the last delivered
+/// event (`/status`, published every 200 ms) and to the confirmed commit, and what
+/// PostgreSQL spilled to `pg_replslot` or streamed (`pg_stat_replication_slots`). Ignored in
+/// the ordinary run (minutes, and GBs of WAL); run it with
+/// `cargo nextest run --test e2e --run-ignored only streaming_on_vs_off_numbers --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: minutes and GBs of WAL"]
+async fn streaming_on_vs_off_numbers() {
+    let rows: i64 = std::env::var("WALRUS_STREAMING_BENCH_ROWS")
+        .ok()
+        .map(|s| s.parse().expect("a row count"))
+        .unwrap_or(2_000_000);
+    let env = Env::new().await;
+    let c = env.sql().await;
+    c.batch_execute("CREATE TABLE big (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let work_mem: String = c
+        .query_one("SHOW logical_decoding_work_mem", &[])
+        .await
+        .unwrap()
+        .get(0);
+    eprintln!(
+        "PostgreSQL {}, logical_decoding_work_mem {work_mem}, {rows} rows in one transaction",
+        env.cluster.server_version()
+    );
+    eprintln!("| streaming | INSERT (s) | COMMIT → last event delivered (s) | COMMIT → commit confirmed (s) | spill_txns | spill_bytes | stream_txns | stream_bytes | total_bytes | walrus peak RSS (MiB) |");
+    eprintln!("|---|---|---|---|---|---|---|---|---|---|");
+    for mode in ["off", "on"] {
+        let slot = format!("{}_{mode}", env.slot);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = env
+            .config(
+                r#"["public.big"]"#,
+                &format!(
+                    "streaming = \"{mode}\"\nspool_dir = \"{}\"",
+                    env.dir.path().join(format!("spool-{mode}")).display()
+                ),
+            )
+            .replace(&env.slot, &slot)
+            .replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+            .replace(
+                &format!("type = \"file\"\npath = \"{}\"", env.out_path().display()),
+                "type = \"null\"",
+            );
+        assert!(text.contains("type = \"null\""));
+        let cfg = env.write_config(&text);
+        let mut walrus = start_streaming(&cfg, mode == "on").await;
+        c.execute("SELECT pg_stat_reset_replication_slot($1)", &[&slot])
+            .await
+            .unwrap();
+        let tx = env.sql().await;
+        tx.batch_execute("BEGIN").await.unwrap();
+        let t0 = Instant::now();
+        insert(&tx, 1, rows).await;
+        let insert_s = t0.elapsed().as_secs_f64();
+        let commit = Instant::now();
+        tx.batch_execute("COMMIT").await.unwrap();
+        let end = current_lsn(&c).await;
+        let mut delivered_s = None;
+        let mut confirmed_s = None;
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        while delivered_s.is_none() || confirmed_s.is_none() {
+            assert!(Instant::now() < deadline, "not delivered within an hour");
+            assert!(walrus.is_running(), "walrus exited:\n{}", walrus.log());
+            if delivered_s.is_none() && delivered_records(port).await.unwrap_or(0) >= rows as u64 {
+                delivered_s = Some(commit.elapsed().as_secs_f64());
+            }
+            if confirmed_s.is_none() {
+                let confirmed: Option<String> = c
+                    .query_one(
+                        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                        &[&slot],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if confirmed.is_some_and(|l| parse_lsn(&l) >= end) {
+                    confirmed_s = Some(commit.elapsed().as_secs_f64());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let peak_mib = walrus.peak_rss_kib().unwrap_or(0) / 1024;
+        // The walsender reports its statistics after the transaction; wait for them.
+        let mut stats = (0i64, 0i64, 0i64, 0i64, 0i64);
+        for _ in 0..100 {
+            let r = c
+                .query_one(
+                    "SELECT spill_txns, spill_bytes, stream_txns, stream_bytes, total_bytes \
+                     FROM pg_stat_replication_slots WHERE slot_name = $1",
+                    &[&slot],
+                )
+                .await
+                .unwrap();
+            stats = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+            if stats.4 > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!(
+            "| {mode} | {insert_s:.1} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {peak_mib} |",
+            delivered_s.unwrap(),
+            confirmed_s.unwrap(),
+            stats.0,
+            stats.1,
+            stats.2,
+            stats.3,
+            stats.4
+        );
+        walrus.interrupt();
+        assert!(walrus.wait(Duration::from_secs(120)).success());
+        c.execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await
+            .unwrap();
+        c.batch_execute("TRUNCATE big; CHECKPOINT").await.unwrap();
+    }
+}
