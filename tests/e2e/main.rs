@@ -7,6 +7,7 @@ mod avro;
 mod check;
 mod compat;
 mod compat_transforms;
+mod compat_types;
 mod crash;
 mod dual_write;
 mod events;

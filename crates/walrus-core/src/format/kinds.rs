@@ -216,9 +216,17 @@ pub(crate) fn kind_of_oid(type_oid: u32, type_modifier: i32, opts: &JsonOptions)
         },
         TIMETZ => Kind::ZonedTime,
         POINT => Kind::Point,
-        TSVECTOR => Kind::Str(Some("io.debezium.data.TsVector")),
+        // Debezium's `TsVector.LOGICAL_NAME`, spelled so.
+        TSVECTOR => Kind::Str(Some("io.debezium.data.Tsvector")),
         _ => Kind::Str(None),
     }
+}
+
+/// Whether an array's elements are optional in the Connect schema: Debezium builds enum
+/// arrays as `SchemaBuilder.array(Enum.builder(..))`, whose items are required; every other
+/// element schema it builds is optional.
+pub(crate) fn array_items_optional(elem: &Kind) -> bool {
+    !matches!(elem, Kind::Enum(_))
 }
 
 /// The value Debezium writes for a required (`NOT NULL`) column whose value is missing, as

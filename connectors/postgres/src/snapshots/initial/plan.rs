@@ -63,16 +63,31 @@ pub(super) async fn plan_tables(
         key: "routes",
         message: e.to_string(),
     })?;
+    // Without publish_via_partition_root a publication that holds a partitioned table lists
+    // its partitions in pg_publication_tables, under their own names: a partition is
+    // selected when its root is (walrus's publications hold roots, never partitions).
+    // `pg_partition_root` exists from 12; partitioned tables are published from 13.
+    let root = if crate::server::server_num(client).await? >= crate::server::ServerInfo::num_of(13)
+    {
+        "(SELECT rn.nspname::text || '.' || r.relname::text FROM pg_class r
+            JOIN pg_namespace rn ON rn.oid = r.relnamespace
+           WHERE c.relispartition AND r.oid = pg_partition_root(c.oid))"
+    } else {
+        "NULL::text"
+    };
     let rows = client
         .query(
-            "SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text,
+            &format!(
+                "SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text,
                     c.relfilenode, c.relkind::text, c.reltuples::float8,
-                    (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8
+                    (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8,
+                    {root}
                FROM pg_publication_tables pt
                JOIN pg_namespace n ON n.nspname = pt.schemaname
                JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
               WHERE pt.pubname = $1
-              ORDER BY 2, 3",
+              ORDER BY 2, 3"
+            ),
             &[&config.source.publication],
         )
         .await
@@ -89,7 +104,11 @@ pub(super) async fn plan_tables(
         let oid: u32 = r.get(0);
         let schema: String = r.get(1);
         let name: String = r.get(2);
-        if !config.table_selected(&schema, &name) {
+        let root_selected = r
+            .get::<_, Option<String>>(8)
+            .and_then(|q| q.split_once('.').map(|(s, t)| config.table_selected(s, t)))
+            .unwrap_or(false);
+        if !config.table_selected(&schema, &name) && !root_selected {
             continue;
         }
         let identity =

@@ -371,13 +371,15 @@ impl ValueWriter<'_> {
         }
     }
 
-    /// The elements in row-major order as one Avro array of optional elements: the schema
-    /// has one level of items, so a multi-dimensional array is flattened.
+    /// The elements in row-major order as one Avro array (of optional elements but for
+    /// enums, as the schema says): the schema has one level of items, so a
+    /// multi-dimensional array is flattened.
     fn array(&mut self, out: &mut Vec<u8>, elem: &Kind, a: &PgArray) {
         if !a.elements.is_empty() {
             long(out, a.elements.len() as i64);
+            let optional = crate::format::kinds::array_items_optional(elem);
             for v in &a.elements {
-                self.write(out, elem, true, v);
+                self.write(out, elem, optional, v);
             }
         }
         long(out, 0);

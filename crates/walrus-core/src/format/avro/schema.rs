@@ -142,7 +142,11 @@ pub(crate) fn connect_schema(kind: &Kind, optional: bool, opts: &JsonOptions) ->
         Kind::Enum(allowed) => {
             logical(T::String, "io.debezium.data.Enum").param("allowed", allowed)
         }
-        Kind::Array(elem) => s(T::Array(Box::new(connect_schema(elem, true, opts)))),
+        Kind::Array(elem) => s(T::Array(Box::new(connect_schema(
+            elem,
+            crate::format::kinds::array_items_optional(elem),
+            opts,
+        )))),
         Kind::Struct(fields) => s(T::Struct(
             fields
                 .iter()

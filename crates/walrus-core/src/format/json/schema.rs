@@ -18,7 +18,7 @@ pub(super) fn write_field_schema(
     match kind {
         Kind::Array(elem) => {
             out.extend_from_slice(b",\"items\":");
-            write_field_schema(out, elem, true, opts);
+            write_field_schema(out, elem, array_items_optional(elem), opts);
             out.push(b'}');
         }
         Kind::Struct(fields) => {

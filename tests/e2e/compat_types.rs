@@ -1,0 +1,466 @@
+//! More of the comparison with Debezium itself (docs/compat.md, "How it is checked"): the type
+//! zoo under every handling mode, `ALTER TABLE` in the middle of the stream, and a partitioned
+//! table with `publish_via_partition_root` on and off.
+//!
+//! ```text
+//!                 ┌─ walrus   (prefix <run>_m1, modes of set 1) ─▶ <run>_m1.public.zoo …
+//! PostgreSQL ─────┤  … one pair per mode set …                            │ compared
+//!  one workload   └─ Debezium (same prefix and modes, RegexRouter) ─▶ dbz.<run>_m1.public.zoo …
+//! ```
+//!
+//! Kafka Connect is one JVM: all of Debezium's connectors (one per mode set, each with its
+//! own slot, publication and topic prefix) run on one worker, so the test pays for one start.
+//! Each mode set has a walrus beside it with the same handling modes. Between them the sets
+//! cover every value of `decimal.handling.mode` (precise, double, string),
+//! `time.precision.mode` (adaptive, adaptive_time_microseconds, connect),
+//! `binary.handling.mode` (base64, base64-url-safe, hex; bytes is compat.rs's),
+//! `interval.handling.mode` (numeric, string) and `hstore.handling.mode` (json, map). All run
+//! with schemas on, so the Connect schemas are compared too. The records are compared as in
+//! compat.rs, with the same normalisation and the same list of known differences.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use walrus_testkit::debezium::POSTGRES_CONNECTOR;
+use walrus_testkit::{unique_name, KafkaBroker, KafkaConnect};
+
+use crate::common::*;
+use crate::compat::{by_partition, describe, difference, read_all, Record, PARTITIONS};
+use crate::types::{create_zoo, insert_zoo_rows};
+
+/// One set of handling modes, as (Debezium key, Debezium value, walrus `[format]` key, walrus
+/// value), and whether the publication publishes partitions as their root.
+struct ModeSet {
+    name: &'static str,
+    modes: &'static [(&'static str, &'static str, &'static str, &'static str)],
+    via_root: bool,
+}
+
+const MODE_SETS: &[ModeSet] = &[
+    ModeSet {
+        name: "m1",
+        modes: &[
+            (
+                "decimal.handling.mode",
+                "double",
+                "decimal_handling_mode",
+                "double",
+            ),
+            (
+                "time.precision.mode",
+                "adaptive_time_microseconds",
+                "time_precision_mode",
+                "adaptive_time_microseconds",
+            ),
+            (
+                "binary.handling.mode",
+                "base64",
+                "binary_handling_mode",
+                "base64",
+            ),
+            (
+                "interval.handling.mode",
+                "string",
+                "interval_handling_mode",
+                "string",
+            ),
+            ("hstore.handling.mode", "map", "hstore_handling_mode", "map"),
+        ],
+        via_root: true,
+    },
+    ModeSet {
+        name: "m2",
+        modes: &[
+            (
+                "decimal.handling.mode",
+                "string",
+                "decimal_handling_mode",
+                "string",
+            ),
+            (
+                "time.precision.mode",
+                "connect",
+                "time_precision_mode",
+                "connect",
+            ),
+            ("binary.handling.mode", "hex", "binary_handling_mode", "hex"),
+            (
+                "interval.handling.mode",
+                "numeric",
+                "interval_handling_mode",
+                "numeric",
+            ),
+            (
+                "hstore.handling.mode",
+                "json",
+                "hstore_handling_mode",
+                "json",
+            ),
+        ],
+        via_root: false,
+    },
+    ModeSet {
+        name: "m3",
+        modes: &[
+            (
+                "decimal.handling.mode",
+                "precise",
+                "decimal_handling_mode",
+                "precise",
+            ),
+            (
+                "time.precision.mode",
+                "adaptive",
+                "time_precision_mode",
+                "adaptive",
+            ),
+            (
+                "binary.handling.mode",
+                "base64-url-safe",
+                "binary_handling_mode",
+                "base64-url-safe",
+            ),
+            (
+                "interval.handling.mode",
+                "string",
+                "interval_handling_mode",
+                "string",
+            ),
+            (
+                "hstore.handling.mode",
+                "json",
+                "hstore_handling_mode",
+                "json",
+            ),
+        ],
+        via_root: false,
+    },
+];
+
+/// Zoo columns left out of the comparison, each for a difference docs/compat.md lists with
+/// its reason: Debezium drops columns of types it does not know (`include.unknown.datatypes`
+/// is off by default) where walrus writes PostgreSQL's text; it writes `infinity` dates and
+/// timestamps as clamped numbers, multi-dimensional arrays as nulls or Java object names, a
+/// numeric array holding NaN as null, a BC date as the AD one in one of its paths, and a
+/// `name` column as null in one of them.
+const NOT_COMPARED: &[&str] = &[
+    // Types Debezium does not know: geometric (but point), composite, multiranges, pg_lsn,
+    // regclass, tsquery, xid.
+    "bx", "ci", "comp", "dmr", "imr", "li", "ls", "lsn", "pa", "pg", "rc", "tq", "xi",
+    // Values Debezium renders differently (docs/compat.md).
+    "dinf", "tsinf", "ia", "ta", "na", "d", "nm",
+];
+
+/// Besides the zoo: a table whose shape changes mid-stream and a partitioned table.
+const SCHEMA: &str = "
+CREATE TABLE evo (id int PRIMARY KEY, a text);
+INSERT INTO evo VALUES (1, 'one');
+CREATE TABLE zzmeas (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE zzmeas_2024 PARTITION OF zzmeas FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE zzmeas_2025 PARTITION OF zzmeas FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+INSERT INTO zzmeas VALUES (1, '2024-06-01', 'a'), (2, '2025-06-01', 'b');
+";
+
+/// Snapshot records per side: 3 zoo rows, 1 evo row, 2 zzmeas rows.
+const SNAPSHOT_ROWS: usize = 6;
+
+/// After both snapshots: the zoo's rows again through the stream (a key change re-inserts
+/// every value, and deletes them with a key-only before image), ALTER TABLE between changes
+/// (ADD COLUMN, SET/DROP NOT NULL, DROP COLUMN), and changes on both partitions, one moving a
+/// row across them.
+///
+/// Both connectors read `NOT NULL` from the catalog when a Relation message arrives, that is
+/// *now*, not as of the change: a `SET NOT NULL` committed before a connector decoded the
+/// earlier changes would show in their schemas. So before each nullability change the test
+/// waits until every side delivered the given number of `evo` records.
+const WORKLOAD: &[(&str, Option<usize>)] = &[
+    ("UPDATE zoo SET id = id + 10", None),
+    ("INSERT INTO evo VALUES (2, 'two')", None),
+    ("ALTER TABLE evo ADD COLUMN b int", None),
+    ("INSERT INTO evo VALUES (3, 'three', 3)", None),
+    ("UPDATE evo SET a = 'uno' WHERE a IS NULL OR id = 1", None),
+    ("ALTER TABLE evo ALTER COLUMN a SET NOT NULL", Some(4)),
+    ("INSERT INTO evo VALUES (4, 'four', 4)", None),
+    ("DELETE FROM evo WHERE id = 2", None),
+    ("ALTER TABLE evo DROP COLUMN b", None),
+    ("INSERT INTO evo VALUES (5, 'five')", None),
+    ("ALTER TABLE evo ALTER COLUMN a DROP NOT NULL", Some(8)),
+    ("INSERT INTO evo VALUES (6, NULL)", None),
+    ("DELETE FROM evo WHERE id = 3", None),
+    (
+        "INSERT INTO zzmeas VALUES (3, '2024-07-01', 'c'), (4, '2025-07-01', 'd')",
+        None,
+    ),
+    ("UPDATE zzmeas SET v = 'aa' WHERE id = 1", None),
+    ("UPDATE zzmeas SET at = '2025-08-01' WHERE id = 3", None),
+    ("DELETE FROM zzmeas WHERE id = 2", None),
+];
+
+const END_MARKER: &str = "SELECT pg_logical_emit_message(true, 'compat-end', 'end')";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn types_modes_schema_changes_and_partitions_match_debezium() {
+    let broker = KafkaBroker::shared().expect("the shared Kafka broker");
+    let env = Env::new().await;
+    let sql = env.sql().await;
+    create_zoo(&sql, NOT_COMPARED).await;
+    insert_zoo_rows(&sql, NOT_COMPARED).await;
+    sql.batch_execute(SCHEMA).await.expect("schema");
+    let run = unique_name("cmt");
+
+    let connect = KafkaConnect::start(&broker.bootstrap()).expect("Kafka Connect");
+    let port = env.cluster.port().to_string();
+    let partitions = PARTITIONS.to_string();
+    let mut walruses = Vec::new();
+    for set in MODE_SETS {
+        let prefix = format!("{run}_{}", set.name);
+        let slot = format!("{prefix}_dbz");
+        let tables: &[&str] = if set.via_root {
+            &["public.zoo", "public.evo", "public.zzmeas"]
+        } else {
+            &[
+                "public.zoo",
+                "public.evo",
+                "public.zzmeas_2024",
+                "public.zzmeas_2025",
+            ]
+        };
+        let include = tables.join(",");
+        // walrus selects tables, never partitions (operations/setup.rs): its publication holds
+        // the root either way, and without via_root the changes arrive under the partitions'
+        // names (docs/compat.md).
+        let walrus_tables = ["public.zoo", "public.evo", "public.zzmeas"];
+        let mut config: Vec<(&str, &str)> = vec![
+            ("connector.class", POSTGRES_CONNECTOR),
+            ("database.hostname", "127.0.0.1"),
+            ("database.port", &port),
+            ("database.user", "postgres"),
+            ("database.password", "unused"),
+            ("database.dbname", &env.db),
+            ("topic.prefix", &prefix),
+            ("plugin.name", "pgoutput"),
+            ("slot.name", &slot),
+            ("publication.name", &slot),
+            ("publication.autocreate.mode", "filtered"),
+            ("table.include.list", &include),
+            ("skipped.operations", "none"),
+            (
+                "publish.via.partition.root",
+                if set.via_root { "true" } else { "false" },
+            ),
+            (
+                "key.converter",
+                "org.apache.kafka.connect.json.JsonConverter",
+            ),
+            ("key.converter.schemas.enable", "true"),
+            (
+                "value.converter",
+                "org.apache.kafka.connect.json.JsonConverter",
+            ),
+            ("value.converter.schemas.enable", "true"),
+            ("topic.creation.default.partitions", &partitions),
+            ("topic.creation.default.replication.factor", "1"),
+            ("transforms", "rename"),
+            (
+                "transforms.rename.type",
+                "org.apache.kafka.connect.transforms.RegexRouter",
+            ),
+            ("transforms.rename.regex", "(.*)"),
+            ("transforms.rename.replacement", "dbz.$1"),
+        ];
+        config.extend(set.modes.iter().map(|(k, v, _, _)| (*k, *v)));
+        connect
+            .add_connector(&slot, &config)
+            .expect("Debezium connector");
+
+        let format: String = set
+            .modes
+            .iter()
+            .map(|(_, _, k, v)| format!("{k} = \"{v}\"\n"))
+            .collect();
+        let path = env.dir.path().join(format!("{prefix}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"topic_prefix = "{prefix}"
+[source]
+url = "{url}"
+slot = "{prefix}_walrus"
+publication = "{prefix}_walrus"
+publish_via_partition_root = {via_root}
+tables = {walrus_tables:?}
+status_interval_ms = 200
+[format]
+schemas_enable = true
+{format}
+[snapshot]
+workers = 1
+[heartbeat]
+enabled = false
+[admin]
+listen = "127.0.0.1:0"
+[sink]
+type = "kafka"
+brokers = "{bootstrap}"
+[sink.topic_creation]
+partitions = {PARTITIONS}
+replication_factor = 1
+"#,
+                url = env.cluster.url(&env.db),
+                bootstrap = broker.bootstrap(),
+                via_root = set.via_root,
+            ),
+        )
+        .expect("walrus config");
+        walruses.push((prefix, Walrus::start(&path)));
+    }
+
+    let bootstrap = broker.bootstrap();
+    let prefixes: Vec<String> = walruses.iter().map(|(p, _)| p.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let records = read_all(&bootstrap, &run, Duration::from_secs(2));
+        let done = prefixes.iter().all(|p| {
+            let count = |side: &str| records.iter().filter(|r| r.topic.starts_with(side)).count();
+            count(&format!("{p}.")) >= SNAPSHOT_ROWS && count(&format!("dbz.{p}.")) >= SNAPSHOT_ROWS
+        });
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the snapshots did not arrive: {:?}; Connect errors:\n{}",
+            per_topic(&records),
+            connect_errors(&connect),
+        );
+    }
+
+    for (statement, wait_for) in WORKLOAD {
+        if let Some(n) = wait_for {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let records = read_all(&bootstrap, &run, Duration::from_millis(500));
+                let evo = |side: String| records.iter().filter(|r| r.topic == side).count();
+                if prefixes.iter().all(|p| {
+                    evo(format!("{p}.public.evo")) >= *n && evo(format!("dbz.{p}.public.evo")) >= *n
+                }) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{n} evo records did not arrive before `{statement}`: {:?}",
+                    per_topic(&records)
+                );
+            }
+        }
+        sql.batch_execute(statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    sql.batch_execute(END_MARKER).await.expect("end marker");
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let records = loop {
+        let records = read_all(&bootstrap, &run, Duration::from_secs(3));
+        let ended = |side: String| {
+            records.iter().any(|r| {
+                r.topic == side
+                    && r.value
+                        .as_deref()
+                        .is_some_and(|v| String::from_utf8_lossy(v).contains("compat-end"))
+            })
+        };
+        if prefixes
+            .iter()
+            .all(|p| ended(format!("{p}.message")) && ended(format!("dbz.{p}.message")))
+        {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the end marker did not arrive on every side: {:?}; Connect errors:\n{}",
+            per_topic(&records),
+            connect_errors(&connect),
+        );
+    };
+
+    let (differences, compared) = compare(&records, &prefixes);
+    assert!(
+        differences.is_empty(),
+        "{} of {compared} compared records differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    // Per set: 6 snapshot records, 3×(delete, tombstone, create) for the zoo's key change,
+    // 10 evo records (2 deletes with tombstones), 8 zzmeas records (a delete with its
+    // tombstone, a row moved across partitions as delete, tombstone, create) and the end
+    // marker.
+    assert!(compared >= 3 * 34, "only {compared} records compared");
+    // The partitions were seen as their root with via_root, as themselves without.
+    let topics: BTreeSet<&str> = records.iter().map(|r| r.topic.as_str()).collect();
+    assert!(topics.contains(format!("{}.public.zzmeas", prefixes[0]).as_str()));
+    assert!(topics.contains(format!("{}.public.zzmeas_2024", prefixes[1]).as_str()));
+    for (_, mut walrus) in walruses {
+        walrus.interrupt();
+        walrus.wait(Duration::from_secs(30));
+    }
+}
+
+/// Compares walrus's and Debezium's records of each prefix per topic and partition, in
+/// order; returns the differences and the number of records compared.
+fn compare(records: &[Record], prefixes: &[String]) -> (Vec<String>, usize) {
+    let mut differences = Vec::new();
+    let mut compared = 0;
+    for prefix in prefixes {
+        let walrus = by_partition(records, &format!("{prefix}."), "");
+        let debezium = by_partition(records, &format!("dbz.{prefix}."), "dbz.");
+        let places: BTreeSet<_> = walrus.keys().chain(debezium.keys()).cloned().collect();
+        for place in places {
+            let empty = Vec::new();
+            let ours = walrus.get(&place).unwrap_or(&empty);
+            let theirs = debezium.get(&place).unwrap_or(&empty);
+            if ours.len() != theirs.len() {
+                differences.push(format!(
+                    "{} partition {}: walrus wrote {} records, Debezium {}:\n  walrus:   {:?}\n  Debezium: {:?}",
+                    place.0,
+                    place.1,
+                    ours.len(),
+                    theirs.len(),
+                    ours.iter().map(describe).collect::<Vec<_>>(),
+                    theirs.iter().map(describe).collect::<Vec<_>>(),
+                ));
+                continue;
+            }
+            for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+                compared += 1;
+                if let Some(d) = difference(a, b) {
+                    differences.push(format!("{} partition {} record {i}: {d}", place.0, place.1));
+                }
+            }
+        }
+    }
+    (differences, compared)
+}
+
+/// Records per topic, for failure messages.
+fn per_topic(records: &[Record]) -> std::collections::BTreeMap<&str, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in records {
+        *out.entry(r.topic.as_str()).or_default() += 1;
+    }
+    out
+}
+
+/// The Connect worker's ERROR lines and what follows each (the exception), for failure
+/// messages.
+fn connect_errors(connect: &KafkaConnect) -> String {
+    let log = connect.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains(" ERROR ") {
+            out.extend(lines[i..(i + 12).min(lines.len())].iter().copied());
+        }
+    }
+    out.join("\n")
+}
