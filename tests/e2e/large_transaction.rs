@@ -172,9 +172,11 @@ fn plain(log: &str) -> String {
     out
 }
 
+/// Where the next WAL record goes: past every committed transaction (`pg_current_wal_lsn`
+/// is the write position, which may lag behind a commit with `synchronous_commit` off).
 async fn current_lsn(c: &tokio_postgres::Client) -> u64 {
     let s: String = c
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await
         .unwrap()
         .get(0);
