@@ -270,7 +270,17 @@ impl Converter {
     ) -> Result<UpdateOutcome, ConvertError> {
         let entry = self.table(m.rel_id)?;
         let before = m.old.as_ref().map(|o| self.old_row(entry, o)).transpose()?;
-        let after = self.row(entry, &m.new, false)?;
+        let mut after = self.row(entry, &m.new, false)?;
+        // An unchanged TOASTed value is not in the new tuple; under REPLICA IDENTITY FULL the
+        // old tuple carries it (PostgreSQL inlines it there), so it is taken from there, as
+        // Debezium does. Without it (other identities, a NULL old value) the placeholder stays.
+        if let Some(old) = before.as_ref().filter(|b| !b.key_only) {
+            for (new, old) in after.values.iter_mut().zip(&old.values) {
+                if *new == Value::Unavailable && !matches!(old, Value::Null | Value::Unavailable) {
+                    *new = old.clone();
+                }
+            }
+        }
         if let Some(old) = before
             .as_ref()
             .filter(|b| primary_key_changed(&entry.table, b, &after))
@@ -408,6 +418,42 @@ mod tests {
         );
         c.observe(&relation(identity, flags));
         c
+    }
+
+    #[test]
+    fn unchanged_toast_is_taken_from_the_full_old_tuple() {
+        let c = converter(RelIdentity::Full, [1, 1, 1], &["id"]);
+        let unchanged = |old: Option<&'static str>| Update {
+            xid: None,
+            rel_id: 7,
+            old: Some(OldTuple::Full(tuple([Some("1"), old, Some("3")]))),
+            new: TupleData {
+                columns: vec![
+                    ColumnData::Text(Bytes::from_static(b"1")),
+                    ColumnData::UnchangedToast,
+                    ColumnData::Text(Bytes::from_static(b"4")),
+                ],
+            },
+        };
+        match c
+            .update(&unchanged(Some("2")), SourcePosition::default())
+            .unwrap()
+        {
+            UpdateOutcome::Update(ev) => {
+                assert_eq!(ev.after.unwrap().values[1], Value::Int32(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A NULL old value is no value to take: the placeholder stays, as in Debezium.
+        match c
+            .update(&unchanged(None), SourcePosition::default())
+            .unwrap()
+        {
+            UpdateOutcome::Update(ev) => {
+                assert_eq!(ev.after.unwrap().values[1], Value::Unavailable);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
