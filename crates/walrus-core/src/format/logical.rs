@@ -203,44 +203,59 @@ pub(crate) fn micro_duration(months: i32, days: i32, micros: i64) -> i64 {
     (number_of_seconds * 1e6) as i64
 }
 
-fn push2(out: &mut String, v: u32) {
-    out.push(char::from(b'0' + (v / 10 % 10) as u8));
-    out.push(char::from(b'0' + (v % 10) as u8));
+/// Appends what `write` writes to `out`: the String forms of the writers below, for the
+/// Avro encoder's text scratch. The writers emit ASCII only.
+fn to_string(out: &mut String, write: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::mem::take(out).into_bytes();
+    write(&mut bytes);
+    *out = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
 }
 
-/// `YYYY-MM-DD` as Java's `ISO_LOCAL_DATE`: at least four year digits, `+` above 9999.
-pub(crate) fn iso_date(out: &mut String, days: i64) {
+fn push2(out: &mut Vec<u8>, v: u32) {
+    out.push(b'0' + (v / 10 % 10) as u8);
+    out.push(b'0' + (v % 10) as u8);
+}
+
+fn write_int(out: &mut Vec<u8>, v: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// `YYYY-MM-DD` as Java's `DateTimeFormatter.ISO_LOCAL_DATE` writes it: at least four year
+/// digits, `+` above 9999, `-` before year 0.
+pub(crate) fn write_iso_date(out: &mut Vec<u8>, days: i64) {
     let (y, m, d) = civil_from_days(days);
     if y > 9999 {
-        out.push('+');
+        out.push(b'+');
     } else if y < 0 {
-        out.push('-');
+        out.push(b'-');
     }
     let ya = y.unsigned_abs();
-    let s = ya.to_string();
-    for _ in s.len()..4 {
-        out.push('0');
-    }
-    out.push_str(&s);
-    out.push('-');
+    let digits = ya.checked_ilog10().map_or(1, |l| l as usize + 1);
+    out.extend(std::iter::repeat_n(b'0', 4usize.saturating_sub(digits)));
+    write_int(out, ya);
+    out.push(b'-');
     push2(out, m);
-    out.push('-');
+    out.push(b'-');
     push2(out, d);
 }
 
-/// `HH:MM:SS` and the fraction: exactly `width` digits when `width` is 1–9, else trimmed.
-pub(crate) fn iso_time(out: &mut String, micros_of_day: i64, width: u8) {
+/// `HH:MM:SS` then the fraction: exactly `width` digits when `width` is 1–9, else as few as
+/// needed with none for a whole second (Java's `ISO_LOCAL_TIME`).
+pub(crate) fn write_iso_time(out: &mut Vec<u8>, micros_of_day: i64, width: u8) {
     let secs = micros_of_day / MICROS_PER_SECOND;
     let frac = (micros_of_day % MICROS_PER_SECOND) as u32;
     push2(out, (secs / 3600) as u32);
-    out.push(':');
+    out.push(b':');
     push2(out, (secs / 60 % 60) as u32);
-    out.push(':');
+    out.push(b':');
     push2(out, (secs % 60) as u32);
-    fraction(out, frac, width);
+    write_fraction(out, frac, width);
 }
 
-fn fraction(out: &mut String, micros: u32, width: u8) {
+/// `.ffffff` for `micros` (0..1_000_000): `width` digits when `width > 0` (nanosecond digits
+/// past the sixth are zero), otherwise trimmed of trailing zeros and omitted for zero.
+fn write_fraction(out: &mut Vec<u8>, micros: u32, width: u8) {
     let mut digits = [b'0'; 9];
     let mut v = micros;
     for slot in digits[..6].iter_mut().rev() {
@@ -255,54 +270,82 @@ fn fraction(out: &mut String, micros: u32, width: u8) {
             None => return,
         }
     };
-    out.push('.');
-    out.extend(digits[..n].iter().map(|&d| char::from(d)));
+    out.push(b'.');
+    out.extend_from_slice(&digits[..n]);
 }
 
 /// `ZonedTimestamp`: the instant in UTC, `2024-01-02T03:04:05.123456Z`.
-pub(crate) fn zoned_timestamp(out: &mut String, micros: i64, width: u8) {
-    iso_date(out, micros.div_euclid(MICROS_PER_DAY));
-    out.push('T');
-    iso_time(out, micros.rem_euclid(MICROS_PER_DAY), width);
-    out.push('Z');
+pub(crate) fn write_zoned_timestamp(out: &mut Vec<u8>, micros: i64, width: u8) {
+    write_iso_date(out, micros.div_euclid(MICROS_PER_DAY));
+    out.push(b'T');
+    write_iso_time(out, micros.rem_euclid(MICROS_PER_DAY), width);
+    out.push(b'Z');
 }
 
 /// `ZonedTime`: the time of day in UTC, `23:00:00.5Z`.
-pub(crate) fn zoned_time(out: &mut String, micros: i64, offset_secs: i32) {
+pub(crate) fn write_zoned_time(out: &mut Vec<u8>, micros: i64, offset_secs: i32) {
     let utc = (micros - i64::from(offset_secs) * MICROS_PER_SECOND).rem_euclid(MICROS_PER_DAY);
-    iso_time(out, utc, 0);
-    out.push('Z');
+    write_iso_time(out, utc, 0);
+    out.push(b'Z');
 }
 
-/// Debezium's `Interval.toIsoString`: `P1Y2M3DT4H5M6.78S`.
-pub(crate) fn iso_interval(out: &mut String, months: i32, days: i32, micros: i64) {
-    use std::fmt::Write as _;
+/// Debezium's `Interval.toIsoString`: every component, `P1Y2M3DT4H5M6.78S`, with hours,
+/// minutes and seconds carrying the sign of the time part as pgjdbc's `PGInterval` splits it.
+pub(crate) fn write_iso_interval(out: &mut Vec<u8>, months: i32, days: i32, micros: i64) {
     let neg = micros < 0;
     let a = micros.unsigned_abs();
     let hours = a / 3_600_000_000;
     let minutes = a / 60_000_000 % 60;
     let secs = a / 1_000_000 % 60;
     let frac = (a % 1_000_000) as u32;
-    let sign = |v: u64| if neg && v != 0 { "-" } else { "" };
-    let _ = write!(
-        out,
-        "P{}Y{}M{}DT{}{}H{}{}M{}{}",
-        months / 12,
-        months % 12,
-        days,
-        sign(hours),
-        hours,
-        sign(minutes),
-        minutes,
-        if neg && (secs != 0 || frac != 0) {
-            "-"
-        } else {
-            ""
-        },
-        secs
-    );
-    fraction(out, frac, 0);
-    out.push('S');
+    out.push(b'P');
+    write_int(out, months / 12);
+    out.push(b'Y');
+    write_int(out, months % 12);
+    out.push(b'M');
+    write_int(out, days);
+    out.extend_from_slice(b"DT");
+    let signed = |out: &mut Vec<u8>, v: u64| {
+        if neg && v != 0 {
+            out.push(b'-');
+        }
+        write_int(out, v);
+    };
+    signed(out, hours);
+    out.push(b'H');
+    signed(out, minutes);
+    out.push(b'M');
+    if neg && (secs != 0 || frac != 0) {
+        out.push(b'-');
+    }
+    write_int(out, secs);
+    write_fraction(out, frac, 0);
+    out.push(b'S');
+}
+
+/// [`write_iso_date`] into a `String`.
+pub(crate) fn iso_date(out: &mut String, days: i64) {
+    to_string(out, |b| write_iso_date(b, days));
+}
+
+/// [`write_iso_time`] into a `String`.
+pub(crate) fn iso_time(out: &mut String, micros_of_day: i64, width: u8) {
+    to_string(out, |b| write_iso_time(b, micros_of_day, width));
+}
+
+/// [`write_zoned_timestamp`] into a `String`.
+pub(crate) fn zoned_timestamp(out: &mut String, micros: i64, width: u8) {
+    to_string(out, |b| write_zoned_timestamp(b, micros, width));
+}
+
+/// [`write_zoned_time`] into a `String`.
+pub(crate) fn zoned_time(out: &mut String, micros: i64, offset_secs: i32) {
+    to_string(out, |b| write_zoned_time(b, micros, offset_secs));
+}
+
+/// [`write_iso_interval`] into a `String`.
+pub(crate) fn iso_interval(out: &mut String, months: i32, days: i32, micros: i64) {
+    to_string(out, |b| write_iso_interval(b, months, days, micros));
 }
 
 /// Debezium's `Bits` bytes: the bit string as a binary number, little-endian, as

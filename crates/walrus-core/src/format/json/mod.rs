@@ -97,8 +97,8 @@ use crate::format::kinds::*;
 #[cfg(test)]
 use crate::format::logical::DAYS_PER_MONTH_AVG;
 use crate::format::logical::{
-    micro_duration, special_numeric as is_special_numeric, split_decimal, twos_complement,
-    unscaled_digits, MICROS_PER_DAY, MICROS_PER_SECOND,
+    self, micro_duration, special_numeric as is_special_numeric, split_decimal, twos_complement,
+    unscaled_digits, write_iso_date, write_iso_time, MICROS_PER_DAY, MICROS_PER_SECOND,
 };
 use schema::*;
 use transaction::write_transaction_block;
@@ -117,7 +117,9 @@ pub use crate::config::{
 };
 use crate::event::{ChangeEvent, Op, Row, Table};
 use crate::lsn::Lsn;
-use crate::time::{civil_from_days, now_us};
+#[cfg(test)]
+use crate::time::civil_from_days;
+use crate::time::now_us;
 use crate::value::{PgArray, Value};
 
 /// Debezium's default `unavailable.value.placeholder`.

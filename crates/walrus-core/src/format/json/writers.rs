@@ -102,109 +102,16 @@ pub(super) fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-pub(super) fn push2(out: &mut Vec<u8>, v: u32) {
-    out.push(b'0' + (v / 10 % 10) as u8);
-    out.push(b'0' + (v % 10) as u8);
-}
-
-/// `YYYY-MM-DD` as `java.time.format.DateTimeFormatter.ISO_LOCAL_DATE` writes it: at least four
-/// year digits, `+` above 9999, `-` before year 0.
-pub(super) fn write_iso_date(out: &mut Vec<u8>, days: i64) {
-    let (y, m, d) = civil_from_days(days);
-    if y > 9999 {
-        out.push(b'+');
-    } else if y < 0 {
-        out.push(b'-');
-    }
-    let ya = y.unsigned_abs();
-    if ya < 1000 {
-        out.extend(std::iter::repeat_n(b'0', 4 - digits_u64(ya)));
-    }
-    write_int(out, ya);
-    out.push(b'-');
-    push2(out, m);
-    out.push(b'-');
-    push2(out, d);
-}
-
-pub(super) fn digits_u64(v: u64) -> usize {
-    v.checked_ilog10().map_or(1, |l| l as usize + 1)
-}
-
-/// `HH:MM:SS` then the fraction: exactly `width` digits when `width` is 1–9, else as few as
-/// needed with none for a whole second (Java's `ISO_LOCAL_TIME`).
-pub(super) fn write_iso_time(out: &mut Vec<u8>, micros_of_day: i64, width: u8) {
-    let secs = micros_of_day / MICROS_PER_SECOND;
-    let frac = (micros_of_day % MICROS_PER_SECOND) as u32;
-    push2(out, (secs / 3600) as u32);
-    out.push(b':');
-    push2(out, (secs / 60 % 60) as u32);
-    out.push(b':');
-    push2(out, (secs % 60) as u32);
-    write_fraction(out, frac, width);
-}
-
-/// Writes `.ffffff` for `micros` (0..1_000_000): `width` digits when `width > 0` (nanosecond
-/// digits past the sixth are zero), otherwise trimmed of trailing zeros and omitted for zero.
-pub(super) fn write_fraction(out: &mut Vec<u8>, micros: u32, width: u8) {
-    let mut digits = [b'0'; 9];
-    let mut v = micros;
-    for slot in digits[..6].iter_mut().rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    let n = if width > 0 {
-        usize::from(width.min(9))
-    } else {
-        match digits[..6].iter().rposition(|&d| d != b'0') {
-            Some(last) => last + 1,
-            None => return,
-        }
-    };
-    out.push(b'.');
-    out.extend_from_slice(&digits[..n]);
-}
-
-/// ZonedTimestamp: the instant in UTC, `2024-01-02T03:04:05.123456Z`.
+/// ZonedTimestamp as a JSON string: the instant in UTC, `"2024-01-02T03:04:05.123456Z"`.
 pub(super) fn write_zoned_timestamp(out: &mut Vec<u8>, micros: i64, width: u8) {
     out.push(b'"');
-    write_iso_date(out, micros.div_euclid(MICROS_PER_DAY));
-    out.push(b'T');
-    write_iso_time(out, micros.rem_euclid(MICROS_PER_DAY), width);
-    out.extend_from_slice(b"Z\"");
+    logical::write_zoned_timestamp(out, micros, width);
+    out.push(b'"');
 }
 
-/// Interval as Debezium's `Interval.toIsoString`: every component, `P1Y2M3DT4H5M6.78S`,
-/// with hours, minutes and seconds carrying the sign of the time part as pgjdbc's
-/// `PGInterval` splits it.
+/// Interval as a JSON string, as Debezium's `Interval.toIsoString`: `"P1Y2M3DT4H5M6.78S"`.
 pub(super) fn write_iso_interval(out: &mut Vec<u8>, months: i32, days: i32, micros: i64) {
-    let neg = micros < 0;
-    let a = micros.unsigned_abs();
-    let hours = a / 3_600_000_000;
-    let minutes = a / 60_000_000 % 60;
-    let secs = a / 1_000_000 % 60;
-    let frac = (a % 1_000_000) as u32;
-    out.extend_from_slice(b"\"P");
-    write_int(out, months / 12);
-    out.push(b'Y');
-    write_int(out, months % 12);
-    out.push(b'M');
-    write_int(out, days);
-    out.extend_from_slice(b"DT");
-    let signed = |out: &mut Vec<u8>, v: u64| {
-        if neg && v != 0 {
-            out.push(b'-');
-        }
-        write_int(out, v);
-    };
-    signed(out, hours);
-    out.push(b'H');
-    signed(out, minutes);
-    out.push(b'M');
-    if neg && (secs != 0 || frac != 0) {
-        out.push(b'-');
-    }
-    write_int(out, secs);
-    write_fraction(out, frac, 0);
-    out.extend_from_slice(b"S\"");
+    out.push(b'"');
+    logical::write_iso_interval(out, months, days, micros);
+    out.push(b'"');
 }
