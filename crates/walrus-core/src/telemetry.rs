@@ -70,6 +70,11 @@ pub const SNAPSHOT_TABLES_REMAINING: &str = "walrus_snapshot_tables_remaining";
 /// The planner's estimate of a table's rows when its snapshot started, labelled by
 /// `table` (with `walrus_snapshot_rows_total`, the fraction done).
 pub const SNAPSHOT_ESTIMATED_ROWS: &str = "walrus_snapshot_estimated_rows";
+/// Transactions PostgreSQL streamed while they ran (`[source] streaming`), labelled by
+/// `outcome` (`committed` or `aborted`).
+pub const STREAMED_TRANSACTIONS_TOTAL: &str = "walrus_streamed_transactions_total";
+/// Bytes of streamed transactions' messages spooled (memory and files alike).
+pub const SPOOL_BYTES_TOTAL: &str = "walrus_spool_bytes_total";
 
 /// Every metric name walrus records, for documentation checks and tests.
 pub const ALL: &[&str] = &[
@@ -100,6 +105,8 @@ pub const ALL: &[&str] = &[
     SNAPSHOT_ROWS_TOTAL,
     SNAPSHOT_TABLES_REMAINING,
     SNAPSHOT_ESTIMATED_ROWS,
+    STREAMED_TRANSACTIONS_TOTAL,
+    SPOOL_BYTES_TOTAL,
 ];
 
 /// Registers every metric's unit and description. Call once after installing a recorder.
@@ -123,6 +130,16 @@ pub fn describe() {
         SINK_IN_FLIGHT_BYTES,
         Unit::Bytes,
         "Bytes handed to the sink and not yet delivered."
+    );
+    describe_counter!(
+        STREAMED_TRANSACTIONS_TOTAL,
+        Unit::Count,
+        "Transactions PostgreSQL streamed while they ran, by outcome (committed, aborted)."
+    );
+    describe_counter!(
+        SPOOL_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes of streamed transactions' messages spooled until their commit."
     );
     describe_counter!(
         TRANSACTIONS_TOTAL,

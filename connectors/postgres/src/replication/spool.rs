@@ -66,7 +66,7 @@ const FILE_SUFFIX: &str = ".spool";
 
 /// A spool could not be written or read.
 #[derive(Debug, thiserror::Error)]
-#[error("spool of streamed transaction {xid} ({path}): {action}: {source}")]
+#[error("source.spool_dir: spool of streamed transaction {xid} ({path}): {action}: {source}")]
 pub struct SpoolError {
     /// The streamed transaction.
     pub xid: u32,
@@ -82,10 +82,11 @@ pub struct SpoolError {
 impl Classify for SpoolError {
     fn kind(&self) -> ErrorKind {
         match self.source.kind() {
-            // Not going away by itself: the directory is not walrus's to write.
-            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-                ErrorKind::Config
-            }
+            // Not going away by itself: the directory is not walrus's to write, or not a
+            // directory at all.
+            std::io::ErrorKind::PermissionDenied
+            | std::io::ErrorKind::ReadOnlyFilesystem
+            | std::io::ErrorKind::NotADirectory => ErrorKind::Config,
             _ => ErrorKind::Spool,
         }
     }
@@ -799,5 +800,22 @@ mod tests {
             e(std::io::ErrorKind::PermissionDenied).kind(),
             ErrorKind::Config
         );
+        assert!(e(std::io::ErrorKind::StorageFull)
+            .to_string()
+            .starts_with("source.spool_dir: "));
+    }
+
+    #[test]
+    fn a_spool_dir_that_cannot_be_a_directory_is_a_config_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        // Found when a session starts (emptying the directory), before anything streams.
+        let Err(err) = Spools::new(file.join("spool"), 0) else {
+            panic!("expected an error");
+        };
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        assert!(err.to_string().contains("source.spool_dir"), "{err}");
+        assert_eq!(err.kind().class(), walrus_core::error::ErrorClass::Fatal);
     }
 }

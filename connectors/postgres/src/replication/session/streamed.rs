@@ -37,6 +37,7 @@ impl Session<'_> {
     /// Stop: appended to its spool, not decoded yet.
     pub(super) fn spool_message(&mut self, lsn: Lsn, data: &Bytes) -> Result<(), PgError> {
         self.received = self.received.max(lsn);
+        metrics::counter!(walrus_core::telemetry::SPOOL_BYTES_TOTAL).increment(data.len() as u64);
         self.spools.append(lsn, data).map_err(|e| match e {
             AppendError::Io(e) => PgError::Spool(e),
             AppendError::NoStream => PgError::Protocol {
@@ -66,6 +67,11 @@ impl Session<'_> {
             PgOutputMessage::StreamAbort(a) => {
                 let dropped = self.spools.abort(a.xid, a.subxid)?;
                 if a.xid == a.subxid {
+                    metrics::counter!(
+                        walrus_core::telemetry::STREAMED_TRANSACTIONS_TOTAL,
+                        "outcome" => "aborted"
+                    )
+                    .increment(1);
                     tracing::debug!(
                         xid = a.xid,
                         dropped,
@@ -120,6 +126,11 @@ impl Session<'_> {
             });
         }
         let spool = self.spools.commit(xid);
+        metrics::counter!(
+            walrus_core::telemetry::STREAMED_TRANSACTIONS_TOTAL,
+            "outcome" => "committed"
+        )
+        .increment(1);
         if let Some(s) = &spool {
             tracing::debug!(
                 xid,
