@@ -257,3 +257,41 @@ pub struct ChangeEvent {
     /// The message, for [`Op::Message`].
     pub message: Option<LogicalMessage>,
 }
+
+impl ChangeEvent {
+    /// The row a record key is taken from: the old row of a delete, the new row otherwise;
+    /// `None` for truncates and messages.
+    pub fn key_row(&self) -> Option<&Row> {
+        match self.op {
+            Op::Delete => self.before.as_ref(),
+            Op::Truncate | Op::Message => None,
+            Op::Create | Op::Update | Op::Read => self.after.as_ref(),
+        }
+    }
+
+    /// The envelope's `before` and `after` rows: no `before` for inserts and snapshot reads
+    /// (whatever the decoder kept), neither for truncates.
+    pub fn envelope_rows(&self) -> (Option<&Row>, Option<&Row>) {
+        match self.op {
+            Op::Truncate => (None, None),
+            Op::Create | Op::Read => (None, self.after.as_ref()),
+            Op::Update | Op::Delete | Op::Message => (self.before.as_ref(), self.after.as_ref()),
+        }
+    }
+
+    /// The event's table, or for a row event without one (which the decoder never produces)
+    /// a table with no name and no columns, so an encoder still writes a well-formed envelope
+    /// with empty rows rather than fail.
+    pub fn table_or_placeholder(&self) -> &Arc<Table> {
+        static NO_TABLE: std::sync::LazyLock<Arc<Table>> = std::sync::LazyLock::new(|| {
+            Arc::new(Table {
+                id: u32::MAX,
+                schema: String::new(),
+                name: String::new(),
+                columns: Vec::new(),
+                replica_identity: ReplicaIdentity::Default,
+            })
+        });
+        self.table.as_ref().unwrap_or(&NO_TABLE)
+    }
+}

@@ -463,11 +463,7 @@ impl AvroEncoder {
         let Some(table) = &ev.table else {
             return Ok(false);
         };
-        let row = match ev.op {
-            Op::Delete => ev.before.as_ref(),
-            Op::Truncate | Op::Message => None,
-            Op::Create | Op::Update | Op::Read => ev.after.as_ref(),
-        };
+        let row = ev.key_row();
         let (Some(row), false) = (row, key_columns.is_empty()) else {
             return Ok(false);
         };
@@ -558,20 +554,7 @@ impl AvroEncoder {
             self.write_message(ev, tx, now_us, out);
             return Ok(());
         }
-        let no_table;
-        let table = match &ev.table {
-            Some(t) => t,
-            None => {
-                no_table = Arc::new(Table {
-                    id: u32::MAX,
-                    schema: String::new(),
-                    name: String::new(),
-                    columns: Vec::new(),
-                    replica_identity: crate::event::ReplicaIdentity::Default,
-                });
-                &no_table
-            }
-        };
+        let table = ev.table_or_placeholder();
         let AvroEncoder {
             opts,
             registry,
@@ -598,11 +581,7 @@ impl AvroEncoder {
             scratch,
             text,
         };
-        let (before, after) = match ev.op {
-            Op::Truncate => (None, None),
-            Op::Create | Op::Read => (None, ev.after.as_ref()),
-            _ => (ev.before.as_ref(), ev.after.as_ref()),
-        };
+        let (before, after) = ev.envelope_rows();
         write_row(&mut w, out, &entry.fields, before);
         write_row(&mut w, out, &entry.fields, after);
         write_source(

@@ -460,11 +460,7 @@ impl JsonEncoder {
         let Some(table) = &ev.table else {
             return false;
         };
-        let row = match ev.op {
-            Op::Delete => ev.before.as_ref(),
-            Op::Truncate | Op::Message => None,
-            Op::Create | Op::Update | Op::Read => ev.after.as_ref(),
-        };
+        let row = ev.key_row();
         let Some(row) = row else {
             return false;
         };
@@ -545,22 +541,7 @@ impl JsonEncoder {
             self.encode_message(ev, tx, now_us, out);
             return;
         }
-        let no_table;
-        let table = match &ev.table {
-            Some(t) => t,
-            // A row event without a table cannot come from the decoder; write a well-formed
-            // envelope with empty rows rather than fail.
-            None => {
-                no_table = Arc::new(Table {
-                    id: u32::MAX,
-                    schema: String::new(),
-                    name: String::new(),
-                    columns: Vec::new(),
-                    replica_identity: crate::event::ReplicaIdentity::Default,
-                });
-                &no_table
-            }
-        };
+        let table = ev.table_or_placeholder();
         let schemas = self.opts.schemas_enable;
         let JsonEncoder {
             opts,
@@ -585,11 +566,7 @@ impl JsonEncoder {
             placeholder_str,
             placeholder_b64,
         };
-        let (before, after) = match ev.op {
-            Op::Truncate => (None, None),
-            Op::Create | Op::Read => (None, ev.after.as_ref()),
-            _ => (ev.before.as_ref(), ev.after.as_ref()),
-        };
+        let (before, after) = ev.envelope_rows();
         out.extend_from_slice(b"{\"before\":");
         w.write_row(out, &entry.fields, before, digits, bytes);
         out.extend_from_slice(b",\"after\":");
