@@ -512,7 +512,8 @@ async fn spawn_observability(
     }
     if config.heartbeat.enabled {
         tokio::spawn(walrus_postgres::replication::heartbeat::run(
-            config.clone(),
+            config.source.clone(),
+            config.heartbeat.clone(),
             stop_rx.clone(),
         ));
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 use tracing::Instrument;
-use walrus_core::config::Config;
+use walrus_core::config::{HeartbeatConfig, SourceConfig};
 use walrus_core::status::Status;
 use walrus_core::telemetry;
 
@@ -33,7 +33,7 @@ use crate::conn::ConnParams;
 /// and runs the action query, if any.
 pub async fn beat(
     client: &Client,
-    config: &Config,
+    heartbeat: &HeartbeatConfig,
     message: bool,
 ) -> Result<(), tokio_postgres::Error> {
     let now_us = std::time::SystemTime::now()
@@ -45,11 +45,11 @@ pub async fn beat(
         client
             .execute(
                 "SELECT pg_logical_emit_message(false, $1::text, $2::text)",
-                &[&config.heartbeat.prefix, &now_us],
+                &[&heartbeat.prefix, &now_us],
             )
             .await?;
     }
-    if let Some(q) = &config.heartbeat.action_query {
+    if let Some(q) = &heartbeat.action_query {
         client.batch_execute(q).await?;
     }
     Ok(())
@@ -57,17 +57,21 @@ pub async fn beat(
 
 /// Emits heartbeats until `shutdown` turns true. Runs beside the retry loop: a heartbeat
 /// written while walrus is not streaming is read when it streams again.
-pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
-    let span = tracing::info_span!("heartbeat", slot = %config.source.slot);
+pub async fn run(
+    source: SourceConfig,
+    heartbeat: HeartbeatConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let span = tracing::info_span!("heartbeat", slot = %source.slot);
     async move {
-        let params = match ConnParams::from_config(&config.source) {
+        let params = match ConnParams::from_config(&source) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "heartbeats cannot start");
                 return;
             }
         };
-        let mut ticker = tokio::time::interval(Duration::from_millis(config.heartbeat.interval_ms));
+        let mut ticker = tokio::time::interval(Duration::from_millis(heartbeat.interval_ms));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut client: Option<Client> = None;
         let mut failing = false;
@@ -75,8 +79,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
         // walrus never receives back would only fill WAL.
         let mut messages = true;
         tracing::info!(
-            interval_ms = config.heartbeat.interval_ms,
-            prefix = %config.heartbeat.prefix,
+            interval_ms = heartbeat.interval_ms,
+            prefix = %heartbeat.prefix,
             "heartbeats started"
         );
         loop {
@@ -105,7 +109,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) {
                 }
             }
             let result = match &client {
-                Some(c) => beat(c, &config, messages).await.map_err(|e| e.to_string()),
+                Some(c) => beat(c, &heartbeat, messages).await.map_err(|e| e.to_string()),
                 None => Err("cannot connect".to_string()),
             };
             match result {
