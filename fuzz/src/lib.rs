@@ -223,6 +223,7 @@ pub fn run_value(data: &[u8]) {
             key: true,
             primary_key: true,
             not_null: true,
+            default: None,
             type_desc: target.desc.clone().map(Arc::new),
         }],
         replica_identity: ReplicaIdentity::Default,

@@ -153,6 +153,10 @@ const NOT_COMPARED: &[&str] = &[
 
 /// Besides the zoo: a table whose shape changes mid-stream and a partitioned table.
 const SCHEMA: &str = "
+CREATE TABLE defs (id int PRIMARY KEY, n int NOT NULL DEFAULT 5, s text,
+    f boolean NOT NULL DEFAULT true, big bigint NOT NULL DEFAULT -7,
+    v varchar(10) NOT NULL DEFAULT 'x', at timestamptz);
+INSERT INTO defs (id) VALUES (1);
 CREATE TABLE evo (id int PRIMARY KEY, a text);
 INSERT INTO evo VALUES (1, 'one');
 CREATE TABLE zzmeas (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
@@ -161,8 +165,8 @@ CREATE TABLE zzmeas_2025 PARTITION OF zzmeas FOR VALUES FROM ('2025-01-01') TO (
 INSERT INTO zzmeas VALUES (1, '2024-06-01', 'a'), (2, '2025-06-01', 'b');
 ";
 
-/// Snapshot records per side: 3 zoo rows, 1 evo row, 2 zzmeas rows.
-const SNAPSHOT_ROWS: usize = 6;
+/// Snapshot records per side: 3 zoo rows, 1 defs row, 1 evo row, 2 zzmeas rows.
+const SNAPSHOT_ROWS: usize = 7;
 
 /// After both snapshots: the zoo's rows again through the stream (a key change re-inserts
 /// every value, and deletes them with a key-only before image), ALTER TABLE between changes
@@ -194,6 +198,12 @@ const WORKLOAD: &[(&str, Option<usize>)] = &[
     ("UPDATE zzmeas SET v = 'aa' WHERE id = 1", None),
     ("UPDATE zzmeas SET at = '2025-08-01' WHERE id = 3", None),
     ("DELETE FROM zzmeas WHERE id = 2", None),
+    // A key-only before image: Debezium fills the NOT NULL columns from their defaults.
+    (
+        "INSERT INTO defs VALUES (2, 1, 'a', false, 1, 'y', now())",
+        None,
+    ),
+    ("DELETE FROM defs WHERE id = 2", None),
 ];
 
 const END_MARKER: &str = "SELECT pg_logical_emit_message(true, 'compat-end', 'end')";
@@ -216,10 +226,11 @@ async fn types_modes_schema_changes_and_partitions_match_debezium() {
         let prefix = format!("{run}_{}", set.name);
         let slot = format!("{prefix}_dbz");
         let tables: &[&str] = if set.via_root {
-            &["public.zoo", "public.evo", "public.zzmeas"]
+            &["public.zoo", "public.defs", "public.evo", "public.zzmeas"]
         } else {
             &[
                 "public.zoo",
+                "public.defs",
                 "public.evo",
                 "public.zzmeas_2024",
                 "public.zzmeas_2025",
@@ -229,7 +240,7 @@ async fn types_modes_schema_changes_and_partitions_match_debezium() {
         // walrus selects tables, never partitions (operations/setup.rs): its publication holds
         // the root either way, and without via_root the changes arrive under the partitions'
         // names (docs/compat.md).
-        let walrus_tables = ["public.zoo", "public.evo", "public.zzmeas"];
+        let walrus_tables = ["public.zoo", "public.defs", "public.evo", "public.zzmeas"];
         let mut config: Vec<(&str, &str)> = vec![
             ("connector.class", POSTGRES_CONNECTOR),
             ("database.hostname", "127.0.0.1"),
@@ -391,11 +402,32 @@ replication_factor = 1
         differences.len(),
         differences.join("\n")
     );
-    // Per set: 6 snapshot records, 3×(delete, tombstone, create) for the zoo's key change,
+    // Per set: 7 snapshot records, 3 defs records (insert, delete, tombstone), 3×(delete, tombstone, create) for the zoo's key change,
     // 10 evo records (2 deletes with tombstones), 8 zzmeas records (a delete with its
     // tombstone, a row moved across partitions as delete, tombstone, create) and the end
     // marker.
-    assert!(compared >= 3 * 34, "only {compared} records compared");
+    assert!(compared >= 3 * 37, "only {compared} records compared");
+    // Column defaults are in walrus's schemas (not only tolerated as a known difference).
+    let defs = records
+        .iter()
+        .find(|r| r.topic == format!("{}.public.defs", prefixes[0]))
+        .and_then(|r| r.value.as_deref())
+        .map(|v| serde_json::from_slice::<serde_json::Value>(v).unwrap())
+        .expect("a defs record");
+    let fields = &defs["schema"]["fields"][1]["fields"];
+    let default_of = |name: &str| {
+        fields
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == name)
+            .map(|f| f["default"].clone())
+            .unwrap()
+    };
+    assert_eq!(default_of("n"), serde_json::json!(5));
+    assert_eq!(default_of("f"), serde_json::json!(true));
+    assert_eq!(default_of("big"), serde_json::json!(-7));
+    assert_eq!(default_of("v"), serde_json::json!("x"));
     // The partitions were seen as their root with via_root, as themselves without.
     let topics: BTreeSet<&str> = records.iter().map(|r| r.topic.as_str()).collect();
     assert!(topics.contains(format!("{}.public.zzmeas", prefixes[0]).as_str()));

@@ -527,6 +527,7 @@ mod tests {
             key,
             primary_key: key,
             not_null: key,
+            default: None,
             type_desc: None,
         }
     }

@@ -139,6 +139,9 @@ pub struct Column {
     /// Relation message does not carry it). Decides `optional` in the value schemas, as
     /// Debezium's do, and which missing values are filled (see [`Column::value_required`]).
     pub not_null: bool,
+    /// The column's `DEFAULT` expression as `pg_get_expr` renders it (`0`, `'x'::text`,
+    /// `nextval(...)`), read from the catalog with `not_null`; `None` without one.
+    pub default: Option<String>,
     /// How to read the values of a type that is not built in (enum, domain, composite,
     /// array of those, extension type); `None` for built-in types.
     pub type_desc: Option<Arc<TypeDesc>>,

@@ -982,6 +982,7 @@ mod tests {
             key: pk,
             primary_key: pk,
             not_null: pk,
+            default: None,
             type_desc: None,
         }
     }

@@ -25,6 +25,7 @@ fn col(name: &str, type_oid: u32, key: bool) -> Column {
         key,
         primary_key: key,
         not_null: key,
+        default: None,
         type_desc: None,
     }
 }

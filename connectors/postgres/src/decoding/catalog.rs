@@ -55,6 +55,8 @@ pub struct PrimaryKey {
     pub columns: Vec<String>,
     /// Names of the columns declared `NOT NULL` (`pg_attribute.attnotnull`).
     pub not_null: Vec<String>,
+    /// (column, `DEFAULT` expression) of the columns that have one (`pg_attrdef`).
+    pub defaults: Vec<(String, String)>,
     /// The Relation column names this was checked against; `None` after the prefetch,
     /// before any Relation message for the table arrived.
     pub relation_columns: Option<Vec<String>>,
@@ -86,6 +88,17 @@ impl CatalogCache {
         self.primary_keys
             .get(&rel_id)
             .map(|p| p.not_null.iter().any(|n| n == name))
+    }
+
+    /// The `DEFAULT` expression of column `name` of a relation, if it has one and the
+    /// catalog was read for the relation.
+    pub fn default_expr(&self, rel_id: u32, name: &str) -> Option<String> {
+        self.primary_keys.get(&rel_id).and_then(|p| {
+            p.defaults
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, e)| e.clone())
+        })
     }
 
     /// Whether a Relation message needs a catalog lookup before its changes are converted:
@@ -124,13 +137,18 @@ impl CatalogCache {
         };
         if fresh {
             let mut facts = table_facts(client, &[rel.rel_id]).await?;
-            let (columns, not_null) = facts.remove(&rel.rel_id).unwrap_or_default();
+            let TableFacts {
+                primary_key: columns,
+                not_null,
+                defaults,
+            } = facts.remove(&rel.rel_id).unwrap_or_default();
             tracing::debug!(table = %format!("{}.{}", rel.namespace, rel.name), key = ?columns, ?not_null, "primary key and NOT NULL columns read");
             self.primary_keys.insert(
                 rel.rel_id,
                 PrimaryKey {
                     columns,
                     not_null,
+                    defaults,
                     relation_columns: Some(names),
                 },
             );
@@ -163,12 +181,17 @@ impl CatalogCache {
         let oids: Vec<u32> = rows.iter().map(|r| r.get(0)).collect();
         let mut facts = table_facts(client, &oids).await?;
         for oid in oids {
-            let (columns, not_null) = facts.remove(&oid).unwrap_or_default();
+            let TableFacts {
+                primary_key: columns,
+                not_null,
+                defaults,
+            } = facts.remove(&oid).unwrap_or_default();
             self.primary_keys.insert(
                 oid,
                 PrimaryKey {
                     columns,
                     not_null,
+                    defaults,
                     relation_columns: None,
                 },
             );
@@ -200,29 +223,65 @@ pub async fn primary_keys(
         .collect())
 }
 
-/// Primary-key column names (in key order) and `NOT NULL` column names (in `attnum`
-/// order) of the given relations; a relation absent from the answer has neither.
+/// What [`table_facts`] reads about one table.
+#[derive(Clone, Debug, Default)]
+pub struct TableFacts {
+    /// Primary-key column names in key order (empty: none).
+    pub primary_key: Vec<String>,
+    /// `NOT NULL` column names in `attnum` order.
+    pub not_null: Vec<String>,
+    /// (column, `DEFAULT` expression) in `attnum` order; generated columns excluded.
+    pub defaults: Vec<(String, String)>,
+}
+
+/// The primary key, `NOT NULL` columns and column defaults of the given relations; a
+/// relation absent from the answer has none of them.
 pub async fn table_facts(
     client: &Client,
     rel_ids: &[u32],
-) -> Result<HashMap<u32, (Vec<String>, Vec<String>)>, PgError> {
-    let mut out: HashMap<u32, (Vec<String>, Vec<String>)> = primary_keys(client, rel_ids)
+) -> Result<HashMap<u32, TableFacts>, PgError> {
+    let mut out: HashMap<u32, TableFacts> = primary_keys(client, rel_ids)
         .await?
         .into_iter()
-        .map(|(oid, pk)| (oid, (pk, Vec::new())))
+        .map(|(oid, pk)| {
+            (
+                oid,
+                TableFacts {
+                    primary_key: pk,
+                    ..TableFacts::default()
+                },
+            )
+        })
         .collect();
+    // Generated columns (`attgenerated`, 12+) keep their expression in pg_attrdef too.
+    let not_generated = if server_num(client).await? >= ServerInfo::num_of(12) {
+        "AND a.attgenerated = ''"
+    } else {
+        ""
+    };
     let rows = client
         .query(
-            "SELECT a.attrelid, array_agg(a.attname::text ORDER BY a.attnum)
-               FROM pg_attribute a
-              WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
-              GROUP BY a.attrelid",
+            &format!(
+                "SELECT a.attrelid, a.attname::text, a.attnotnull, pg_get_expr(d.adbin, d.adrelid)
+                   FROM pg_attribute a
+                   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                  WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
+                    AND (a.attnotnull OR (a.atthasdef {not_generated}))
+                  ORDER BY a.attrelid, a.attnum"
+            ),
             &[&rel_ids],
         )
         .await
-        .map_err(|e| PgError::sql("reading NOT NULL columns (pg_attribute)", e))?;
+        .map_err(|e| PgError::sql("reading NOT NULL columns and defaults (pg_attribute)", e))?;
     for r in &rows {
-        out.entry(r.get::<_, u32>(0)).or_default().1 = r.get::<_, Vec<String>>(1);
+        let facts = out.entry(r.get::<_, u32>(0)).or_default();
+        let name: String = r.get(1);
+        if let Some(expr) = r.get::<_, Option<String>>(3) {
+            facts.defaults.push((name.clone(), expr));
+        }
+        if r.get::<_, bool>(2) {
+            facts.not_null.push(name);
+        }
     }
     Ok(out)
 }
@@ -348,8 +407,10 @@ pub(crate) async fn describe_columns(
         .query(
             &format!(
                 "SELECT a.attname::text, a.atttypid, a.atttypmod,
-                        format_type(a.atttypid, a.atttypmod), t.typname::text, a.attnotnull
+                        format_type(a.atttypid, a.atttypmod), t.typname::text, a.attnotnull,
+                        pg_get_expr(d.adbin, d.adrelid)
                    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                   WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
                     {not_generated}
                   ORDER BY a.attnum"
@@ -367,6 +428,7 @@ pub(crate) async fn describe_columns(
         casts.push(c.get::<_, String>(3));
         let typname: String = c.get(4);
         let not_null: bool = c.get(5);
+        let default: Option<String> = c.get(6);
         let type_desc = if type_oid >= FIRST_NORMAL_OID {
             Some(Arc::new(
                 resolve_type(client, type_oid, type_modifier, 0).await?,
@@ -383,6 +445,7 @@ pub(crate) async fn describe_columns(
             },
             primary_key,
             not_null: not_null || primary_key,
+            default,
             type_desc,
             type_name: text::type_name(type_oid)
                 .map(str::to_string)

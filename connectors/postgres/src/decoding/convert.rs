@@ -151,6 +151,7 @@ impl Converter {
                     primary_key,
                     not_null: primary_key
                         || self.catalog.not_null(rel.rel_id, &c.name).unwrap_or(false),
+                    default: self.catalog.default_expr(rel.rel_id, &c.name),
                     type_desc: self.catalog.type_desc(c.type_oid),
                     name: c.name.clone(),
                     type_oid: c.type_oid,
@@ -413,6 +414,7 @@ mod tests {
             crate::decoding::catalog::PrimaryKey {
                 columns: pk.iter().map(|s| s.to_string()).collect(),
                 not_null: vec!["u".to_string()],
+                defaults: vec![("u".to_string(), "7".to_string())],
                 relation_columns: None,
             },
         );

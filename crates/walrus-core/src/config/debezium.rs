@@ -2313,6 +2313,7 @@ mod tests {
                         key: *n == "id",
                         primary_key: *n == "id",
                         not_null: *n == "id",
+                        default: None,
                         type_desc: None,
                     })
                     .collect(),

@@ -301,3 +301,90 @@ fn zero_with_scale(scale: i32) -> String {
         _ => "0".to_owned(),
     }
 }
+
+/// A column's `DEFAULT` as the typed value Debezium's `PostgresDefaultValueConverter` puts
+/// into the Connect schema (`"default"`), for the simple types: integers, `bool`, and
+/// `text`/`varchar`/`char` without a logical name. `None` for every other type, and for
+/// expressions that are not a constant (`nextval(..)`, `now()`), which Debezium leaves out
+/// too.
+pub(crate) fn default_value(column: &Column, kind: &Kind) -> Option<Value> {
+    let literal = constant_literal(column.default.as_deref()?)?;
+    Some(match kind {
+        Kind::Int16 => Value::Int16(literal.parse().ok()?),
+        Kind::Int32 => Value::Int32(literal.parse().ok()?),
+        Kind::Int64 => Value::Int64(literal.parse().ok()?),
+        Kind::Bool => match literal.as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => return None,
+        },
+        Kind::Str(None) if column.type_desc.is_none() => Value::Text(literal),
+        _ => return None,
+    })
+}
+
+/// The constant of a default expression as `pg_get_expr` renders it: `42`, `true`,
+/// `'-5'::integer`, `'it''s'::text`, `'x'::character varying`; `None` for anything else.
+fn constant_literal(expr: &str) -> Option<String> {
+    let expr = expr.trim();
+    if let Some(rest) = expr.strip_prefix('\'') {
+        // A quoted literal, then `::type` casts (possibly several) and nothing else.
+        let mut out = String::new();
+        let mut chars = rest.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c == '\'' {
+                if chars.peek().map(|(_, n)| *n) == Some('\'') {
+                    out.push('\'');
+                    chars.next();
+                    continue;
+                }
+                let tail = &rest[i + 1..];
+                let casts_only = tail.is_empty()
+                    || (tail.starts_with("::")
+                        && tail.split("::").skip(1).all(|t| {
+                            !t.is_empty()
+                                && t.chars().all(|c| {
+                                    c.is_ascii_alphanumeric()
+                                        || c == ' '
+                                        || c == '_'
+                                        || c == '('
+                                        || c == ')'
+                                        || c == ','
+                                })
+                        }));
+                return casts_only.then_some(out);
+            }
+            out.push(c);
+        }
+        return None;
+    }
+    let bare = expr.trim_start_matches('(').trim_end_matches(')');
+    let numeric = bare
+        .strip_prefix('-')
+        .unwrap_or(bare)
+        .chars()
+        .all(|c| c.is_ascii_digit());
+    (numeric && !bare.is_empty() || bare == "true" || bare == "false").then(|| bare.to_owned())
+}
+
+#[cfg(test)]
+mod default_tests {
+    use super::constant_literal;
+
+    #[test]
+    fn constants_are_read_and_expressions_are_not() {
+        assert_eq!(constant_literal("0").as_deref(), Some("0"));
+        assert_eq!(constant_literal("'-5'::integer").as_deref(), Some("-5"));
+        assert_eq!(constant_literal("true").as_deref(), Some("true"));
+        assert_eq!(constant_literal("'it''s'::text").as_deref(), Some("it's"));
+        assert_eq!(
+            constant_literal("'x'::character varying").as_deref(),
+            Some("x")
+        );
+        assert_eq!(constant_literal("''::text").as_deref(), Some(""));
+        assert_eq!(constant_literal("nextval('t_id_seq'::regclass)"), None);
+        assert_eq!(constant_literal("now()"), None);
+        assert_eq!(constant_literal("('a'::text || 'b'::text)"), None);
+        assert_eq!(constant_literal("'a'::text || 'b'::text"), None);
+    }
+}

@@ -90,6 +90,7 @@ mod tests {
             key: pk,
             primary_key: pk,
             not_null: pk,
+            default: None,
             type_desc: None,
         };
         Arc::new(Table {
@@ -134,6 +135,7 @@ mod tests {
             key: name == "id",
             primary_key: name == "id",
             not_null: name == "id",
+            default: None,
             type_desc: None,
         };
         let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::Text(s.into()));

@@ -35,7 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::{Classify, ErrorKind};
 use crate::event::{ChangeEvent, Op, Row, Table};
 use crate::format::json::JsonOptions;
-use crate::format::kinds::fallback_value;
+use crate::format::kinds::{default_value, fallback_value};
 use crate::lsn::Lsn;
 use crate::value::Value;
 
@@ -181,7 +181,7 @@ impl TableEntry {
                 let fallback = if optional {
                     None
                 } else {
-                    fallback_value(c, &kind)
+                    default_value(c, &kind).or_else(|| fallback_value(c, &kind))
                 };
                 (kind, optional, fallback)
             })

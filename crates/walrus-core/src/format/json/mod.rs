@@ -238,6 +238,8 @@ struct Field {
     /// What a required (`NOT NULL`) column's missing value is written as, as Debezium
     /// fills it ([`fallback_value`]); `None` for optional columns, whose null stays null.
     fallback: Option<Value>,
+    /// The column's `DEFAULT` for the schema's `"default"` ([`default_value`]).
+    default: Option<Value>,
 }
 
 impl TableEntry {
@@ -250,11 +252,15 @@ impl TableEntry {
                 write_str(&mut name_json, &c.name);
                 name_json.push(b':');
                 let kind = kind_of(c, opts);
+                let default = default_value(c, &kind);
                 Field {
+                    // Debezium fills a missing required value with the schema's default
+                    // first, then the type's fallback.
                     fallback: c
                         .value_required()
-                        .then(|| fallback_value(c, &kind))
+                        .then(|| default.clone().or_else(|| fallback_value(c, &kind)))
                         .flatten(),
+                    default,
                     kind,
                     name_json: name_json.into_boxed_slice(),
                 }

@@ -138,6 +138,11 @@ pub(super) fn write_columns_struct(
             !key_schema && !column.value_required(),
             opts,
         );
+        if let (false, Some(default)) = (key_schema, &field.default) {
+            // JsonConverter writes `default` after `parameters`, before `field`.
+            out.extend_from_slice(b",\"default\":");
+            super::values::write_natural(out, default);
+        }
         end_field(out, &column.name);
     }
     out.extend_from_slice(if key_schema {
