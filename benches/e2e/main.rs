@@ -62,6 +62,13 @@ fn main() {
         );
         pipelines.retain(|p| *p != Pipeline::Diy);
     }
+    if pipelines.contains(&Pipeline::Avro) && !walrus_testkit::registry::available() {
+        eprintln!(
+            "skipping walrus → broker, Avro: the Apicurio registry or Java 21+ is missing \
+             (scripts/install-deps.sh installs them)"
+        );
+        pipelines.retain(|p| *p != Pipeline::Avro);
+    }
     if pipelines.contains(&Pipeline::Diy) {
         // Built before anything is timed.
         pipelines::line_producer_path();
@@ -219,11 +226,15 @@ fn report(w: &Workload, o: &Outcome, rows: u64, ceiling: &mut Option<f64>) {
     } else {
         "—".to_string()
     };
+    let per_record = match (o.delivered, o.bytes) {
+        (Some(n), Some(b)) if n > 0 => format!(" ({:.0} B/record)", b as f64 / n as f64),
+        _ => String::new(),
+    };
     let delivered = o.delivered.map_or("—".to_string(), |n| {
         if n >= o.expected {
-            format!("{n}")
+            format!("{n}{per_record}")
         } else {
-            format!("**{n} of {}**", o.expected)
+            format!("**{n} of {}**{per_record}", o.expected)
         }
     });
     let achieved = o.load_seconds.map_or(String::new(), |s| {

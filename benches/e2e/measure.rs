@@ -168,7 +168,7 @@ pub async fn latency_quantiles(admin: &str, qs: &[f64]) -> Vec<Option<f64>> {
 
 /// Messages in `topic`, counted by consuming from the beginning until `expected` arrived or
 /// nothing new came for `idle`. Blocking; run it off the async runtime.
-pub fn count_messages(bootstrap: &str, topic: &str, expected: u64, idle: Duration) -> u64 {
+pub fn count_messages(bootstrap: &str, topic: &str, expected: u64, idle: Duration) -> (u64, u64) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("bench-count-{}", std::process::id()))
@@ -189,20 +189,22 @@ pub fn count_messages(bootstrap: &str, topic: &str, expected: u64, idle: Duratio
         }
     }
     if tpl.count() == 0 {
-        return 0;
+        return (0, 0);
     }
     consumer.assign(&tpl).expect("assign");
     let mut n = 0u64;
+    let mut bytes = 0u64;
     let mut last = Instant::now();
     while n < expected && last.elapsed() < idle {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(_)) => {
+            Some(Ok(m)) => {
                 n += 1;
+                bytes += (m.key_len() + m.payload_len()) as u64;
                 last = Instant::now();
             }
             Some(Err(e)) => panic!("consuming {topic}: {e}"),
             None => {}
         }
     }
-    n
+    (n, bytes)
 }

@@ -6,6 +6,7 @@
 //!  slot null    ──walsender──▶ walrus (null sink: decode, encode, confirm)
 //!  slot file    ──walsender──▶ walrus ──▶ JSON Lines file
 //!  slot kafka   ──walsender──▶ walrus ──▶ broker (Apache Kafka)             confirmed on delivery reports
+//!  slot avro    ──walsender──▶ walrus (Avro keys and values, Apicurio registry) ──▶ broker
 //!  slot diy     ──walsender──▶ pg_recvlogical -P wal2json ─pipe─▶ line_producer ──▶ broker
 //!  slot debezium ─walsender──▶ Kafka Connect + Debezium 3.6.1 ──▶ broker     confirmed on offset flush
 //! ```
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use walrus_testkit::debezium::POSTGRES_CONNECTOR;
 use walrus_testkit::process::{count_lines, Profiler};
-use walrus_testkit::{KafkaBroker, KafkaConnect, PgCluster};
+use walrus_testkit::{KafkaBroker, KafkaConnect, PgCluster, RegistryServer};
 
 use crate::measure::{self, Sampler};
 
@@ -59,6 +60,8 @@ pub enum Pipeline {
     File,
     /// walrus into the broker.
     Kafka,
+    /// walrus into the broker with Avro keys and values (schemas in a registry).
+    Avro,
     /// `pg_recvlogical -P wal2json` piped into the line producer, into the broker.
     Diy,
     /// Debezium's PostgreSQL connector on Kafka Connect, into the broker.
@@ -67,11 +70,12 @@ pub enum Pipeline {
 
 impl Pipeline {
     /// Every pipeline, in table order.
-    pub const ALL: [Pipeline; 6] = [
+    pub const ALL: [Pipeline; 7] = [
         Pipeline::Ceiling,
         Pipeline::Null,
         Pipeline::File,
         Pipeline::Kafka,
+        Pipeline::Avro,
         Pipeline::Diy,
         Pipeline::Debezium,
     ];
@@ -83,6 +87,7 @@ impl Pipeline {
             Pipeline::Null => "null",
             Pipeline::File => "file",
             Pipeline::Kafka => "kafka",
+            Pipeline::Avro => "avro",
             Pipeline::Diy => "diy",
             Pipeline::Debezium => "debezium",
         }
@@ -95,6 +100,7 @@ impl Pipeline {
             Pipeline::Null => "walrus → null",
             Pipeline::File => "walrus → file",
             Pipeline::Kafka => "walrus → broker",
+            Pipeline::Avro => "walrus → broker, Avro",
             Pipeline::Diy => "pg_recvlogical wal2json \\| producer → broker",
             Pipeline::Debezium => "Debezium 3.6.1 (Kafka Connect) → broker",
         }
@@ -110,7 +116,10 @@ impl Pipeline {
     }
 
     fn is_walrus(self) -> bool {
-        matches!(self, Pipeline::Null | Pipeline::File | Pipeline::Kafka)
+        matches!(
+            self,
+            Pipeline::Null | Pipeline::File | Pipeline::Kafka | Pipeline::Avro
+        )
     }
 }
 
@@ -222,6 +231,8 @@ pub struct Outcome {
     pub latency: Vec<Option<f64>>,
     /// Records found at the destination (file lines, broker messages), when it keeps them.
     pub delivered: Option<u64>,
+    /// Key and value bytes of the records at the broker (broker runs).
+    pub bytes: Option<u64>,
     /// Records that should be there.
     pub expected: u64,
     /// Seconds the live writes took (their achieved rate is rows / this).
@@ -237,6 +248,8 @@ struct Running {
     broker: Option<KafkaBroker>,
     /// Kafka Connect running Debezium (the Debezium pipeline).
     connect: Option<KafkaConnect>,
+    /// The schema registry (the Avro pipeline).
+    registry: Option<RegistryServer>,
     topic: &'static str,
     _dir: tempfile::TempDir,
 }
@@ -388,18 +401,19 @@ pub async fn run(
     let done = done_at.expect("done");
     stop(&mut running, &mut sampler).await;
 
+    let mut bytes = None;
     let delivered = match p {
         Pipeline::File => running.out.as_deref().map(count_lines),
-        Pipeline::Kafka | Pipeline::Diy | Pipeline::Debezium => {
+        Pipeline::Kafka | Pipeline::Avro | Pipeline::Diy | Pipeline::Debezium => {
             let bootstrap = running.broker.as_ref().expect("broker").bootstrap();
             let topic = running.topic;
-            Some(
-                tokio::task::spawn_blocking(move || {
-                    measure::count_messages(&bootstrap, topic, expected, Duration::from_secs(30))
-                })
-                .await
-                .expect("count"),
-            )
+            let (n, b) = tokio::task::spawn_blocking(move || {
+                measure::count_messages(&bootstrap, topic, expected, Duration::from_secs(30))
+            })
+            .await
+            .expect("count");
+            bytes = Some(b);
+            Some(n)
         }
         _ => None,
     };
@@ -412,6 +426,7 @@ pub async fn run(
         sampler,
         latency,
         delivered,
+        bytes,
         expected,
         load_seconds: load_done.map(|t| t.duration_since(load_started).as_secs_f64()),
     }
@@ -589,7 +604,11 @@ pub fn line_producer() -> PathBuf {
 
 fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = matches!(p, Pipeline::Kafka | Pipeline::Diy | Pipeline::Debezium).then(|| {
+    let broker = matches!(
+        p,
+        Pipeline::Kafka | Pipeline::Avro | Pipeline::Diy | Pipeline::Debezium
+    )
+    .then(|| {
         KafkaBroker::builder()
             .full_jit()
             .start()
@@ -601,6 +620,7 @@ fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running 
         out: None,
         broker: None,
         connect: None,
+        registry: None,
         topic: if p == Pipeline::Diy {
             "diy"
         } else {
@@ -643,7 +663,7 @@ fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running 
             running.children.push(("pg_recvlogical", recv));
             running.children.push(("producer", producer));
         }
-        Pipeline::Null | Pipeline::File | Pipeline::Kafka => {
+        Pipeline::Null | Pipeline::File | Pipeline::Kafka | Pipeline::Avro => {
             let admin = format!("127.0.0.1:{}", free_port());
             let sink = match p {
                 Pipeline::Null => "type = \"null\"\n".to_string(),
@@ -657,6 +677,18 @@ fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running 
                     "type = \"kafka\"\nbrokers = \"{}\"\n[sink.topic_creation]\npartitions = 3\nreplication_factor = 1\n",
                     broker.as_ref().expect("broker").bootstrap()
                 ),
+            };
+            let sink = if p == Pipeline::Avro {
+                let registry = RegistryServer::start()
+                    .expect("start the Apicurio registry (scripts/install-deps.sh installs it)");
+                let s = format!(
+                    "{sink}[format]\nkey = \"avro\"\nvalue = \"avro\"\n[format.registry]\nurl = \"{}\"\n",
+                    registry.url()
+                );
+                running.registry = Some(registry);
+                s
+            } else {
+                sink
             };
             let config = running._dir.path().join("walrus.toml");
             std::fs::write(
