@@ -93,7 +93,43 @@ const WORKLOAD: &[&str] = &[
 
 /// The last statement: once both sides delivered this message, everything before it was
 /// committed earlier and sent before it.
-const END_MARKER: &str = "SELECT pg_logical_emit_message(true, 'compat-end', 'end')";
+/// Written after every workload: a transactional logical message both sides publish on
+/// `<prefix>.message`, so a case knows when everything before it arrived.
+pub(crate) const END_MARKER: &str = "SELECT pg_logical_emit_message(true, 'compat-end', 'end')";
+
+/// Reads the run's records until the walrus and the Debezium side of every prefix delivered
+/// [`END_MARKER`]; panics after `timeout` with `context` (logs, counts) in the message.
+pub(crate) fn read_until_ended(
+    bootstrap: &str,
+    run: &str,
+    prefixes: &[String],
+    timeout: Duration,
+    context: impl Fn(&[Record]) -> String,
+) -> Vec<Record> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let records = read_all(bootstrap, run, Duration::from_secs(3));
+        let ended = |side: String| {
+            records.iter().any(|r| {
+                r.topic == side
+                    && r.value
+                        .as_deref()
+                        .is_some_and(|v| String::from_utf8_lossy(v).contains("compat-end"))
+            })
+        };
+        if prefixes
+            .iter()
+            .all(|p| ended(format!("{p}.message")) && ended(format!("dbz.{p}.message")))
+        {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the end marker did not arrive on every side; {}",
+            context(&records)
+        );
+    }
+}
 
 /// One consumed record.
 #[derive(Debug, Clone)]
@@ -230,29 +266,13 @@ replication_factor = 1
     }
     sql.batch_execute(END_MARKER).await.expect("end marker");
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let records = loop {
-        let records = read_all(&bootstrap, &run, Duration::from_secs(3));
-        let ended = |side: String| {
-            records.iter().any(|r| {
-                r.topic == side
-                    && r.value
-                        .as_deref()
-                        .is_some_and(|v| String::from_utf8_lossy(v).contains("compat-end"))
-            })
-        };
-        if prefixes
-            .iter()
-            .all(|p| ended(format!("{p}.message")) && ended(format!("dbz.{p}.message")))
-        {
-            break records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the end marker did not arrive on every side; Connect log:\n{}",
-            connect.log_tail(40)
-        );
-    };
+    let records = read_until_ended(
+        &bootstrap,
+        &run,
+        &prefixes,
+        Duration::from_secs(120),
+        |_| format!("Connect log:\n{}", connect.log_tail(40)),
+    );
 
     let mut differences = Vec::new();
     let mut compared = 0;

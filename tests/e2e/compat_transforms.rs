@@ -21,7 +21,9 @@ use walrus_testkit::debezium::POSTGRES_CONNECTOR;
 use walrus_testkit::{unique_name, KafkaBroker, KafkaConnect};
 
 use crate::common::*;
-use crate::compat::{by_partition, describe, difference, read_all, Record, PARTITIONS};
+use crate::compat::{
+    by_partition, describe, difference, read_all, read_until_ended, Record, END_MARKER, PARTITIONS,
+};
 
 /// Two tables, so that per-table counts and orders have something to tell apart, and two
 /// for TOAST under FULL and DEFAULT identity. Two rows each: a table's only row, or the last
@@ -59,9 +61,6 @@ const WORKLOAD: &[&str] = &[
     "UPDATE tf SET n = 1 WHERE id = 5",
     "UPDATE td SET n = 1 WHERE id = 5",
 ];
-
-/// The last statement: once every side delivered it, everything before it was delivered.
-const END_MARKER: &str = "SELECT pg_logical_emit_message(true, 'compat-end', 'end')";
 
 /// One configuration compared on both sides.
 struct Case {
@@ -280,29 +279,13 @@ replication_factor = 1
     }
     sql.batch_execute(END_MARKER).await.expect("end marker");
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let records = loop {
-        let records = read_all(&bootstrap, &run, Duration::from_secs(3));
-        let ended = |side: String| {
-            records.iter().any(|r| {
-                r.topic == side
-                    && r.value
-                        .as_deref()
-                        .is_some_and(|v| String::from_utf8_lossy(v).contains("compat-end"))
-            })
-        };
-        if prefixes
-            .iter()
-            .all(|p| ended(format!("{p}.message")) && ended(format!("dbz.{p}.message")))
-        {
-            break records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the end marker did not arrive on every side; Connect log:\n{}",
-            connect.log_tail(40)
-        );
-    };
+    let records = read_until_ended(
+        &bootstrap,
+        &run,
+        &prefixes,
+        Duration::from_secs(120),
+        |_| format!("Connect log:\n{}", connect.log_tail(40)),
+    );
 
     let mut differences = Vec::new();
     let mut compared = 0;

@@ -25,7 +25,9 @@ use walrus_testkit::debezium::POSTGRES_CONNECTOR;
 use walrus_testkit::{unique_name, KafkaBroker, KafkaConnect};
 
 use crate::common::*;
-use crate::compat::{by_partition, describe, difference, read_all, Record, PARTITIONS};
+use crate::compat::{
+    by_partition, describe, difference, read_all, read_until_ended, Record, END_MARKER, PARTITIONS,
+};
 use crate::types::{create_zoo, insert_zoo_rows};
 
 /// One set of handling modes, as (Debezium key, Debezium value, walrus `[format]` key, walrus
@@ -206,8 +208,6 @@ const WORKLOAD: &[(&str, Option<usize>)] = &[
     ("DELETE FROM defs WHERE id = 2", None),
 ];
 
-const END_MARKER: &str = "SELECT pg_logical_emit_message(true, 'compat-end', 'end')";
-
 #[tokio::test(flavor = "multi_thread")]
 async fn types_modes_schema_changes_and_partitions_match_debezium() {
     let broker = KafkaBroker::shared().expect("the shared Kafka broker");
@@ -370,30 +370,19 @@ replication_factor = 1
     }
     sql.batch_execute(END_MARKER).await.expect("end marker");
 
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let records = loop {
-        let records = read_all(&bootstrap, &run, Duration::from_secs(3));
-        let ended = |side: String| {
-            records.iter().any(|r| {
-                r.topic == side
-                    && r.value
-                        .as_deref()
-                        .is_some_and(|v| String::from_utf8_lossy(v).contains("compat-end"))
-            })
-        };
-        if prefixes
-            .iter()
-            .all(|p| ended(format!("{p}.message")) && ended(format!("dbz.{p}.message")))
-        {
-            break records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the end marker did not arrive on every side: {:?}; Connect errors:\n{}",
-            per_topic(&records),
-            connect_errors(&connect),
-        );
-    };
+    let records = read_until_ended(
+        &bootstrap,
+        &run,
+        &prefixes,
+        Duration::from_secs(180),
+        |records| {
+            format!(
+                "{:?}; Connect errors:\n{}",
+                per_topic(records),
+                connect_errors(&connect)
+            )
+        },
+    );
 
     let (differences, compared) = compare(&records, &prefixes);
     assert!(
