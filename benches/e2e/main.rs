@@ -8,6 +8,7 @@
 //! WALRUS_BENCH_PIPELINES=ceiling,file cargo bench --bench e2e  # some pipelines
 //! WALRUS_BENCH_PERF_DIR=/tmp/perf cargo bench --bench e2e -- w1  # plus a perf profile per walrus run
 //! WALRUS_BENCH_BIN=/tmp/walrus-before cargo bench --bench e2e    # another walrus build
+//! WALRUS_BENCH_CONFIG=$'[pipeline]\nmax_in_flight_bytes = 16777216' cargo bench --bench e2e  # more walrus config
 //! ```
 //!
 //! Per workload it starts a throwaway PostgreSQL (walrus-testkit, `fsync=off`) and runs each

@@ -700,9 +700,14 @@ fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running 
                      [heartbeat]\nenabled = false\n\
                      [watchdog]\nall_slots = false\n\
                      [admin]\nlisten = \"{admin}\"\ncommit_latency = {live}\n\
-                     [sink]\n{sink}",
+                     [sink]\n{sink}{extra}",
                     url = server.cluster.url(&server.db),
                     slot = p.name(),
+                    // More walrus config for every walrus run (whole tables, e.g.
+                    // "[pipeline]\nmax_in_flight_bytes = 16777216").
+                    extra = std::env::var("WALRUS_BENCH_CONFIG")
+                        .map(|c| format!("\n{c}\n"))
+                        .unwrap_or_default(),
                 ),
             )
             .expect("config");
