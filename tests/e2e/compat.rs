@@ -277,32 +277,9 @@ replication_factor = 1
     let mut differences = Vec::new();
     let mut compared = 0;
     for prefix in &prefixes {
-        let walrus = by_partition(&records, &format!("{prefix}."), "");
-        let debezium = by_partition(&records, &format!("dbz.{prefix}."), "dbz.");
-        let places: BTreeSet<_> = walrus.keys().chain(debezium.keys()).cloned().collect();
-        for place in places {
-            let empty = Vec::new();
-            let ours = walrus.get(&place).unwrap_or(&empty);
-            let theirs = debezium.get(&place).unwrap_or(&empty);
-            if ours.len() != theirs.len() {
-                differences.push(format!(
-                    "{} partition {}: walrus wrote {} records, Debezium {}:\n  walrus:   {:?}\n  Debezium: {:?}",
-                    place.0,
-                    place.1,
-                    ours.len(),
-                    theirs.len(),
-                    ours.iter().map(describe).collect::<Vec<_>>(),
-                    theirs.iter().map(describe).collect::<Vec<_>>(),
-                ));
-                continue;
-            }
-            for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
-                compared += 1;
-                if let Some(d) = difference(a, b) {
-                    differences.push(format!("{} partition {} record {i}: {d}", place.0, place.1));
-                }
-            }
-        }
+        let (d, n) = compare_prefix(&records, prefix, difference);
+        differences.extend(d);
+        compared += n;
     }
     assert!(
         differences.is_empty(),
@@ -316,6 +293,45 @@ replication_factor = 1
         walrus.interrupt();
         walrus.wait(Duration::from_secs(30));
     }
+}
+
+/// The differences between walrus's records under `prefix` and Debezium's under
+/// `dbz.<prefix>`, per topic and partition in offset order (`differ` compares two records),
+/// and how many records were compared.
+pub(crate) fn compare_prefix(
+    records: &[Record],
+    prefix: &str,
+    differ: impl Fn(&Record, &Record) -> Option<String>,
+) -> (Vec<String>, usize) {
+    let walrus = by_partition(records, &format!("{prefix}."), "");
+    let debezium = by_partition(records, &format!("dbz.{prefix}."), "dbz.");
+    let places: BTreeSet<_> = walrus.keys().chain(debezium.keys()).cloned().collect();
+    let mut differences = Vec::new();
+    let mut compared = 0;
+    for place in places {
+        let empty = Vec::new();
+        let ours = walrus.get(&place).unwrap_or(&empty);
+        let theirs = debezium.get(&place).unwrap_or(&empty);
+        if ours.len() != theirs.len() {
+            differences.push(format!(
+                "{} partition {}: walrus wrote {} records, Debezium {}:\n  walrus:   {:?}\n  Debezium: {:?}",
+                place.0,
+                place.1,
+                ours.len(),
+                theirs.len(),
+                ours.iter().map(describe).collect::<Vec<_>>(),
+                theirs.iter().map(describe).collect::<Vec<_>>(),
+            ));
+            continue;
+        }
+        for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+            compared += 1;
+            if let Some(d) = differ(a, b) {
+                differences.push(format!("{} partition {} record {i}: {d}", place.0, place.1));
+            }
+        }
+    }
+    (differences, compared)
 }
 
 /// Every record on the topics whose names contain `run`, from the beginning, until nothing new

@@ -14,7 +14,6 @@
 //! `ExtractNewRecordState` with its defaults, with `rewrite` and added fields and headers
 //! (schemas on), and with `rewrite-with-tombstone` and a header prefix.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use walrus_testkit::debezium::POSTGRES_CONNECTOR;
@@ -22,7 +21,7 @@ use walrus_testkit::{unique_name, KafkaBroker, KafkaConnect};
 
 use crate::common::*;
 use crate::compat::{
-    by_partition, describe, difference, read_all, read_until_ended, Record, END_MARKER, PARTITIONS,
+    compare_prefix, difference, read_all, read_until_ended, Record, END_MARKER, PARTITIONS,
 };
 
 /// Two tables, so that per-table counts and orders have something to tell apart, and two
@@ -371,35 +370,9 @@ replication_factor = 1
 /// The differences between walrus's records under `prefix` and Debezium's under
 /// `dbz.<prefix>`, per topic and partition in offset order, and how many were compared.
 fn compare(records: &[Record], prefix: &str) -> (Vec<String>, usize) {
-    let walrus = by_partition(records, &format!("{prefix}."), "");
-    let debezium = by_partition(records, &format!("dbz.{prefix}."), "dbz.");
-    let places: BTreeSet<_> = walrus.keys().chain(debezium.keys()).cloned().collect();
-    let mut differences = Vec::new();
-    let mut compared = 0;
-    for place in places {
-        let empty = Vec::new();
-        let ours = walrus.get(&place).unwrap_or(&empty);
-        let theirs = debezium.get(&place).unwrap_or(&empty);
-        if ours.len() != theirs.len() {
-            differences.push(format!(
-                "{} partition {}: walrus wrote {} records, Debezium {}:\n  walrus:   {:?}\n  Debezium: {:?}",
-                place.0,
-                place.1,
-                ours.len(),
-                theirs.len(),
-                ours.iter().map(describe).collect::<Vec<_>>(),
-                theirs.iter().map(describe).collect::<Vec<_>>(),
-            ));
-            continue;
-        }
-        for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
-            compared += 1;
-            if let Some(d) = difference(&message_collections(a), &message_collections(b)) {
-                differences.push(format!("{} partition {} record {i}: {d}", place.0, place.1));
-            }
-        }
-    }
-    (differences, compared)
+    compare_prefix(records, prefix, |a, b| {
+        difference(&message_collections(a), &message_collections(b))
+    })
 }
 
 /// What Debezium calls a logical message's data collection in an `END` event, before the

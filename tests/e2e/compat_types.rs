@@ -26,7 +26,7 @@ use walrus_testkit::{unique_name, KafkaBroker, KafkaConnect};
 
 use crate::common::*;
 use crate::compat::{
-    by_partition, describe, difference, read_all, read_until_ended, Record, END_MARKER, PARTITIONS,
+    compare_prefix, difference, read_all, read_until_ended, Record, END_MARKER, PARTITIONS,
 };
 use crate::types::{create_zoo, insert_zoo_rows};
 
@@ -433,32 +433,9 @@ fn compare(records: &[Record], prefixes: &[String]) -> (Vec<String>, usize) {
     let mut differences = Vec::new();
     let mut compared = 0;
     for prefix in prefixes {
-        let walrus = by_partition(records, &format!("{prefix}."), "");
-        let debezium = by_partition(records, &format!("dbz.{prefix}."), "dbz.");
-        let places: BTreeSet<_> = walrus.keys().chain(debezium.keys()).cloned().collect();
-        for place in places {
-            let empty = Vec::new();
-            let ours = walrus.get(&place).unwrap_or(&empty);
-            let theirs = debezium.get(&place).unwrap_or(&empty);
-            if ours.len() != theirs.len() {
-                differences.push(format!(
-                    "{} partition {}: walrus wrote {} records, Debezium {}:\n  walrus:   {:?}\n  Debezium: {:?}",
-                    place.0,
-                    place.1,
-                    ours.len(),
-                    theirs.len(),
-                    ours.iter().map(describe).collect::<Vec<_>>(),
-                    theirs.iter().map(describe).collect::<Vec<_>>(),
-                ));
-                continue;
-            }
-            for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
-                compared += 1;
-                if let Some(d) = difference(a, b) {
-                    differences.push(format!("{} partition {} record {i}: {d}", place.0, place.1));
-                }
-            }
-        }
+        let (d, n) = compare_prefix(records, prefix, difference);
+        differences.extend(d);
+        compared += n;
     }
     (differences, compared)
 }
