@@ -509,6 +509,99 @@ async fn kill_9_in_the_middle_of_a_streamed_transaction_loses_nothing() {
     assert!(walrus.wait(Duration::from_secs(60)).success());
 }
 
+/// `source.spool_max_bytes`: a streamed transaction larger than the limit stops walrus
+/// with a fatal error naming the key, the transaction and the fixes, without retrying;
+/// nothing of it is delivered or confirmed, and a run with streaming off delivers it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_past_spool_max_bytes_stops_walrus_and_holds_the_slot() {
+    const N: i64 = 20_000;
+    const LIMIT: u64 = 256 * 1024;
+    let env = streaming_env(None).await;
+    let c = env.sql().await;
+    let text = std::fs::read_to_string(streaming_config(&env, "on"))
+        .unwrap()
+        .replace(
+            "spool_memory_bytes = 16384",
+            &format!("spool_memory_bytes = 16384\nspool_max_bytes = {LIMIT}"),
+        );
+    assert!(text.contains("spool_max_bytes"));
+    let cfg = env.write_config(&text);
+    let mut walrus = start_streaming(&cfg, true).await;
+    // A committed transaction first: delivered and confirmed before the big one.
+    insert(&c, -1, -1).await;
+    wait_for_events(&env.out_path(), 1, Duration::from_secs(30), |e| {
+        e["topic"] == TOPIC
+    })
+    .await;
+    let marker = current_lsn(&c).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.confirmed_flush_lsn().await.unwrap() < marker {
+        assert!(Instant::now() < deadline, "the marker was never confirmed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let tx = env.sql().await;
+    tx.batch_execute("BEGIN").await.unwrap();
+    let xid: String = tx
+        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let before = current_lsn(&c).await;
+    // About 1 MB of changes, streamed in 64kB blocks while the transaction runs.
+    insert(&tx, 1, N).await;
+    let status = walrus.wait(Duration::from_secs(60));
+    assert!(!status.success(), "walrus must stop:\n{}", walrus.log());
+    let log = plain(&walrus.log());
+    for want in [
+        "source.spool_max_bytes".to_string(),
+        format!("streamed transaction {xid} has spooled"),
+        format!("limit of {LIMIT} bytes"),
+        "source.streaming = \"off\"".to_string(),
+        "fix the named configuration key".to_string(),
+    ] {
+        assert!(log.contains(&want), "{want:?} missing from the log:\n{log}");
+    }
+    // Fatal: one error, no retry loop.
+    assert!(
+        !log.contains("retrying"),
+        "retried an error that cannot go away:\n{log}"
+    );
+    let confirmed = env.confirmed_flush_lsn().await.unwrap();
+    assert!(
+        confirmed >= marker && confirmed <= before,
+        "confirmed {confirmed:X}: not the marker's commit ({marker:X}..={before:X})"
+    );
+    assert_eq!(ids(&big_events(&env.out_path())), vec![-1]);
+
+    // The operator's fix: streaming off (PostgreSQL spills it instead). Nothing was lost.
+    tx.batch_execute("COMMIT").await.unwrap();
+    let committed = current_lsn(&c).await;
+    std::fs::write(
+        &cfg,
+        text.replace("streaming = \"on\"", "streaming = \"off\""),
+    )
+    .unwrap();
+    let mut walrus = start_streaming(&cfg, false).await;
+    wait_for_events(
+        &env.out_path(),
+        N as usize + 1,
+        Duration::from_secs(120),
+        |e| e["topic"] == TOPIC,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = ids(&big_events(&env.out_path()));
+    assert_eq!(got, (-1..=N).filter(|i| *i != 0).collect::<Vec<_>>());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.confirmed_flush_lsn().await.unwrap() < committed {
+        assert!(Instant::now() < deadline, "the commit was never confirmed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    walrus.interrupt();
+    assert!(walrus.wait(Duration::from_secs(60)).success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_stays_off_and_on_is_refused_before_14() {
     let env = streaming_env(Some(13)).await;

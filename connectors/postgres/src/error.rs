@@ -152,6 +152,9 @@ pub enum PgError {
     /// Spooling a streamed transaction failed (`crate::replication::spool`).
     #[error(transparent)]
     Spool(#[from] crate::replication::spool::SpoolError),
+    /// A streamed transaction outgrew `source.spool_max_bytes`.
+    #[error(transparent)]
+    SpoolLimit(#[from] crate::replication::spool::SpoolLimitError),
 }
 
 impl PgError {
@@ -300,6 +303,7 @@ impl Classify for PgError {
             PgError::SnapshotState { .. } => ErrorKind::Config,
             PgError::Snapshot { .. } => ErrorKind::Decode,
             PgError::Spool(e) => e.kind(),
+            PgError::SpoolLimit(e) => e.kind(),
         }
     }
 }

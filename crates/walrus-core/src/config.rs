@@ -270,6 +270,11 @@ pub struct SourceConfig {
     /// a file (per open streamed transaction; 0 writes every one to a file).
     #[serde(default = "streaming::default_spool_memory_bytes")]
     pub spool_memory_bytes: usize,
+    /// Bytes the spools of all open streamed transactions may hold together (memory and
+    /// files); a transaction that would pass it stops walrus with a fatal error, the slot
+    /// holding its WAL. `0`: no limit. Default [`DEFAULT_SPOOL_MAX_BYTES`].
+    #[serde(default = "streaming::default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
 }
 
 /// Where events go: `type = "stdout" | "file" | "kafka" | "null"`.

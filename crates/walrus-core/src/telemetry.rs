@@ -75,6 +75,9 @@ pub const SNAPSHOT_ESTIMATED_ROWS: &str = "walrus_snapshot_estimated_rows";
 pub const STREAMED_TRANSACTIONS_TOTAL: &str = "walrus_streamed_transactions_total";
 /// Bytes of streamed transactions' messages spooled (memory and files alike).
 pub const SPOOL_BYTES_TOTAL: &str = "walrus_spool_bytes_total";
+/// Bytes the spools of the open streamed transactions hold now (memory and files), the
+/// figure `source.spool_max_bytes` limits.
+pub const SPOOL_OPEN_BYTES: &str = "walrus_spool_open_bytes";
 
 /// Every metric name walrus records, for documentation checks and tests.
 pub const ALL: &[&str] = &[
@@ -107,6 +110,7 @@ pub const ALL: &[&str] = &[
     SNAPSHOT_ESTIMATED_ROWS,
     STREAMED_TRANSACTIONS_TOTAL,
     SPOOL_BYTES_TOTAL,
+    SPOOL_OPEN_BYTES,
 ];
 
 /// Registers every metric's unit and description. Call once after installing a recorder.
@@ -140,6 +144,11 @@ pub fn describe() {
         SPOOL_BYTES_TOTAL,
         Unit::Bytes,
         "Bytes of streamed transactions' messages spooled until their commit."
+    );
+    describe_gauge!(
+        SPOOL_OPEN_BYTES,
+        Unit::Bytes,
+        "Bytes the spools of open streamed transactions hold now (limited by source.spool_max_bytes)."
     );
     describe_counter!(
         TRANSACTIONS_TOTAL,

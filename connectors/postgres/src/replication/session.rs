@@ -230,7 +230,11 @@ pub async fn run<S: Sink>(
     // Streamed transactions: asked for per `source.streaming` and the server's major (`on`
     // before 14 was refused above). Spool files of an earlier process are deleted either way.
     let streaming = config.source.streaming.enabled_for(server.major);
-    let spools = Spools::new(config.spool_dir(), config.source.spool_memory_bytes)?;
+    let spools = Spools::new(
+        config.spool_dir(),
+        config.source.spool_memory_bytes,
+        config.source.spool_max_bytes,
+    )?;
     let span = tracing::info_span!("replication", slot = %slot.name, publication = %config.source.publication);
     let result = async move {
         tracing::info!(resume_lsn = %start, server = %params.display(), "starting replication");
@@ -347,6 +351,7 @@ pub async fn run<S: Sink>(
             incremental,
             slot_health,
             spools,
+            spool_open_bytes: metrics::gauge!(telemetry::SPOOL_OPEN_BYTES),
             transactions_total: metrics::counter!(telemetry::TRANSACTIONS_TOTAL),
             received_lsn: metrics::gauge!(telemetry::RECEIVED_LSN),
         };
@@ -416,6 +421,8 @@ struct Session<'a> {
     slot_health: Option<watch::Receiver<SlotHealth>>,
     /// Streamed transactions not yet committed or aborted (`crate::replication::spool`).
     spools: Spools,
+    /// `walrus_spool_open_bytes`, registered once.
+    spool_open_bytes: metrics::Gauge,
 }
 
 /// How often the source publishes its progress to the shared status.

@@ -38,6 +38,13 @@
 //! read buffer, one message at a time. Nothing proportional to the transaction stays in
 //! memory but the per-subtransaction offsets (16 bytes each, as in PostgreSQL).
 //!
+//! Disk: the spools of all open streamed transactions together hold at most
+//! `spool_max_bytes` (memory and files; 0 is no limit). A message that would pass it is
+//! refused with [`SpoolLimitError`], which stops walrus: nothing can be skipped, PostgreSQL
+//! would send the same transaction again after a restart, and until it commits nothing of
+//! it is delivered or confirmed, so the slot keeps its WAL for a run with a larger limit
+//! or with streaming off.
+//!
 //! Framing (walrus's own; the files never outlive a session): per message, a u32
 //! little-endian payload length, a u64 little-endian LSN, then the payload (the pgoutput
 //! message without its xid). Spool files of a previous process are deleted when a session
@@ -92,6 +99,33 @@ impl Classify for SpoolError {
     }
 }
 
+/// A streamed transaction's next message would take the open spools past
+/// `source.spool_max_bytes`. Fatal: PostgreSQL would send the same transaction again after
+/// a restart, so retrying cannot help; skipping it would lose changes.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "source.spool_max_bytes: streamed transaction {xid} has spooled {transaction_bytes} bytes so far and its next change would take the spools of the {open_transactions} open streamed transaction(s) past the limit of {limit} bytes ({open_bytes} bytes held now); walrus stops rather than skip it: nothing of the transaction was delivered or confirmed and the slot keeps its WAL. Raise source.spool_max_bytes (with that much free disk under source.spool_dir; 0 is no limit), or set source.streaming = \"off\" so that PostgreSQL sends large transactions after their commit, spilling them to its own pg_replslot directory meanwhile"
+)]
+pub struct SpoolLimitError {
+    /// The streamed transaction whose message did not fit.
+    pub xid: u32,
+    /// Bytes that transaction had spooled before the message.
+    pub transaction_bytes: u64,
+    /// Bytes all open spools held before the message.
+    pub open_bytes: u64,
+    /// Streamed transactions open, this one included.
+    pub open_transactions: usize,
+    /// `source.spool_max_bytes`.
+    pub limit: u64,
+}
+
+impl Classify for SpoolLimitError {
+    fn kind(&self) -> ErrorKind {
+        // The configured limit is the thing to change; the error names it and the fixes.
+        ErrorKind::Config
+    }
+}
+
 /// Whether a message inside a stream carries the (sub)transaction's xid after its tag:
 /// Relation, Type, Insert, Update, Delete, Truncate and Message (logical replication
 /// message formats, "Xid of the transaction (only present for streamed transactions)").
@@ -114,23 +148,42 @@ fn split_xid(message: &[u8]) -> Option<(u32, u8, &[u8])> {
 pub struct Spools {
     dir: PathBuf,
     memory_limit: usize,
+    /// `source.spool_max_bytes`; 0 is no limit.
+    max_bytes: u64,
     open: HashMap<u32, Spool>,
+    /// Bytes of all open spools together (the sum of their `len`).
+    open_bytes: u64,
     /// The transaction of the current Stream Start … Stream Stop block.
     current: Option<u32>,
 }
 
 impl Spools {
-    /// Spools under `dir`, each keeping up to `memory_limit` bytes in memory. Deletes the
-    /// spool files a previous process left there (PostgreSQL sends those transactions
-    /// again).
-    pub fn new(dir: PathBuf, memory_limit: usize) -> Result<Self, SpoolError> {
+    /// Spools under `dir`, each keeping up to `memory_limit` bytes in memory, all together
+    /// at most `max_bytes` (0: no limit). Deletes the spool files a previous process left
+    /// there (PostgreSQL sends those transactions again).
+    pub fn new(dir: PathBuf, memory_limit: usize, max_bytes: u64) -> Result<Self, SpoolError> {
         remove_stale(&dir)?;
         Ok(Spools {
             dir,
             memory_limit,
+            max_bytes,
             open: HashMap::new(),
+            open_bytes: 0,
             current: None,
         })
+    }
+
+    /// Bytes the spools of the open streamed transactions hold (memory and files), the
+    /// figure `source.spool_max_bytes` limits.
+    pub fn open_bytes(&self) -> u64 {
+        self.open_bytes
+    }
+
+    /// Removes a spool from the open ones, taking its bytes off the total.
+    fn take(&mut self, xid: u32) -> Option<Spool> {
+        let spool = self.open.remove(&xid)?;
+        self.open_bytes -= spool.len;
+        Some(spool)
     }
 
     /// Whether a streamed transaction has begun and not yet committed or aborted: its
@@ -144,7 +197,7 @@ impl Spools {
     /// `lsn` is the transaction's first LSN, where a Begin would have been.
     pub fn start(&mut self, xid: u32, first_segment: bool, lsn: Lsn) -> Result<(), String> {
         if first_segment {
-            self.open.remove(&xid);
+            self.take(xid);
         } else if !self.open.contains_key(&xid) {
             return Err(format!(
                 "Stream Start of transaction {xid} continues a transaction whose first block walrus never received"
@@ -167,9 +220,21 @@ impl Spools {
         let xid = self.current.ok_or(AppendError::NoStream)?;
         let (subxid, tag, body) = split_xid(message).ok_or(AppendError::Malformed)?;
         let spool = self.open.get_mut(&xid).ok_or(AppendError::NoStream)?;
+        let frame = frame_len(body.len());
+        if self.max_bytes != 0 && self.open_bytes + frame > self.max_bytes {
+            return Err(AppendError::Limit(SpoolLimitError {
+                xid,
+                transaction_bytes: spool.len,
+                open_bytes: self.open_bytes,
+                open_transactions: self.open.len(),
+                limit: self.max_bytes,
+            }));
+        }
         spool
             .append(subxid, lsn, tag, body)
-            .map_err(AppendError::Io)
+            .map_err(AppendError::Io)?;
+        self.open_bytes += frame;
+        Ok(())
     }
 
     /// Stream Abort: the whole transaction (`subxid == xid`) or one subtransaction.
@@ -177,10 +242,17 @@ impl Spools {
     pub fn abort(&mut self, xid: u32, subxid: u32) -> Result<u64, SpoolError> {
         if xid == subxid {
             // Dropping the spool deletes its file.
-            return Ok(self.open.remove(&xid).map_or(0, |s| s.messages));
+            return Ok(self.take(xid).map_or(0, |s| s.messages));
         }
         match self.open.get_mut(&xid) {
-            Some(spool) => spool.abort_subxact(subxid),
+            Some(spool) => {
+                let before = spool.len;
+                let result = spool.abort_subxact(subxid);
+                // Shorter, whether or not it failed half-way (the Relation messages kept
+                // are re-written after the truncation).
+                self.open_bytes = self.open_bytes - before + spool.len;
+                result
+            }
             // Nothing of it was sent: an empty transaction.
             None => Ok(0),
         }
@@ -189,7 +261,7 @@ impl Spools {
     /// Stream Commit: the transaction's spool, to be replayed; `None` when nothing of it was
     /// sent (every change filtered out by the publication).
     pub fn commit(&mut self, xid: u32) -> Option<Spool> {
-        self.open.remove(&xid)
+        self.take(xid)
     }
 }
 
@@ -202,6 +274,14 @@ pub enum AppendError {
     Malformed,
     /// Writing the spool failed.
     Io(SpoolError),
+    /// The message would take the open spools past `source.spool_max_bytes`.
+    Limit(SpoolLimitError),
+}
+
+/// Bytes a message with a body of `body_len` bytes takes in a spool: the frame header, the
+/// tag and the body.
+fn frame_len(body_len: usize) -> u64 {
+    (HEADER_LEN + 1 + body_len) as u64
 }
 
 /// Deletes the spool files in `dir` (a missing directory is fine).
@@ -324,7 +404,7 @@ impl Spool {
         let mut header = [0u8; HEADER_LEN];
         header[..4].copy_from_slice(&(payload as u32).to_le_bytes());
         header[4..].copy_from_slice(&lsn.0.to_le_bytes());
-        let frame = (HEADER_LEN + payload) as u64;
+        let frame = frame_len(body.len());
         if self.file.is_none() && self.memory.len() + HEADER_LEN + payload > self.memory_limit {
             self.move_to_file()?;
         }
@@ -587,7 +667,7 @@ mod tests {
     fn frames_round_trip_without_the_xid_in_memory_and_on_disk() {
         for limit in [usize::MAX, 0, 40] {
             let dir = tempfile::tempdir().unwrap();
-            let mut spools = Spools::new(dir.path().join("s"), limit).unwrap();
+            let mut spools = Spools::new(dir.path().join("s"), limit, 0).unwrap();
             spools.start(7, true, Lsn(0)).unwrap();
             for i in 0..10u64 {
                 spools
@@ -614,7 +694,7 @@ mod tests {
     #[test]
     fn memory_threshold_moves_the_spool_to_a_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spools = Spools::new(dir.path().to_path_buf(), 100).unwrap();
+        let mut spools = Spools::new(dir.path().to_path_buf(), 100, 0).unwrap();
         spools.start(1, true, Lsn(0)).unwrap();
         // 12-byte header + 1 tag + 20 body = 33 bytes a frame: three fit in 100.
         for i in 0..3 {
@@ -633,7 +713,7 @@ mod tests {
     #[test]
     fn whole_abort_deletes_the_spool_and_interleaved_transactions_stay_apart() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spools = Spools::new(dir.path().to_path_buf(), 0).unwrap();
+        let mut spools = Spools::new(dir.path().to_path_buf(), 0, 0).unwrap();
         spools.start(1, true, Lsn(0)).unwrap();
         spools.append(Lsn(1), &streamed(b'I', 1, b"a1")).unwrap();
         spools.stop();
@@ -662,7 +742,7 @@ mod tests {
     fn subtransaction_abort_drops_only_its_messages_and_keeps_relations() {
         for limit in [usize::MAX, 0] {
             let dir = tempfile::tempdir().unwrap();
-            let mut spools = Spools::new(dir.path().to_path_buf(), limit).unwrap();
+            let mut spools = Spools::new(dir.path().to_path_buf(), limit, 0).unwrap();
             spools.start(10, true, Lsn(0)).unwrap();
             let msgs: &[(u8, u32, &[u8])] = &[
                 (b'I', 10, b"top1"),
@@ -712,7 +792,7 @@ mod tests {
     #[test]
     fn abort_of_a_parent_drops_its_released_child() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spools = Spools::new(dir.path().to_path_buf(), 0).unwrap();
+        let mut spools = Spools::new(dir.path().to_path_buf(), 0, 0).unwrap();
         spools.start(10, true, Lsn(0)).unwrap();
         spools.append(Lsn(1), &streamed(b'I', 10, b"t")).unwrap();
         // s1 made no change of its own before s2 (its child) did.
@@ -734,9 +814,85 @@ mod tests {
     }
 
     #[test]
+    fn the_disk_limit_counts_every_open_spool_and_refuses_the_message_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // 12-byte header + tag + 20-byte body: 33 bytes a frame; 100 bytes hold three.
+        let mut spools = Spools::new(dir.path().to_path_buf(), 0, 100).unwrap();
+        let row = |x| streamed(b'I', x, &[0; 20]);
+        spools.start(1, true, Lsn(0)).unwrap();
+        spools.append(Lsn(1), &row(1)).unwrap();
+        spools.append(Lsn(2), &row(1)).unwrap();
+        spools.stop();
+        spools.start(2, true, Lsn(3)).unwrap();
+        spools.append(Lsn(3), &row(2)).unwrap();
+        assert_eq!(spools.open_bytes(), 99);
+        // Transaction 2's second message would make 132 bytes with transaction 1's.
+        let Err(AppendError::Limit(err)) = spools.append(Lsn(4), &row(2)) else {
+            panic!("expected the limit to refuse the message");
+        };
+        assert_eq!(
+            (
+                err.xid,
+                err.transaction_bytes,
+                err.open_bytes,
+                err.open_transactions,
+                err.limit
+            ),
+            (2, 33, 99, 2, 100)
+        );
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(err.kind().class(), walrus_core::error::ErrorClass::Fatal);
+        let text = err.to_string();
+        for want in [
+            "source.spool_max_bytes",
+            "transaction 2 ",
+            "33 bytes so far",
+            "limit of 100 bytes",
+            "source.streaming = \"off\"",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from: {text}");
+        }
+        assert_eq!(spools.open_bytes(), 99, "the refused message took nothing");
+        spools.stop();
+        // Ending a transaction frees its bytes: a whole abort, a subtransaction's abort and
+        // a commit alike.
+        spools.abort(2, 2).unwrap();
+        assert_eq!(spools.open_bytes(), 66);
+        spools.start(1, false, Lsn(5)).unwrap();
+        spools.append(Lsn(5), &row(11)).unwrap();
+        assert_eq!(spools.open_bytes(), 99);
+        spools.abort(1, 11).unwrap();
+        assert_eq!(spools.open_bytes(), 66);
+        spools.append(Lsn(6), &row(1)).unwrap();
+        spools.stop();
+        let spool = spools.commit(1).unwrap();
+        assert_eq!(spool.bytes(), 99);
+        assert_eq!(spools.open_bytes(), 0);
+        drop(spool);
+        // A first segment sent again replaces the spool and its bytes.
+        spools.start(3, true, Lsn(7)).unwrap();
+        spools.append(Lsn(7), &row(3)).unwrap();
+        spools.start(3, true, Lsn(7)).unwrap();
+        assert_eq!(spools.open_bytes(), 0);
+    }
+
+    #[test]
+    fn no_disk_limit_when_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spools = Spools::new(dir.path().to_path_buf(), 0, 0).unwrap();
+        spools.start(1, true, Lsn(0)).unwrap();
+        for i in 0..1000 {
+            spools
+                .append(Lsn(i), &streamed(b'I', 1, &[0; 100]))
+                .unwrap();
+        }
+        assert_eq!(spools.open_bytes(), 1000 * 113);
+    }
+
+    #[test]
     fn protocol_violations_are_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spools = Spools::new(dir.path().to_path_buf(), 0).unwrap();
+        let mut spools = Spools::new(dir.path().to_path_buf(), 0, 0).unwrap();
         assert!(matches!(
             spools.append(Lsn(1), &streamed(b'I', 1, b"x")),
             Err(AppendError::NoStream)
@@ -758,7 +914,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("xid-42.spool"), b"old").unwrap();
         std::fs::write(dir.path().join("notes.txt"), b"keep").unwrap();
-        let _spools = Spools::new(dir.path().to_path_buf(), 0).unwrap();
+        let _spools = Spools::new(dir.path().to_path_buf(), 0, 0).unwrap();
         assert!(!dir.path().join("xid-42.spool").exists());
         assert!(dir.path().join("notes.txt").exists());
     }
@@ -766,7 +922,7 @@ mod tests {
     #[test]
     fn a_damaged_file_is_an_error_not_a_short_transaction() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spools = Spools::new(dir.path().to_path_buf(), 0).unwrap();
+        let mut spools = Spools::new(dir.path().to_path_buf(), 0, 0).unwrap();
         spools.start(3, true, Lsn(0)).unwrap();
         spools
             .append(Lsn(1), &streamed(b'I', 3, b"abcdef"))
@@ -811,7 +967,7 @@ mod tests {
         let file = dir.path().join("plain-file");
         std::fs::write(&file, b"x").unwrap();
         // Found when a session starts (emptying the directory), before anything streams.
-        let Err(err) = Spools::new(file.join("spool"), 0) else {
+        let Err(err) = Spools::new(file.join("spool"), 0, 0) else {
             panic!("expected an error");
         };
         assert_eq!(err.kind(), ErrorKind::Config, "{err}");

@@ -1,5 +1,6 @@
-//! `[source] streaming`, `spool_dir`, `spool_memory_bytes`: large transactions sent by
-//! PostgreSQL while they still run (pgoutput protocol 2+, PostgreSQL 14+).
+//! `[source] streaming`, `spool_dir`, `spool_memory_bytes`, `spool_max_bytes`: large
+//! transactions sent by PostgreSQL while they still run (pgoutput protocol 2+, PostgreSQL
+//! 14+).
 //!
 //! With streaming, PostgreSQL does not spill a transaction larger than
 //! `logical_decoding_work_mem` to its own disk (`pg_replslot/<slot>/`) and replay it after
@@ -9,6 +10,8 @@
 //! under `spool_dir` — and turns them into events only at Stream Commit, so the events and
 //! the confirmed LSN are exactly those of the same transaction sent after its commit
 //! (`walrus_postgres::replication::spool`, docs/operations.md "Large transactions").
+//! `spool_max_bytes` bounds the disk all open spools may take together: past it walrus
+//! stops (fatal, the slot holding the WAL) rather than fill the disk or skip anything.
 
 use std::path::PathBuf;
 
@@ -27,6 +30,12 @@ pub const DEFAULT_SPOOL_MEMORY_BYTES: usize = 8 * 1024 * 1024;
 /// The most `[source] spool_memory_bytes` may be: several streamed transactions may be open
 /// at once, each holding up to this much.
 pub const MAX_SPOOL_MEMORY_BYTES: usize = 1 << 30;
+/// Default of `[source] spool_max_bytes`: the bytes the spools of all open streamed
+/// transactions may hold together. Generous — a transaction of tens of millions of rows
+/// fits (pgoutput sends roughly the row's text plus a few bytes a column) — yet bounded, so
+/// one runaway transaction cannot fill the disk `spool_dir` shares with the config and the
+/// logs. `0` means no limit.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 /// The first PostgreSQL major that streams in-progress transactions (pgoutput protocol 2).
 pub const STREAMING_MIN_MAJOR: u32 = 14;
 
@@ -113,6 +122,10 @@ pub(super) fn default_spool_memory_bytes() -> usize {
     DEFAULT_SPOOL_MEMORY_BYTES
 }
 
+pub(super) fn default_spool_max_bytes() -> u64 {
+    DEFAULT_SPOOL_MAX_BYTES
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -131,6 +144,21 @@ mod tests {
         let mut c = parse("").unwrap();
         assert_eq!(c.source.streaming, StreamingMode::Auto);
         assert_eq!(c.source.spool_memory_bytes, DEFAULT_SPOOL_MEMORY_BYTES);
+        assert_eq!(c.source.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES);
+        assert_eq!(
+            parse("spool_max_bytes = 0").unwrap().source.spool_max_bytes,
+            0,
+            "0 is no limit"
+        );
+        assert_eq!(
+            parse("spool_max_bytes = 1048576")
+                .unwrap()
+                .source
+                .spool_max_bytes,
+            1 << 20
+        );
+        let err = parse("spool_max_bytes = -1").unwrap_err().to_string();
+        assert!(err.contains("spool_max_bytes"), "{err}");
         c.snapshot
             .set_base_dir(Path::new("/etc/walrus/walrus.toml"));
         assert_eq!(c.spool_dir(), Path::new("/etc/walrus/walrus-spool-app"));

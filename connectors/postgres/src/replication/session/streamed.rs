@@ -40,6 +40,7 @@ impl Session<'_> {
         metrics::counter!(walrus_core::telemetry::SPOOL_BYTES_TOTAL).increment(data.len() as u64);
         self.spools.append(lsn, data).map_err(|e| match e {
             AppendError::Io(e) => PgError::Spool(e),
+            AppendError::Limit(e) => PgError::SpoolLimit(e),
             AppendError::NoStream => PgError::Protocol {
                 lsn,
                 message: "a streamed change outside Stream Start … Stream Stop".into(),
@@ -48,7 +49,9 @@ impl Session<'_> {
                 lsn,
                 message: "a streamed change too short to hold its transaction id".into(),
             },
-        })
+        })?;
+        self.spool_open_bytes.set(self.spools.open_bytes() as f64);
+        Ok(())
     }
 
     /// Stream Start, Stream Stop and Stream Abort (decoded by `handle_xlog`).
@@ -65,7 +68,9 @@ impl Session<'_> {
             }
             PgOutputMessage::StreamStop => self.spools.stop(),
             PgOutputMessage::StreamAbort(a) => {
-                let dropped = self.spools.abort(a.xid, a.subxid)?;
+                let dropped = self.spools.abort(a.xid, a.subxid);
+                self.spool_open_bytes.set(self.spools.open_bytes() as f64);
+                let dropped = dropped?;
                 if a.xid == a.subxid {
                     metrics::counter!(
                         walrus_core::telemetry::STREAMED_TRANSACTIONS_TOTAL,
@@ -126,6 +131,7 @@ impl Session<'_> {
             });
         }
         let spool = self.spools.commit(xid);
+        self.spool_open_bytes.set(self.spools.open_bytes() as f64);
         metrics::counter!(
             walrus_core::telemetry::STREAMED_TRANSACTIONS_TOTAL,
             "outcome" => "committed"
