@@ -12,7 +12,8 @@
 //!
 //! Cases: transaction metadata (`provide.transaction.metadata`) with schemas on and off;
 //! `ExtractNewRecordState` with its defaults, with `rewrite` and added fields and headers
-//! (schemas on), and with `rewrite-with-tombstone` and a header prefix.
+//! (schemas on), and with `rewrite-with-tombstone` and a header prefix; `ByLogicalTableRouter`
+//! merging two tables into one topic (schemas on).
 
 use std::time::{Duration, Instant};
 
@@ -148,6 +149,27 @@ fn cases() -> Vec<Case> {
              add_headers = [\"op\"]\nadd_headers_prefix = \"cdc_\"\n",
             "\"__deleted\":\"true\"",
         ),
+        // ByLogicalTableRouter merging a and b, with its defaults (the key field on) and
+        // schemas on: the merged schema names, the key field and the partitions it moves keys
+        // to are all compared.
+        Case {
+            name: "logical",
+            schemas: true,
+            debezium: vec![
+                (
+                    "transforms.reroute.type",
+                    "io.debezium.transforms.ByLogicalTableRouter",
+                ),
+                ("transforms.reroute.topic.regex", "(.*)\\.public\\.(a|b)"),
+                ("transforms.reroute.topic.replacement", "$1.public.ab"),
+            ],
+            transforms: vec!["reroute"],
+            walrus: "[[routes]]\nmatch = '(.*)\\.public\\.(a|b)'\nmatch_on = \"topic\"\n\
+                     topic = \"$1.public.ab\"\nlogical_table = true\n",
+            expect_topics: vec!["public.ab"],
+            present: ".public.ab.Envelope\"",
+            absent: ".public.a.Value\"",
+        },
     ]
 }
 

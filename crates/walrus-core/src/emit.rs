@@ -21,12 +21,32 @@ use bytes::{Bytes, BytesMut};
 
 use crate::error::{Classify, ErrorKind};
 use crate::event::{ChangeEvent, Op};
-use crate::format::{Encoder, FormatError};
+use crate::format::{Encoder, FormatError, LogicalTable};
 use crate::router::{OutboxRoute, RouteError, Router, TableRoute, HEADER_ID, HEADER_OP};
 use crate::sink::Record;
 use crate::telemetry;
 use crate::transactions::{TransactionBlock, TransactionEvent, TransactionMonitor};
 use crate::unwrap::{Flattened, Unwrap};
+
+/// `key` (a key as JSON, see [`Encoder::key_header`]) without the logical table's key field,
+/// which the encoders write last: `{..,"<name>":"<value>"}` becomes `{..}`.
+fn without_key_field(key: Bytes, logical: Option<&LogicalTable>) -> Bytes {
+    let Some((name, value)) = logical.and_then(|l| l.key_field.as_ref()) else {
+        return key;
+    };
+    let (Ok(name), Ok(value)) = (serde_json::to_string(name), serde_json::to_string(value)) else {
+        return key;
+    };
+    let suffix = format!(",{name}:{value}}}");
+    if key.ends_with(suffix.as_bytes()) {
+        let mut out = BytesMut::with_capacity(key.len() + 1 - suffix.len());
+        out.extend_from_slice(&key[..key.len() - suffix.len()]);
+        out.extend_from_slice(b"}");
+        out.freeze()
+    } else {
+        key
+    }
+}
 
 /// Size of the blocks encoded keys and values are copied into (see [`freeze`]).
 const ARENA_BLOCK: usize = 64 * 1024;
@@ -208,10 +228,13 @@ impl Emitter {
         // from the projected row, so the two encoders each see one shape per table.
         let key = if ev.op == Op::Truncate {
             None
-        } else if self
-            .key
-            .encode_key(&route.topic, ev, &route.key_columns, &mut self.key_buf)?
-        {
+        } else if self.key.encode_key(
+            &route.topic,
+            route.logical.as_deref(),
+            ev,
+            &route.key_columns,
+            &mut self.key_buf,
+        )? {
             Some(freeze(&mut self.arena, &self.key_buf))
         } else {
             None
@@ -221,13 +244,17 @@ impl Emitter {
         match &self.block {
             Some(block) => self.value.encode_value_in_transaction(
                 &route.topic,
+                route.logical.as_deref(),
                 ev_value,
                 block,
                 &mut self.value_buf,
             )?,
-            None => self
-                .value
-                .encode_value(&route.topic, ev_value, &mut self.value_buf)?,
+            None => self.value.encode_value(
+                &route.topic,
+                route.logical.as_deref(),
+                ev_value,
+                &mut self.value_buf,
+            )?,
         }
         let mut extra_headers = Vec::new();
         let mut tombstone = ev.op == Op::Delete && self.opts.tombstones_on_delete;
@@ -382,23 +409,28 @@ impl Emitter {
         let d = self.emit(router, delete, &mut records)?;
         let c = self.emit(router, create, &mut records)?;
         if d.records > 0 && c.records > 0 {
-            self.mark_key_change(&mut records);
+            let logical = create
+                .table
+                .as_ref()
+                .and_then(|t| self.routes.get(&t.id))
+                .and_then(|r| r.logical.clone());
+            self.mark_key_change(&mut records, logical.as_deref());
         }
         out.extend(records);
         Ok([d, c])
     }
 
     /// Adds the key-change headers to `records`: the delete, its tombstone if any, then the
-    /// create.
-    fn mark_key_change(&self, records: &mut [Record]) {
+    /// create. The headers carry the table's own key: Debezium sets them before
+    /// `ByLogicalTableRouter` adds its key field to the record key, so a logical table's
+    /// key field is taken out again.
+    fn mark_key_change(&self, records: &mut [Record], logical: Option<&LogicalTable>) {
         let Some((create, deletes)) = records.split_last_mut() else {
             return;
         };
-        let old_key = deletes
-            .first()
-            .and_then(|d| d.key.as_ref())
-            .map(|k| self.key.key_header(k));
-        if let Some(new_key) = create.key.as_ref().map(|k| self.key.key_header(k)) {
+        let header = |k: &Bytes| without_key_field(self.key.key_header(k), logical);
+        let old_key = deletes.first().and_then(|d| d.key.as_ref()).map(header);
+        if let Some(new_key) = create.key.as_ref().map(header) {
             for d in deletes.iter_mut() {
                 d.headers
                     .push((Arc::from(PK_UPDATE_NEWKEY_HEADER), new_key.clone()));
@@ -419,7 +451,10 @@ impl Emitter {
         out: &mut impl Extend<Record>,
     ) -> Result<Emitted, EmitError> {
         let topic = self.opts.message_topic.clone();
-        let key = if self.key.encode_key(&topic, ev, &[], &mut self.key_buf)? {
+        let key = if self
+            .key
+            .encode_key(&topic, None, ev, &[], &mut self.key_buf)?
+        {
             Some(freeze(&mut self.arena, &self.key_buf))
         } else {
             None
@@ -431,9 +466,10 @@ impl Emitter {
         };
         if let Some(block) = &block {
             self.value
-                .encode_value_in_transaction(&topic, ev, block, &mut self.value_buf)?;
+                .encode_value_in_transaction(&topic, None, ev, block, &mut self.value_buf)?;
         } else {
-            self.value.encode_value(&topic, ev, &mut self.value_buf)?;
+            self.value
+                .encode_value(&topic, None, ev, &mut self.value_buf)?;
         }
         let value = freeze(&mut self.arena, &self.value_buf);
         out.extend(std::iter::once(Record {
@@ -646,6 +682,78 @@ mod tests {
     }
 
     #[test]
+    fn logical_tables_share_a_topic_with_the_key_field_and_their_own_key_headers() {
+        let rules: Vec<crate::router::RouteRule> = toml::from_str::<BTreeMap<String, Vec<_>>>(
+            "r = [{ match = 'public\\.(t|u)', topic = 'p.tu', logical_table = true }]",
+        )
+        .unwrap()
+        .remove("r")
+        .unwrap();
+        let r = Router::new(&RoutingConfig {
+            topic_prefix: "p",
+            routes: &rules,
+            ..RoutingConfig::default()
+        })
+        .unwrap();
+        let t = table();
+        let u = Arc::new(Table {
+            id: 10,
+            name: "u".into(),
+            ..(*t).clone()
+        });
+        let mut e = emitter(true);
+        let mut out = Vec::new();
+        e.emit(&r, &event(Op::Create, &t, 5, 1), &mut out).unwrap();
+        e.emit(&r, &event(Op::Delete, &u, 5, 1), &mut out).unwrap();
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|r| &*r.topic == "p.tu"));
+        let key = json(&out[0].key);
+        assert_eq!(
+            key["payload"],
+            serde_json::json!({"id": 1, "__dbz__physicalTableIdentifier": "p.public.t"})
+        );
+        assert_eq!(key["schema"]["name"], "p.tu.Key");
+        assert_eq!(
+            key["schema"]["fields"][1],
+            serde_json::json!({"type": "string", "optional": false, "field": "__dbz__physicalTableIdentifier"})
+        );
+        let value = json(&out[0].value);
+        assert_eq!(value["schema"]["name"], "p.tu.Envelope");
+        assert_eq!(value["schema"]["fields"][0]["name"], "p.tu.Value");
+        assert_eq!(value["schema"]["fields"][1]["name"], "p.tu.Value");
+        // The other table's key differs by the field; its tombstone has the same key.
+        assert_eq!(
+            json(&out[1].key)["payload"]["__dbz__physicalTableIdentifier"],
+            "p.public.u"
+        );
+        assert_eq!(out[2].key, out[1].key);
+        // A key change: the records' keys carry the field, the headers the table's key only.
+        let mut delete = event(Op::Delete, &t, 5, 1);
+        delete.source.tx_index = 1;
+        let create = event(Op::Create, &t, 5, 2);
+        let mut out = Vec::new();
+        e.emit_key_change(&r, &delete, &create, &mut out).unwrap();
+        let header = |r: &Record, name: &str| {
+            r.headers
+                .iter()
+                .find(|(n, _)| &**n == name)
+                .map(|(_, v)| serde_json::from_slice::<serde_json::Value>(v).unwrap())
+        };
+        assert_eq!(
+            header(&out[0], PK_UPDATE_NEWKEY_HEADER),
+            Some(serde_json::json!({"id": 2}))
+        );
+        assert_eq!(
+            header(&out[2], PK_UPDATE_OLDKEY_HEADER),
+            Some(serde_json::json!({"id": 1}))
+        );
+        assert_eq!(
+            json(&out[2].key)["payload"],
+            serde_json::json!({"id": 2, "__dbz__physicalTableIdentifier": "p.public.t"})
+        );
+    }
+
+    #[test]
     fn skipped_operations_become_nothing() {
         let t = table();
         let mut tables = BTreeMap::new();
@@ -730,6 +838,7 @@ mod tests {
         fn encode_key(
             &mut self,
             topic: &str,
+            _: Option<&LogicalTable>,
             _: &ChangeEvent,
             _: &[usize],
             out: &mut Vec<u8>,
@@ -742,6 +851,7 @@ mod tests {
         fn encode_value(
             &mut self,
             topic: &str,
+            _: Option<&LogicalTable>,
             _: &ChangeEvent,
             out: &mut Vec<u8>,
         ) -> Result<(), FormatError> {
@@ -753,11 +863,12 @@ mod tests {
         fn encode_value_in_transaction(
             &mut self,
             topic: &str,
+            logical: Option<&LogicalTable>,
             ev: &ChangeEvent,
             _: &TransactionBlock,
             out: &mut Vec<u8>,
         ) -> Result<(), FormatError> {
-            self.encode_value(topic, ev, out)
+            self.encode_value(topic, logical, ev, out)
         }
 
         fn encode_transaction_key(

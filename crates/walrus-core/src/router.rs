@@ -49,6 +49,7 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 use crate::event::{ChangeEvent, Op, Row, Table};
+use crate::format::LogicalTable;
 use crate::value::Value;
 
 /// Default topic template of an outbox table (Debezium's `outbox.event.${routedByValue}`,
@@ -87,7 +88,30 @@ pub struct RouteRule {
     /// transform matches the topic Debezium gave the record.
     #[serde(default)]
     pub match_on: MatchOn,
+    /// Debezium's `ByLogicalTableRouter` instead of Kafka's `RegexRouter`: the tables this
+    /// rule merges into one topic get schema names after the topic (`<topic>.Key`,
+    /// `<topic>.Value`, `<topic>.Envelope`) and, unless `key_enforce_uniqueness = false`,
+    /// a key field telling them apart.
+    #[serde(default)]
+    pub logical_table: bool,
+    /// `key.enforce.uniqueness`: add the key field (logical tables only; default true).
+    #[serde(default)]
+    pub key_enforce_uniqueness: Option<bool>,
+    /// `key.field.name`: the added key field (default `__dbz__physicalTableIdentifier`).
+    #[serde(default)]
+    pub key_field_name: Option<String>,
+    /// `key.field.regex`: matched against the table's default topic
+    /// `<topic_prefix>.<schema>.<table>`; when it matches, `key_field_replacement` (with
+    /// `$1`, `${name}`) is the key field's value instead of that topic.
+    #[serde(default)]
+    pub key_field_regex: Option<String>,
+    /// `key.field.replacement`, required with `key_field_regex`.
+    #[serde(default)]
+    pub key_field_replacement: Option<String>,
 }
+
+/// Default name of a logical table's key field (`ByLogicalTableRouter`'s `key.field.name`).
+pub const DEFAULT_KEY_FIELD_NAME: &str = "__dbz__physicalTableIdentifier";
 
 /// `[[key_columns]]`: the message key of the tables a regex matches (Debezium's
 /// `message.key.columns` entries `<table regex>:<col>,<col>`).
@@ -294,11 +318,30 @@ impl crate::error::Classify for RouteError {
     }
 }
 
+/// One compiled `[[routes]]` rule.
+#[derive(Clone, Debug)]
+struct Rule {
+    re: Regex,
+    topic: String,
+    on: MatchOn,
+    /// Set for `logical_table` rules.
+    logical: Option<LogicalRule>,
+}
+
+/// The `ByLogicalTableRouter` part of a rule.
+#[derive(Clone, Debug)]
+struct LogicalRule {
+    /// `None` with `key_enforce_uniqueness = false`.
+    key_field: Option<String>,
+    /// `key_field_regex` (anchored) and `key_field_replacement`.
+    key_value: Option<(Regex, String)>,
+}
+
 /// Compiled routing configuration.
 #[derive(Clone, Debug)]
 pub struct Router {
     prefix: String,
-    rules: Vec<(Regex, String, MatchOn)>,
+    rules: Vec<Rule>,
     skip: Vec<Op>,
     selection: Option<crate::selection::TableSelection>,
     key_rules: Vec<(Regex, Vec<String>)>,
@@ -343,6 +386,9 @@ pub struct TableRoute {
     pub skip: Vec<Op>,
     /// Set for outbox tables: events go through [`OutboxRoute::message`] instead.
     pub outbox: Option<Arc<OutboxRoute>>,
+    /// Set when a `logical_table` rule routed the table: schema names after the topic and
+    /// the added key field, for the encoders.
+    pub logical: Option<Arc<LogicalTable>>,
     table_header: Bytes,
     names: HeaderNames,
 }
@@ -432,6 +478,64 @@ pub fn sanitize_topic(name: &str) -> String {
     s
 }
 
+/// The `ByLogicalTableRouter` options of rule `i`, checked; `None` for a plain rule (which
+/// must set none of them).
+fn logical_rule(i: usize, r: &RouteRule) -> Result<Option<LogicalRule>, ConfigError> {
+    let bad = |k: &str, message: String| ConfigError::Key {
+        key: format!("routes[{i}].{k}"),
+        message,
+    };
+    if !r.logical_table {
+        for (k, set) in [
+            ("key_enforce_uniqueness", r.key_enforce_uniqueness.is_some()),
+            ("key_field_name", r.key_field_name.is_some()),
+            ("key_field_regex", r.key_field_regex.is_some()),
+            ("key_field_replacement", r.key_field_replacement.is_some()),
+        ] {
+            if set {
+                return Err(bad(
+                    k,
+                    "applies to logical tables only: set logical_table = true on this rule".into(),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let name = r
+        .key_field_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_KEY_FIELD_NAME.to_string());
+    if name.is_empty() {
+        return Err(bad("key_field_name", "must not be empty".into()));
+    }
+    let key_value = match (
+        r.key_field_regex.as_deref().map(str::trim),
+        &r.key_field_replacement,
+    ) {
+        (None | Some(""), _) => None,
+        (Some(re), Some(replacement)) if !replacement.trim().is_empty() => {
+            let re = Regex::new(&format!("^(?:{re})$")).map_err(|e| {
+                bad(
+                    "key_field_regex",
+                    format!("{re:?} is not a valid regex: {e}"),
+                )
+            })?;
+            Some((re, replacement.clone()))
+        }
+        (Some(_), _) => {
+            return Err(bad(
+                "key_field_replacement",
+                "must be set and non-empty when key_field_regex is set".into(),
+            ))
+        }
+    };
+    let enforce = r.key_enforce_uniqueness.unwrap_or(true);
+    Ok(Some(LogicalRule {
+        key_field: enforce.then_some(name),
+        key_value,
+    }))
+}
+
 fn is_exact_table_name(name: &str) -> bool {
     matches!(name.split_once('.'), Some((s, t)) if !s.is_empty() && !t.is_empty() && !t.contains('.'))
 }
@@ -454,7 +558,12 @@ impl Router {
                     "must not be empty".into(),
                 ));
             }
-            rules.push((re, r.topic.clone(), r.match_on));
+            rules.push(Rule {
+                re,
+                topic: r.topic.clone(),
+                on: r.match_on,
+                logical: logical_rule(i, r)?,
+            });
         }
         let anchored = |key: String, pattern: &str| {
             regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
@@ -569,25 +678,46 @@ impl Router {
         self.outbox.values()
     }
 
-    /// The topic of a table, before any override of its section.
-    fn topic_for(&self, schema: &str, table: &str) -> String {
+    /// The topic of a table, and the logical table when a `logical_table` rule chose it.
+    fn topic_for(&self, schema: &str, table: &str) -> (String, Option<LogicalTable>) {
         let qualified = format!("{schema}.{table}");
         if let Some(t) = self.tables.get(&qualified).and_then(|t| t.topic.as_ref()) {
-            return sanitize_topic(t);
+            return (sanitize_topic(t), None);
         }
         let default = format!("{}.{schema}.{table}", self.prefix);
-        for (re, template, on) in &self.rules {
-            let input = match on {
+        for rule in &self.rules {
+            let input = match rule.on {
                 MatchOn::Table => &qualified,
                 MatchOn::Topic => &default,
             };
-            if let Some(caps) = re.captures(input) {
+            if let Some(caps) = rule.re.captures(input) {
                 let mut out = String::new();
-                caps.expand(template, &mut out);
-                return sanitize_topic(&out);
+                caps.expand(&rule.topic, &mut out);
+                let topic = sanitize_topic(&out);
+                let logical = rule.logical.as_ref().map(|l| LogicalTable {
+                    schema_base: topic.clone(),
+                    key_field: l.key_field.as_ref().map(|name| {
+                        // Debezium's value is the record's topic before the transform,
+                        // rewritten by key.field.regex when that matches it whole.
+                        let old = sanitize_topic(&default);
+                        let value = match &l.key_value {
+                            Some((re, replacement)) => match re.captures(&old) {
+                                Some(c) => {
+                                    let mut v = String::new();
+                                    c.expand(replacement, &mut v);
+                                    v
+                                }
+                                None => old,
+                            },
+                            None => old,
+                        };
+                        (name.clone(), value)
+                    }),
+                });
+                return (topic, logical);
             }
         }
-        sanitize_topic(&default)
+        (sanitize_topic(&default), None)
     }
 
     /// Resolves how a table version is routed. Fails when its section names columns the
@@ -711,13 +841,15 @@ impl Router {
             Some(o) => Some(Arc::new(OutboxRoute::new(o, table, &self.outbox_index(o))?)),
             None => None,
         };
+        let (topic, logical) = self.topic_for(&table.schema, &table.name);
         Ok(TableRoute {
             table: table.clone(),
-            topic: Arc::from(self.topic_for(&table.schema, &table.name)),
+            topic: Arc::from(topic),
             key_columns,
             projection,
             skip,
             outbox,
+            logical: logical.map(Arc::new),
             table_header: Bytes::from(qualified.clone()),
             names: self.names.clone(),
         })
@@ -1187,6 +1319,79 @@ match_on = "topic"
         assert_eq!(&*topic("public", "orders"), "dbz.ordersx");
         // No match: the default topic, as RegexRouter leaves a topic it does not match.
         assert_eq!(&*topic("sales", "orders"), "app.sales.orders");
+    }
+
+    #[test]
+    fn logical_table_rules_name_schemas_after_the_topic_and_add_the_key_field() {
+        let r = router(
+            r#"
+[[routes]]
+match = 'app\.(shard\d+)\.orders'
+match_on = "topic"
+topic = "app.orders"
+logical_table = true
+key_field_regex = 'app\.(shard\d+)\..*'
+key_field_replacement = "$1"
+[[routes]]
+match = 'public\.(a|b)'
+topic = "app.ab"
+logical_table = true
+[[routes]]
+match = 'public\.(c|d)'
+topic = "app.cd"
+logical_table = true
+key_enforce_uniqueness = false
+key_field_name = "ignored"
+[[routes]]
+match = 'public\.e'
+topic = "app.e"
+"#,
+        )
+        .unwrap();
+        let logical = |s: &str, n: &str| {
+            r.resolve(&table(s, n, &[("id", true)]))
+                .unwrap()
+                .logical
+                .map(|l| (*l).clone())
+        };
+        let lt = |base: &str, field: Option<(&str, &str)>| {
+            Some(LogicalTable {
+                schema_base: base.into(),
+                key_field: field.map(|(n, v)| (n.to_string(), v.to_string())),
+            })
+        };
+        assert_eq!(
+            logical("shard1", "orders"),
+            lt("app.orders", Some((DEFAULT_KEY_FIELD_NAME, "shard1")))
+        );
+        // The default value is the table's topic before routing.
+        assert_eq!(
+            logical("public", "b"),
+            lt("app.ab", Some((DEFAULT_KEY_FIELD_NAME, "app.public.b")))
+        );
+        assert_eq!(logical("public", "c"), lt("app.cd", None));
+        // RegexRouter rules and unrouted tables keep Debezium's per-table names.
+        assert_eq!(logical("public", "e"), None);
+        assert_eq!(logical("public", "z"), None);
+        let err = router("[[routes]]\nmatch = 'x'\ntopic = 'y'\nkey_field_name = 'k'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("routes[0].key_field_name") && err.contains("logical_table"),
+            "{err}"
+        );
+        let err = router(
+            "[[routes]]\nmatch = 'x'\ntopic = 'y'\nlogical_table = true\nkey_field_regex = '(.*)'",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("routes[0].key_field_replacement"), "{err}");
+        let err = router(
+            "[[routes]]\nmatch = 'x'\ntopic = 'y'\nlogical_table = true\nkey_field_regex = '('\nkey_field_replacement = 'z'",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("routes[0].key_field_regex"), "{err}");
     }
 
     #[test]

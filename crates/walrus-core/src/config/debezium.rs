@@ -52,6 +52,7 @@ const AVRO_CONVERTERS: &[&str] = &[
     "io.apicurio.registry.utils.converter.AvroConverter",
 ];
 const REGEX_ROUTER: &str = "org.apache.kafka.connect.transforms.RegexRouter";
+const LOGICAL_TABLE_ROUTER: &str = "io.debezium.transforms.ByLogicalTableRouter";
 const OUTBOX_ROUTER: &str = "io.debezium.transforms.outbox.EventRouter";
 
 /// A connector config that cannot be imported.
@@ -1782,12 +1783,7 @@ fn transforms(im: &mut Importer) -> Result<(), ImportError> {
             REGEX_ROUTER => regex_router(im, &p, &mut own)?,
             OUTBOX_ROUTER => outbox_router(im, &p, &mut own),
             "io.debezium.transforms.ExtractNewRecordState" => extract_new_record_state(im, &p, &mut own),
-            "io.debezium.transforms.ByLogicalTableRouter" => im.finding(
-                FindingKind::Unmapped,
-                &format!("{p}type"),
-                &kind,
-                "merges tables into one topic and adds a key field to keep keys unique. walrus can route tables to one topic ([[routes]]) but adds no key field",
-            ),
+            LOGICAL_TABLE_ROUTER => logical_table_router(im, &p, &mut own)?,
             other => im.finding(
                 FindingKind::Unmapped,
                 &format!("{p}type"),
@@ -1921,6 +1917,109 @@ fn regex_router(
         &format!("{p}regex"),
         &regex,
         "walrus applies [[routes]] to table topics; the <prefix>.message and heartbeat topics keep their names",
+    );
+    Ok(())
+}
+
+/// Debezium's `ByLogicalTableRouter` → a `[[routes]]` rule with `logical_table = true`.
+fn logical_table_router(
+    im: &mut Importer,
+    p: &str,
+    own: &mut BTreeMap<String, String>,
+) -> Result<(), ImportError> {
+    let (Some(regex), Some(replacement)) =
+        (own.remove("topic.regex"), own.remove("topic.replacement"))
+    else {
+        im.finding(
+            FindingKind::Unmapped,
+            &format!("{p}type"),
+            LOGICAL_TABLE_ROUTER,
+            "ByLogicalTableRouter requires topic.regex and topic.replacement (Kafka Connect refuses the connector without them)",
+        );
+        return Ok(());
+    };
+    let check = |key: &str, value: &str| {
+        regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| ImportError::Unsupported {
+            key: format!("{p}{key}"),
+            value: value.to_owned(),
+            message: format!("walrus's regular expressions (Rust's regex crate: no look-around or back-references) cannot read it: {e}"),
+        })
+    };
+    check("topic.regex", &regex)?;
+    let chained = im.toml.sections.iter().any(|(s, _)| s == "[[routes]]");
+    let mut lines = vec![
+        format!(
+            "match = {}  # {p}topic.regex (Debezium's ByLogicalTableRouter)",
+            q(&lit(&regex))
+        ),
+        format!(
+            "topic = {}  # {p}topic.replacement",
+            q(&java_replacement(&replacement))
+        ),
+        "match_on = \"topic\"  # matched against the topic Debezium chose".into(),
+        "logical_table = true  # schema names <topic>.Key/.Value/.Envelope, and the key field"
+            .into(),
+    ];
+    if let Some(v) = own.remove("key.enforce.uniqueness") {
+        let on = !v.trim().eq_ignore_ascii_case("false");
+        lines.push(format!(
+            "key_enforce_uniqueness = {on}  # {p}key.enforce.uniqueness"
+        ));
+    }
+    if let Some(v) = own.remove("key.field.name") {
+        lines.push(format!(
+            "key_field_name = {}  # {p}key.field.name",
+            q(&lit(&v))
+        ));
+    }
+    let field_regex = own.remove("key.field.regex");
+    let field_replacement = own.remove("key.field.replacement");
+    if let Some(re) = field_regex.filter(|r| !r.trim().is_empty()) {
+        let Some(replacement) = field_replacement.filter(|r| !r.trim().is_empty()) else {
+            return Err(ImportError::Unsupported {
+                key: format!("{p}key.field.replacement"),
+                value: String::new(),
+                message: "must be non-empty when key.field.regex is set (Debezium refuses the connector too)".into(),
+            });
+        };
+        check("key.field.regex", re.trim())?;
+        lines.push(format!(
+            "key_field_regex = {}  # {p}key.field.regex",
+            q(&lit(re.trim()))
+        ));
+        lines.push(format!(
+            "key_field_replacement = {}  # {p}key.field.replacement",
+            q(&java_replacement(&replacement))
+        ));
+    }
+    if let Some(v) = own.remove("schema.name.adjustment.mode") {
+        if !v.trim().eq_ignore_ascii_case("none") {
+            im.finding(
+                FindingKind::Unmapped,
+                &format!("{p}schema.name.adjustment.mode"),
+                &v,
+                "walrus names a logical table's schemas <topic>.Key/.Value/.Envelope unadjusted (Debezium's default, none); with Avro it makes the record names Avro-safe itself",
+            );
+        }
+    }
+    if let Some(v) = own.remove("logical.table.cache.size") {
+        im.finding(
+            FindingKind::NoEffect,
+            &format!("{p}logical.table.cache.size"),
+            &v,
+            "walrus resolves each table's route once per table version; there is no cache to size",
+        );
+    }
+    im.toml.push_entry("[[routes]]", lines);
+    im.finding(
+        FindingKind::Review,
+        &format!("{p}topic.regex"),
+        &regex,
+        if chained {
+            "walrus applies [[routes]] to table topics only, and the first rule that matches wins: Kafka Connect chains routers, so check that the rules above give the topics the chain gave"
+        } else {
+            "walrus applies [[routes]] to table topics; the <prefix>.message and heartbeat topics keep their names and keys"
+        },
     );
     Ok(())
 }
@@ -2472,6 +2571,72 @@ mod tests {
         });
         assert_eq!(&*r.resolve(&t).unwrap().topic, "cdc.customersx");
         assert!(!c.format.tombstones_on_delete);
+    }
+
+    /// Debezium's topic-routing documentation example (sharded `customers` tables merged
+    /// into one topic, the shard number as the key field's value).
+    #[test]
+    fn by_logical_table_router_becomes_a_logical_table_route() {
+        let (im, c) = run(
+            "connector.class=io.debezium.connector.postgresql.PostgresConnector\n\
+             database.hostname=db\n\
+             database.user=u\n\
+             database.dbname=shop\n\
+             topic.prefix=myserver\n\
+             transforms=Reroute\n\
+             transforms.Reroute.type=io.debezium.transforms.ByLogicalTableRouter\n\
+             transforms.Reroute.topic.regex=(.*)customers_shard(.*)\n\
+             transforms.Reroute.topic.replacement=$1customers_all_shards\n\
+             transforms.Reroute.key.field.name=shard_id\n\
+             transforms.Reroute.key.field.regex=(.*)customers_shard(.*)\n\
+             transforms.Reroute.key.field.replacement=$2\n\
+             transforms.Reroute.logical.table.cache.size=32\n",
+        );
+        assert_eq!(c.routes.len(), 1);
+        let rule = &c.routes[0];
+        assert!(rule.logical_table);
+        assert_eq!(rule.match_on, crate::router::MatchOn::Topic);
+        assert_eq!(rule.topic, "${1}customers_all_shards");
+        assert_eq!(rule.key_field_name.as_deref(), Some("shard_id"));
+        assert_eq!(rule.key_field_replacement.as_deref(), Some("${2}"));
+        assert_eq!(
+            finding(&im, "transforms.Reroute.logical.table.cache.size").kind,
+            FindingKind::NoEffect
+        );
+        let r = c.router().unwrap();
+        let t = std::sync::Arc::new(crate::event::Table {
+            id: 1,
+            schema: "public".into(),
+            name: "customers_shard7".into(),
+            columns: vec![],
+            replica_identity: crate::event::ReplicaIdentity::Default,
+        });
+        let route = r.resolve(&t).unwrap();
+        assert_eq!(&*route.topic, "myserver.public.customers_all_shards");
+        let logical = route.logical.as_deref().unwrap();
+        assert_eq!(logical.schema_base, "myserver.public.customers_all_shards");
+        assert_eq!(
+            logical.key_field,
+            Some(("shard_id".to_string(), "7".to_string()))
+        );
+        // A key regex without its replacement is refused, as Debezium refuses it.
+        let cfg = ConnectorConfig::parse(
+            "connector.class=io.debezium.connector.postgresql.PostgresConnector\n\
+             database.hostname=db\n\
+             database.user=u\n\
+             database.dbname=shop\n\
+             topic.prefix=p\n\
+             transforms=r\n\
+             transforms.r.type=io.debezium.transforms.ByLogicalTableRouter\n\
+             transforms.r.topic.regex=(.*)\n\
+             transforms.r.topic.replacement=all\n\
+             transforms.r.key.field.regex=(.*)\n",
+        )
+        .unwrap();
+        let err = import(&cfg, &ImportOptions { brokers: None })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("transforms.r.key.field.replacement"), "{err}");
     }
 
     #[test]

@@ -36,26 +36,44 @@ use crate::event::ChangeEvent;
 
 pub use json::{JsonEncoder, JsonOptions};
 
+/// A table routed by a logical-table route (Debezium's `ByLogicalTableRouter`): several
+/// physical tables share one topic, so the formats name the key and value schemas after the
+/// topic (`<topic>.Key`, `<topic>.Value`, `<topic>.Envelope`) and may add a key field that
+/// tells the tables apart. Given to [`Encoder::encode_key`] and [`Encoder::encode_value`]
+/// by the emitter from the table's [`crate::router::TableRoute`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogicalTable {
+    /// The first part of the schema names: the merged topic.
+    pub schema_base: String,
+    /// The key field added after the key columns (`key.enforce.uniqueness`): its name and
+    /// this table's value (by default its topic before routing, `<prefix>.<schema>.<table>`).
+    pub key_field: Option<(String, String)>,
+}
+
 /// Turns change events into key or value bytes. One instance per pipeline (and per snapshot
 /// worker, see [`Encoder::fork`]), reused for every event so its per-table caches pay off.
 pub trait Encoder: Send {
     /// Writes the key of `ev`, bound for `topic`, into `out` (cleared first) and returns
     /// `true`, or returns `false` for a null key (no key columns, a truncate, no row to take
     /// the key from). `key_columns` index the columns of `ev`'s table. The topic is the
-    /// routed one (formats with a schema registry name subjects after it).
+    /// routed one (formats with a schema registry name subjects after it). `logical`: the
+    /// table is merged into its topic with others (schema names and key field, see
+    /// [`LogicalTable`]).
     fn encode_key(
         &mut self,
         topic: &str,
+        logical: Option<&LogicalTable>,
         ev: &ChangeEvent,
         key_columns: &[usize],
         out: &mut Vec<u8>,
     ) -> Result<bool, FormatError>;
 
     /// Writes the value of `ev` (Debezium's envelope, or the message event), bound for
-    /// `topic`, into `out`, cleared first.
+    /// `topic`, into `out`, cleared first. `logical` as for [`Encoder::encode_key`].
     fn encode_value(
         &mut self,
         topic: &str,
+        logical: Option<&LogicalTable>,
         ev: &ChangeEvent,
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError>;
@@ -65,6 +83,7 @@ pub trait Encoder: Send {
     fn encode_value_in_transaction(
         &mut self,
         topic: &str,
+        logical: Option<&LogicalTable>,
         ev: &ChangeEvent,
         tx: &crate::transactions::TransactionBlock,
         out: &mut Vec<u8>,

@@ -36,6 +36,7 @@ use crate::error::{Classify, ErrorKind};
 use crate::event::{ChangeEvent, Op, Row, Table};
 use crate::format::json::JsonOptions;
 use crate::format::kinds::{default_value, fallback_value};
+use crate::format::LogicalTable;
 use crate::lsn::Lsn;
 use crate::value::Value;
 
@@ -168,10 +169,17 @@ struct TableEntry {
     /// The table's default topic, `<prefix>.<schema>.<table>`, for subjects when the
     /// caller names no topic.
     topic: String,
+    /// The logical table the schemas were built for (see [`LogicalTable`]).
+    logical: Option<LogicalTable>,
 }
 
 impl TableEntry {
-    fn build(table: &Arc<Table>, opts: &JsonOptions, previous: Option<&Table>) -> TableEntry {
+    fn build(
+        table: &Arc<Table>,
+        opts: &JsonOptions,
+        previous: Option<&Table>,
+        logical: Option<&LogicalTable>,
+    ) -> TableEntry {
         let fields: Vec<(Kind, bool, Option<Value>)> = table
             .columns
             .iter()
@@ -187,7 +195,7 @@ impl TableEntry {
             })
             .collect();
         let value_schema = schema::row_schema(
-            schema_name(opts, table, "Value"),
+            schema_name(opts, table, logical, "Value"),
             table
                 .columns
                 .iter()
@@ -196,7 +204,8 @@ impl TableEntry {
             true,
             opts,
         );
-        let envelope = schema::envelope_schema(value_schema, schema_name(opts, table, "Envelope"));
+        let envelope =
+            schema::envelope_schema(value_schema, schema_name(opts, table, logical, "Envelope"));
         TableEntry {
             table: Arc::clone(table),
             value: Registered::new(&envelope),
@@ -205,19 +214,29 @@ impl TableEntry {
             key: None,
             change: describe_change(previous, table),
             topic: format!("{}.{}.{}", opts.topic_prefix, table.schema, table.name),
+            logical: logical.cloned(),
         }
     }
 
     /// Builds the key schema for `key_columns` unless the last one was for them.
     fn ensure_key(&mut self, key_columns: &[usize], opts: &JsonOptions) {
         if self.key.is_none() || self.key_columns != key_columns {
+            // A logical table's key field is a required string after the key columns.
+            let extra = self
+                .logical
+                .as_ref()
+                .and_then(|l| l.key_field.as_ref())
+                .map(|(name, _)| (name.as_str(), &Kind::Str(None), false));
             let key = schema::row_schema(
-                schema_name(opts, &self.table, "Key"),
-                key_columns.iter().filter_map(|&i| {
-                    let c = self.table.columns.get(i)?;
-                    let (k, _, _) = self.fields.get(i)?;
-                    Some((c.name.as_str(), k, false))
-                }),
+                schema_name(opts, &self.table, self.logical.as_ref(), "Key"),
+                key_columns
+                    .iter()
+                    .filter_map(|&i| {
+                        let c = self.table.columns.get(i)?;
+                        let (k, _, _) = self.fields.get(i)?;
+                        Some((c.name.as_str(), k, false))
+                    })
+                    .chain(extra),
                 false,
                 opts,
             );
@@ -234,11 +253,20 @@ fn value_optional(c: &crate::event::Column) -> bool {
     !c.value_required()
 }
 
-fn schema_name(opts: &JsonOptions, table: &Table, suffix: &str) -> String {
-    format!(
-        "{}.{}.{}.{}",
-        opts.topic_prefix, table.schema, table.name, suffix
-    )
+/// `<prefix>.<schema>.<table>.<suffix>`, or `<merged topic>.<suffix>` for a logical table.
+fn schema_name(
+    opts: &JsonOptions,
+    table: &Table,
+    logical: Option<&LogicalTable>,
+    suffix: &str,
+) -> String {
+    match logical {
+        Some(l) => format!("{}.{suffix}", l.schema_base),
+        None => format!(
+            "{}.{}.{}.{}",
+            opts.topic_prefix, table.schema, table.name, suffix
+        ),
+    }
 }
 
 /// Column differences between two versions of a table, in words.
@@ -358,16 +386,19 @@ fn table_entry<'a>(
     tables: &'a mut HashMap<u32, TableEntry>,
     table: &Arc<Table>,
     opts: &JsonOptions,
+    logical: Option<&LogicalTable>,
 ) -> &'a mut TableEntry {
     let entry = tables
         .entry(table.id)
-        .or_insert_with(|| TableEntry::build(table, opts, None));
-    if !Arc::ptr_eq(&entry.table, table) {
+        .or_insert_with(|| TableEntry::build(table, opts, None, logical));
+    if entry.logical.as_ref() != logical {
+        *entry = TableEntry::build(table, opts, None, logical);
+    } else if !Arc::ptr_eq(&entry.table, table) {
         if *entry.table == **table {
             entry.table = Arc::clone(table);
         } else {
             let previous = Arc::clone(&entry.table);
-            *entry = TableEntry::build(table, opts, Some(&previous));
+            *entry = TableEntry::build(table, opts, Some(&previous), logical);
         }
     }
     entry
@@ -444,6 +475,19 @@ impl AvroEncoder {
         key_columns: &[usize],
         out: &mut Vec<u8>,
     ) -> Result<bool, AvroError> {
+        self.encode_logical_key(topic, None, ev, key_columns, out)
+    }
+
+    /// [`Self::encode_key`] of a table merged into one topic with others: the key record is
+    /// named `<topic>.Key` and ends with the logical table's key field, if any.
+    pub fn encode_logical_key(
+        &mut self,
+        topic: Option<&str>,
+        logical: Option<&LogicalTable>,
+        ev: &ChangeEvent,
+        key_columns: &[usize],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, AvroError> {
         out.clear();
         let strategy = self.opts.subject_strategy;
         if ev.op == Op::Message {
@@ -476,7 +520,7 @@ impl AvroEncoder {
             text,
             ..
         } = self;
-        let entry = table_entry(tables, table, &opts.format);
+        let entry = table_entry(tables, table, &opts.format, logical);
         entry.ensure_key(key_columns, &opts.format);
         let TableEntry {
             table: t,
@@ -484,6 +528,7 @@ impl AvroEncoder {
             key,
             change,
             topic: default_topic,
+            logical,
             ..
         } = entry;
         let Some(reg) = key.as_mut() else {
@@ -502,6 +547,9 @@ impl AvroEncoder {
             if let Some((kind, _, _)) = fields.get(i) {
                 w.write(out, kind, false, row.values.get(i).unwrap_or(&Value::Null));
             }
+        }
+        if let Some((_, value)) = logical.as_ref().and_then(|l| l.key_field.as_ref()) {
+            encode::string(out, value);
         }
         Ok(true)
     }
@@ -538,6 +586,20 @@ impl AvroEncoder {
         now_us: i64,
         out: &mut Vec<u8>,
     ) -> Result<(), AvroError> {
+        self.encode_logical_value_at(topic, None, ev, tx, now_us, out)
+    }
+
+    /// [`Self::encode_value_in_transaction_at`] of a table merged into one topic with
+    /// others: the envelope is named `<topic>.Envelope`, its rows `<topic>.Value`.
+    pub fn encode_logical_value_at(
+        &mut self,
+        topic: Option<&str>,
+        logical: Option<&LogicalTable>,
+        ev: &ChangeEvent,
+        tx: Option<&crate::transactions::TransactionBlock>,
+        now_us: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvroError> {
         out.clear();
         let strategy = self.opts.subject_strategy;
         if ev.op == Op::Message {
@@ -564,7 +626,7 @@ impl AvroEncoder {
             text,
             ..
         } = self;
-        let entry = table_entry(tables, table, &opts.format);
+        let entry = table_entry(tables, table, &opts.format, logical);
         let id = schema_id(
             &**registry,
             strategy,
@@ -773,30 +835,35 @@ impl super::Encoder for AvroEncoder {
     fn encode_key(
         &mut self,
         topic: &str,
+        logical: Option<&LogicalTable>,
         ev: &ChangeEvent,
         key_columns: &[usize],
         out: &mut Vec<u8>,
     ) -> Result<bool, super::FormatError> {
-        AvroEncoder::encode_key(self, Some(topic), ev, key_columns, out).map_err(Into::into)
+        self.encode_logical_key(Some(topic), logical, ev, key_columns, out)
+            .map_err(Into::into)
     }
 
     fn encode_value(
         &mut self,
         topic: &str,
+        logical: Option<&LogicalTable>,
         ev: &ChangeEvent,
         out: &mut Vec<u8>,
     ) -> Result<(), super::FormatError> {
-        AvroEncoder::encode_value(self, Some(topic), ev, out).map_err(Into::into)
+        self.encode_logical_value_at(Some(topic), logical, ev, None, now_us(), out)
+            .map_err(Into::into)
     }
 
     fn encode_value_in_transaction(
         &mut self,
         topic: &str,
+        logical: Option<&LogicalTable>,
         ev: &ChangeEvent,
         tx: &crate::transactions::TransactionBlock,
         out: &mut Vec<u8>,
     ) -> Result<(), super::FormatError> {
-        AvroEncoder::encode_value_in_transaction_at(self, Some(topic), ev, Some(tx), now_us(), out)
+        self.encode_logical_value_at(Some(topic), logical, ev, Some(tx), now_us(), out)
             .map_err(Into::into)
     }
 

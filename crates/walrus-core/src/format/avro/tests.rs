@@ -793,3 +793,74 @@ fn transaction_metadata_matches_the_json_path() {
     );
     assert_eq!(to_json(&v), want);
 }
+
+#[test]
+fn logical_tables_are_named_after_their_topic_with_the_key_field() {
+    let t = table(7, vec![col("id", 23, -1, true), col("n", 23, -1, false)]);
+    let (mut enc, reg) = encoder(json_opts());
+    let logical = LogicalTable {
+        schema_base: "walrus.all".into(),
+        key_field: Some(("__dbz__physicalTableIdentifier".into(), TOPIC.into())),
+    };
+    let ev = event(
+        Op::Create,
+        &t,
+        None,
+        Some(row(vec![Value::Int32(4), Value::Int32(5)])),
+    );
+    let mut key = Vec::new();
+    assert!(enc
+        .encode_logical_key(Some("walrus.all"), Some(&logical), &ev, &[0], &mut key)
+        .unwrap());
+    let mut value = Vec::new();
+    enc.encode_logical_value_at(
+        Some("walrus.all"),
+        Some(&logical),
+        &ev,
+        None,
+        NOW_US,
+        &mut value,
+    )
+    .unwrap();
+    assert_eq!(reg.versions("walrus.all-key").len(), 1);
+    assert_eq!(reg.versions("walrus.all-value").len(), 1);
+    let (kid, k) = decode(&reg, &key);
+    let key_schema: J = serde_json::from_str(&reg.schema(kid).unwrap()).unwrap();
+    assert_eq!(
+        key_schema,
+        json!({"type": "record", "name": "Key", "namespace": "walrus.all",
+               "fields": [{"name": "id", "type": "int"},
+                          {"name": "__dbz__physicalTableIdentifier", "type": "string"}],
+               "connect.name": "walrus.all.Key"})
+    );
+    assert_eq!(
+        k,
+        A::Record(vec![
+            ("id".into(), A::Int(4)),
+            (
+                "__dbz__physicalTableIdentifier".into(),
+                A::String(TOPIC.into())
+            ),
+        ])
+    );
+    let (vid, _) = decode(&reg, &value);
+    let value_schema: J = serde_json::from_str(&reg.schema(vid).unwrap()).unwrap();
+    assert_eq!(value_schema["connect.name"], "walrus.all.Envelope");
+    assert_eq!(value_schema["fields"][0]["type"][1]["name"], "Value");
+    assert_eq!(
+        value_schema["fields"][0]["type"][1]["namespace"],
+        "walrus.all"
+    );
+    // The key-change header form of the key holds the field too (the emitter drops it).
+    let header = enc.key_json(&key).unwrap();
+    assert_eq!(
+        serde_json::from_str::<J>(&header).unwrap(),
+        json!({"id": 4, "__dbz__physicalTableIdentifier": TOPIC})
+    );
+    // Without the logical table, the same encoder goes back to the table's own names.
+    enc.encode_value_at(Some(TOPIC), &ev, NOW_US, &mut value)
+        .unwrap();
+    let (vid, _) = decode(&reg, &value);
+    let value_schema: J = serde_json::from_str(&reg.schema(vid).unwrap()).unwrap();
+    assert_eq!(value_schema["connect.name"], "walrus.public.items.Envelope");
+}

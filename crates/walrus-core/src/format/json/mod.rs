@@ -116,6 +116,7 @@ pub use crate::config::{
     TimePrecisionMode,
 };
 use crate::event::{ChangeEvent, Op, Row, Table};
+use crate::format::LogicalTable;
 use crate::lsn::Lsn;
 #[cfg(test)]
 use crate::time::civil_from_days;
@@ -227,6 +228,11 @@ struct TableEntry {
     /// The last key column list seen and its key schema JSON.
     key_columns: Vec<usize>,
     key_schema: Vec<u8>,
+    /// The logical table the schemas were built for (names after the merged topic, the
+    /// added key field); `None` for Debezium's per-table names.
+    logical: Option<LogicalTable>,
+    /// `,"<key field>":"<value>"`, the added key field's payload; empty without one.
+    key_field_json: Vec<u8>,
 }
 
 /// One column: how its values are written.
@@ -243,7 +249,12 @@ struct Field {
 }
 
 impl TableEntry {
-    fn build(table: &Arc<Table>, opts: &JsonOptions, source_schema: &[u8]) -> TableEntry {
+    fn build(
+        table: &Arc<Table>,
+        opts: &JsonOptions,
+        source_schema: &[u8],
+        logical: Option<&LogicalTable>,
+    ) -> TableEntry {
         let fields: Vec<Field> = table
             .columns
             .iter()
@@ -272,6 +283,13 @@ impl TableEntry {
         source_table.extend_from_slice(b",\"table\":");
         write_str(&mut source_table, &table.name);
         source_table.extend_from_slice(b",\"txId\":");
+        let mut key_field_json = Vec::new();
+        if let Some((name, value)) = logical.and_then(|l| l.key_field.as_ref()) {
+            key_field_json.push(b',');
+            write_str(&mut key_field_json, name);
+            key_field_json.push(b':');
+            write_str(&mut key_field_json, value);
+        }
         let mut entry = TableEntry {
             table: Arc::clone(table),
             fields,
@@ -279,6 +297,8 @@ impl TableEntry {
             value_schema: Vec::new(),
             key_columns: Vec::new(),
             key_schema: Vec::new(),
+            logical: logical.cloned(),
+            key_field_json,
         };
         if opts.schemas_enable {
             entry.value_schema = entry.envelope_schema(opts, source_schema);
@@ -286,11 +306,16 @@ impl TableEntry {
         entry
     }
 
+    /// `<prefix>.<schema>.<table>.<suffix>`, or `<merged topic>.<suffix>` for a logical
+    /// table (as `ByLogicalTableRouter` renames them).
     fn schema_name(&self, opts: &JsonOptions, suffix: &str) -> String {
-        format!(
-            "{}.{}.{}.{}",
-            opts.topic_prefix, self.table.schema, self.table.name, suffix
-        )
+        match &self.logical {
+            Some(l) => format!("{}.{suffix}", l.schema_base),
+            None => format!(
+                "{}.{}.{}.{}",
+                opts.topic_prefix, self.table.schema, self.table.name, suffix
+            ),
+        }
     }
 
     fn envelope_schema(&self, opts: &JsonOptions, source_schema: &[u8]) -> Vec<u8> {
@@ -301,7 +326,7 @@ impl TableEntry {
             &self.table,
             &self.fields,
             &mut (0..self.table.columns.len()),
-            false,
+            StructShape::Value,
             &value_name,
             opts,
         );
@@ -340,7 +365,13 @@ impl TableEntry {
                 &self.table,
                 &self.fields,
                 &mut key_columns.iter().copied(),
-                true,
+                StructShape::Key {
+                    extra: self
+                        .logical
+                        .as_ref()
+                        .and_then(|l| l.key_field.as_ref())
+                        .map(|(n, _)| n.as_str()),
+                },
                 &name,
                 opts,
             );
@@ -375,16 +406,20 @@ fn table_entry<'a>(
     table: &Arc<Table>,
     opts: &JsonOptions,
     source_schema: &[u8],
+    logical: Option<&LogicalTable>,
 ) -> &'a mut TableEntry {
     let entry = tables
         .entry(table.id)
-        .or_insert_with(|| TableEntry::build(table, opts, source_schema));
-    if !Arc::ptr_eq(&entry.table, table) {
+        .or_insert_with(|| TableEntry::build(table, opts, source_schema, logical));
+    if entry.logical.as_ref() != logical {
+        // Routed otherwise (a rename moved the table to another rule): other names.
+        *entry = TableEntry::build(table, opts, source_schema, logical);
+    } else if !Arc::ptr_eq(&entry.table, table) {
         if *entry.table == **table {
             // Same content in a new Arc: keep the work, remember the new pointer.
             entry.table = Arc::clone(table);
         } else {
-            *entry = TableEntry::build(table, opts, source_schema);
+            *entry = TableEntry::build(table, opts, source_schema, logical);
         }
     }
     entry
@@ -445,6 +480,18 @@ impl JsonEncoder {
         key_columns: &[usize],
         out: &mut Vec<u8>,
     ) -> bool {
+        self.encode_logical_key(None, ev, key_columns, out)
+    }
+
+    /// [`Self::encode_key`] of a table merged into one topic with others: the key schema
+    /// is named `<topic>.Key` and ends with the logical table's key field, if any.
+    pub fn encode_logical_key(
+        &mut self,
+        logical: Option<&LogicalTable>,
+        ev: &ChangeEvent,
+        key_columns: &[usize],
+        out: &mut Vec<u8>,
+    ) -> bool {
         out.clear();
         if ev.op == Op::Message {
             if self.opts.schemas_enable {
@@ -485,7 +532,7 @@ impl JsonEncoder {
             bytes,
             ..
         } = self;
-        let entry = table_entry(tables, table, opts, source_schema);
+        let entry = table_entry(tables, table, opts, source_schema, logical);
         if schemas {
             out.extend_from_slice(b"{\"schema\":");
             out.extend_from_slice(entry.key_schema_for(key_columns, opts));
@@ -515,6 +562,7 @@ impl JsonEncoder {
                 bytes,
             );
         }
+        out.extend_from_slice(&entry.key_field_json);
         out.push(b'}');
         if schemas {
             out.push(b'}');
@@ -542,6 +590,19 @@ impl JsonEncoder {
         now_us: i64,
         out: &mut Vec<u8>,
     ) {
+        self.encode_logical_value_at(None, ev, tx, now_us, out);
+    }
+
+    /// [`Self::encode_value_in_transaction_at`] of a table merged into one topic with
+    /// others: the envelope is named `<topic>.Envelope`, its rows `<topic>.Value`.
+    pub fn encode_logical_value_at(
+        &mut self,
+        logical: Option<&LogicalTable>,
+        ev: &ChangeEvent,
+        tx: Option<&crate::transactions::TransactionBlock>,
+        now_us: i64,
+        out: &mut Vec<u8>,
+    ) {
         out.clear();
         if ev.op == Op::Message {
             self.encode_message(ev, tx, now_us, out);
@@ -561,7 +622,7 @@ impl JsonEncoder {
             bytes,
             ..
         } = self;
-        let entry = table_entry(tables, table, opts, source_schema);
+        let entry = table_entry(tables, table, opts, source_schema, logical);
         if schemas {
             out.extend_from_slice(b"{\"schema\":");
             out.extend_from_slice(&entry.value_schema);
@@ -636,31 +697,34 @@ impl super::Encoder for JsonEncoder {
     fn encode_key(
         &mut self,
         _topic: &str,
+        logical: Option<&LogicalTable>,
         ev: &ChangeEvent,
         key_columns: &[usize],
         out: &mut Vec<u8>,
     ) -> Result<bool, super::FormatError> {
-        Ok(JsonEncoder::encode_key(self, ev, key_columns, out))
+        Ok(self.encode_logical_key(logical, ev, key_columns, out))
     }
 
     fn encode_value(
         &mut self,
         _topic: &str,
+        logical: Option<&LogicalTable>,
         ev: &ChangeEvent,
         out: &mut Vec<u8>,
     ) -> Result<(), super::FormatError> {
-        JsonEncoder::encode_value(self, ev, out);
+        self.encode_logical_value_at(logical, ev, None, now_us(), out);
         Ok(())
     }
 
     fn encode_value_in_transaction(
         &mut self,
         _topic: &str,
+        logical: Option<&LogicalTable>,
         ev: &ChangeEvent,
         tx: &crate::transactions::TransactionBlock,
         out: &mut Vec<u8>,
     ) -> Result<(), super::FormatError> {
-        JsonEncoder::encode_value_in_transaction_at(self, ev, Some(tx), now_us(), out);
+        self.encode_logical_value_at(logical, ev, Some(tx), now_us(), out);
         Ok(())
     }
 

@@ -110,6 +110,19 @@ pub(super) fn simple_field(out: &mut Vec<u8>, ty: &str, optional: bool, field: &
     end_field(out, field);
 }
 
+/// Which struct [`write_columns_struct`] writes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum StructShape<'a> {
+    /// A row (`before`/`after`): optional, optionality and defaults per column.
+    Value,
+    /// A key: required, every field required; `extra` is a string field after the columns
+    /// (a logical table's key field).
+    Key {
+        /// The added field's name.
+        extra: Option<&'a str>,
+    },
+}
+
 /// A struct of the given columns: `{"type":"struct","fields":[..],"optional":..,"name":..`
 /// (left open for `"field"`/`"version"` and the closing brace).
 pub(super) fn write_columns_struct(
@@ -117,10 +130,14 @@ pub(super) fn write_columns_struct(
     table: &Table,
     fields: &[Field],
     columns: &mut dyn Iterator<Item = usize>,
-    key_schema: bool,
+    shape: StructShape<'_>,
     name: &str,
     opts: &JsonOptions,
 ) {
+    let (key_schema, extra) = match shape {
+        StructShape::Value => (false, None),
+        StructShape::Key { extra } => (true, extra),
+    };
     out.extend_from_slice(b"{\"type\":\"struct\",\"fields\":[");
     let mut first = true;
     for i in columns {
@@ -144,6 +161,12 @@ pub(super) fn write_columns_struct(
             super::values::write_natural(out, default);
         }
         end_field(out, &column.name);
+    }
+    if let Some(extra) = extra {
+        if !first {
+            out.push(b',');
+        }
+        simple_field(out, "string", false, extra);
     }
     out.extend_from_slice(if key_schema {
         b"],\"optional\":false,\"name\":".as_slice()
