@@ -128,3 +128,79 @@ async fn check_warns_about_replica_identity_nothing() {
         .unwrap_or_else(|| panic!("{results}"));
     assert_eq!(keyed["status"], "ok", "{keyed}");
 }
+
+/// The `spool` line: with streaming on for this server, `source.spool_dir` must exist and
+/// be writable or be creatable (check creates nothing), with its free space against
+/// `source.spool_max_bytes`; with streaming off it is not used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_verifies_the_spool_dir_when_streaming_is_on() {
+    let env = Env::new().await;
+    env.sql()
+        .await
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let spool_line = |extra: &str| {
+        let cfg = env.write_config(&env.config(r#"["public.t"]"#, extra));
+        let out = walrus_check(&cfg);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("spool"))
+            .unwrap_or_else(|| panic!("no spool line:\n{stdout}"))
+            .to_string();
+        (out.status.success(), line, stdout)
+    };
+
+    // Not there yet: fine, it is created when needed; check itself creates nothing. (A
+    // small limit: the default 16 GiB may be more than this machine's free space.)
+    let missing = env.dir.path().join("later/spool");
+    let (ok, line, all) = spool_line(&format!(
+        "streaming = \"on\"\nspool_dir = \"{}\"\nspool_max_bytes = 1048576",
+        missing.display()
+    ));
+    assert!(ok, "{all}");
+    assert!(line.starts_with("ok   spool"), "{all}");
+    assert!(line.contains("does not exist yet"), "{all}");
+    assert!(
+        line.contains("free, source.spool_max_bytes = 1.0 MiB"),
+        "{all}"
+    );
+    assert!(!env.dir.path().join("later").exists(), "check created it");
+
+    // Under a plain file: it can never be created.
+    let file = env.dir.path().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    let (ok, line, all) = spool_line(&format!(
+        "streaming = \"on\"\nspool_dir = \"{}\"",
+        file.join("spool").display()
+    ));
+    assert!(
+        !ok,
+        "a spool dir that cannot exist must fail the check:\n{all}"
+    );
+    assert!(line.starts_with("FAIL spool"), "{all}");
+    assert!(line.contains("source.spool_dir"), "{all}");
+    assert!(line.contains("not a directory"), "{all}");
+
+    // An existing directory on a disk with less free space than the limit: a warning.
+    let (ok, line, all) = spool_line(&format!(
+        "streaming = \"auto\"\nspool_dir = \"{}\"\nspool_max_bytes = {}",
+        env.dir.path().display(),
+        i64::MAX
+    ));
+    assert!(ok, "a warning, not a failure:\n{all}");
+    assert!(line.starts_with("WARN spool"), "{all}");
+    assert!(line.contains("is writable"), "{all}");
+    assert!(line.contains("less than source.spool_max_bytes"), "{all}");
+
+    // Streaming off: no spool, whatever spool_dir says.
+    let (ok, line, all) = spool_line(&format!(
+        "streaming = \"off\"\nspool_dir = \"{}\"",
+        file.join("spool").display()
+    ));
+    assert!(ok, "{all}");
+    assert!(line.starts_with("ok   spool"), "{all}");
+    assert!(line.contains("not used"), "{all}");
+}

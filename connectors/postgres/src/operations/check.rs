@@ -4,10 +4,14 @@
 //! Checks run on the ordinary SQL connection and change nothing. They cover the server
 //! version, `wal_level`, free replication slots and WAL senders, the role's REPLICATION
 //! attribute and SELECT grants, each configured table (exists, has a primary key or a
-//! usable replica identity), and the publication's and slot's state.
+//! usable replica identity), the publication's and slot's state, and, when streaming of
+//! large transactions will be on for this server, the spool directory (writable, free space
+//! against `source.spool_max_bytes`).
+
+use std::path::Path;
 
 use tokio_postgres::Client;
-use walrus_core::config::{Config, TablePattern};
+use walrus_core::config::{Config, TablePattern, STREAMING_MIN_MAJOR};
 
 use crate::conn::ConnParams;
 use crate::error::PgError;
@@ -203,6 +207,23 @@ async fn checks(
             "server features",
             e.to_string(),
             "turn the named key off, or upgrade PostgreSQL to the version named",
+        ));
+    }
+
+    // Streamed transactions are spooled under source.spool_dir (replication::spool).
+    if config.source.streaming.enabled_for(server.major) && server.major >= STREAMING_MIN_MAJOR {
+        out.push(spool_check(
+            &config.spool_dir(),
+            config.source.spool_max_bytes,
+        ));
+    } else {
+        out.push(CheckResult::ok(
+            "spool",
+            format!(
+                "not used: streaming of large transactions is off on this server (source.streaming = {:?}, PostgreSQL major {})",
+                config.source.streaming.as_str(),
+                server.major
+            ),
         ));
     }
 
@@ -477,4 +498,225 @@ async fn checks(
         }
     }
     Ok(())
+}
+
+/// `source.spool_dir`, where streamed transactions are spooled: it exists and walrus may
+/// write in it (a probe file is created and removed), or it can be created (its nearest
+/// existing ancestor is a writable directory; nothing is created); and the free space
+/// there, against `spool_max_bytes` (0: no limit).
+pub fn spool_check(dir: &Path, max_bytes: u64) -> CheckResult {
+    const NAME: &str = "spool";
+    let shown = dir.display();
+    let fix_dir = "make it a directory the user walrus runs as may write (chown/chmod), or point source.spool_dir at one";
+    // Where the free space is measured: the directory, or where it will be created.
+    let (existing, state) = match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            if let Err(e) = probe_write(dir) {
+                return CheckResult::fail(
+                    NAME,
+                    format!("source.spool_dir {shown}: walrus cannot write in it: {e}"),
+                    fix_dir,
+                );
+            }
+            (dir.to_path_buf(), "is writable".to_string())
+        }
+        Ok(_) => {
+            return CheckResult::fail(
+                NAME,
+                format!("source.spool_dir {shown} exists and is not a directory"),
+                "point source.spool_dir at a directory (or a path walrus may create)",
+            )
+        }
+        // Missing, or a file where a parent directory should be.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            let Some(ancestor) = dir.ancestors().skip(1).find(|a| a.exists()) else {
+                return CheckResult::fail(
+                    NAME,
+                    format!("source.spool_dir {shown}: no part of the path exists"),
+                    "point source.spool_dir at an absolute path on a mounted disk",
+                );
+            };
+            if !ancestor.is_dir() {
+                return CheckResult::fail(
+                    NAME,
+                    format!(
+                        "source.spool_dir {shown} cannot be created: {} is not a directory",
+                        ancestor.display()
+                    ),
+                    "point source.spool_dir at a path under a directory",
+                );
+            }
+            let may_create = rustix::fs::access(
+                ancestor,
+                rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+            );
+            if let Err(e) = may_create {
+                return CheckResult::fail(
+                    NAME,
+                    format!(
+                        "source.spool_dir {shown} cannot be created: {} is not writable ({})",
+                        ancestor.display(),
+                        std::io::Error::from(e)
+                    ),
+                    fix_dir,
+                );
+            }
+            (
+                ancestor.to_path_buf(),
+                format!(
+                    "does not exist yet; walrus creates it under {} when a transaction is streamed",
+                    ancestor.display()
+                ),
+            )
+        }
+        Err(e) => {
+            return CheckResult::fail(NAME, format!("source.spool_dir {shown}: {e}"), fix_dir)
+        }
+    };
+    let free = match rustix::fs::statvfs(&existing) {
+        Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
+        Err(e) => {
+            return CheckResult::warn(
+                NAME,
+                format!(
+                    "source.spool_dir {shown} {state}; its free space is unknown ({})",
+                    std::io::Error::from(e)
+                ),
+                "make sure the disk has room for the largest transactions open at once",
+            )
+        }
+    };
+    if max_bytes == 0 {
+        return CheckResult::ok(
+            NAME,
+            format!(
+                "source.spool_dir {shown} {state}; {} free; no limit (source.spool_max_bytes = 0): streamed transactions may fill this disk",
+                human_bytes(free)
+            ),
+        );
+    }
+    if free < max_bytes {
+        return CheckResult::warn(
+            NAME,
+            format!(
+                "source.spool_dir {shown} {state}, but only {} is free there, less than source.spool_max_bytes = {}: a large streamed transaction could fill the disk before the limit stops walrus",
+                human_bytes(free),
+                human_bytes(max_bytes)
+            ),
+            "free space there, point source.spool_dir at a larger disk, or lower source.spool_max_bytes below the free space",
+        );
+    }
+    CheckResult::ok(
+        NAME,
+        format!(
+            "source.spool_dir {shown} {state}; {} free, source.spool_max_bytes = {}",
+            human_bytes(free),
+            human_bytes(max_bytes)
+        ),
+    )
+}
+
+/// Creates and removes a probe file in `dir`: permissions, ACLs, read-only mounts and
+/// quotas all show up as they would for a spool file.
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let probe = dir.join(format!(".walrus-check-{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| f.write_all(b"walrus check"));
+    let removed = std::fs::remove_file(&probe);
+    written?;
+    removed
+}
+
+/// `bytes` for a person: `12.3 GiB (13207024435 bytes)`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {} ({bytes} bytes)", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_writable_spool_dir_is_ok_with_its_free_space_and_left_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = spool_check(dir.path(), 1024);
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert!(r.detail.contains("is writable"), "{r:?}");
+        assert!(r.detail.contains("free"), "{r:?}");
+        assert!(
+            r.detail.contains("source.spool_max_bytes = 1.0 KiB"),
+            "{r:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the probe file is removed"
+        );
+    }
+
+    #[test]
+    fn a_missing_spool_dir_is_ok_when_it_can_be_created_and_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("a/b/spool");
+        let r = spool_check(&spool, 0);
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert!(r.detail.contains("does not exist yet"), "{r:?}");
+        assert!(r.detail.contains("no limit"), "{r:?}");
+        assert!(!dir.path().join("a").exists(), "check changes nothing");
+    }
+
+    #[test]
+    fn a_spool_dir_that_is_or_lies_under_a_file_fails_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        for path in [file.clone(), file.join("spool")] {
+            let r = spool_check(&path, 1024);
+            assert_eq!(r.status, Status::Fail, "{r:?}");
+            assert!(r.detail.contains("source.spool_dir"), "{r:?}");
+            assert!(r.detail.contains("not a directory"), "{r:?}");
+            assert!(r.fix.is_some());
+        }
+    }
+
+    #[test]
+    fn less_free_space_than_the_limit_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = spool_check(dir.path(), u64::MAX);
+        assert_eq!(r.status, Status::Warn, "{r:?}");
+        assert!(
+            r.detail.contains("less than source.spool_max_bytes"),
+            "{r:?}"
+        );
+        assert!(r.fix.unwrap().contains("source.spool_max_bytes"));
+    }
+
+    #[test]
+    fn bytes_read_as_units() {
+        assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_bytes(1536), "1.5 KiB (1536 bytes)");
+        assert_eq!(
+            human_bytes(16 * 1024 * 1024 * 1024),
+            "16.0 GiB (17179869184 bytes)"
+        );
+    }
 }
