@@ -1,6 +1,16 @@
 //! The coordinator: takes the workers' records in table order, marks each table's first and
-//! last record (re-encoding that row with Debezium's `source.snapshot` marker), hands batches to the sink within the in-flight budget, and saves a unit's
-//! progress to the state file once the sink delivered the chunk.
+//! last record (re-encoding that row with Debezium's `source.snapshot` marker), hands
+//! batches to the sink within the in-flight budget, and saves a unit's progress to the state
+//! file once the sink delivered the chunk.
+//!
+//! The markers are Debezium's (`RelationalSnapshotChangeEventSource` and its buffering
+//! snapshot receiver), by priority: `last` (the last record of the whole snapshot, whichever
+//! table it is from, even when the tables read after it are empty), `first` (the first row of
+//! the first table in reading order; none when that table is empty — with several workers,
+//! the first record read), `last_in_data_collection`, `first_in_data_collection`, `true`. A
+//! table's only row is therefore `first` in the first table and `last_in_data_collection`
+//! elsewhere. To know which record is the snapshot's last, the last record of a finished
+//! table is held back until another record follows or every table is finished.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -50,8 +60,17 @@ pub(super) struct TableRun {
     pub(super) finished: bool,
 }
 
+/// A finished table's last record, held back until a later record shows it is not the
+/// snapshot's last: table index, row, its marker if it is not, and its completions.
+type Trailing = (usize, ChangeEvent, SnapshotMarker, Vec<Completion>);
+
 pub(super) struct Coordinator {
     pub(super) tables: Vec<TableRun>,
+    /// One worker: tables are read one after the other in plan order, so `first` belongs
+    /// to the first table alone, as in Debezium.
+    pub(super) sequential: bool,
+    /// See [`Trailing`].
+    pub(super) trailing: Option<Trailing>,
     /// The tables' plans (routes), by the same index as `tables`.
     pub(super) plans: Arc<Vec<TablePlan>>,
     /// Re-encodes a table's first and last rows with their snapshot marker.
@@ -112,6 +131,8 @@ impl Coordinator {
         );
         Coordinator {
             first_overall: state.tables.values().all(|t| t.rows == 0),
+            sequential: config.snapshot.workers <= 1,
+            trailing: None,
             tables,
             plans,
             emitter,
@@ -228,11 +249,13 @@ impl Coordinator {
         let mut records = piece.records;
         let mut held_rows = 0;
         if let (Some(newest), Some(newest_event)) = (records.pop(), piece.last) {
+            // A record follows the one held back at a table's end: that was not the last.
+            self.release_trailing(&mut out, &mut completions)?;
             if let Some((mut held, held_event, held_completions)) = self.tables[ti].held.take() {
                 if self.tables[ti].first_pending {
                     // Only possible when the held record was the table's first.
                     self.tables[ti].first_pending = false;
-                    let marker = self.first_marker();
+                    let marker = self.first_marker(ti);
                     held = self.marked(ti, held_event, marker)?;
                 }
                 out.push(held);
@@ -241,7 +264,7 @@ impl Coordinator {
             if self.tables[ti].first_pending && !records.is_empty() {
                 self.tables[ti].first_pending = false;
                 if let Some(first) = piece.first {
-                    let marker = self.first_marker();
+                    let marker = self.first_marker(ti);
                     records[0] = self.marked(ti, first, marker)?;
                 }
             }
@@ -279,15 +302,25 @@ impl Coordinator {
                     self.tables_left = self.tables_left.saturating_sub(1);
                     metrics::gauge!(telemetry::SNAPSHOT_TABLES_REMAINING)
                         .set(self.tables_left as f64);
-                    if let Some((_, held_event, cs)) = t.held.take() {
-                        t.first_pending = false;
-                        let marker = if self.tables_left == 0 {
-                            SnapshotMarker::Last
+                    if let Some((_, held_event, cs)) = self.tables[ti].held.take() {
+                        // The table's last row; also its first when it has one row, and
+                        // `first` outranks `last_in_data_collection`.
+                        let marker = if std::mem::take(&mut self.tables[ti].first_pending)
+                            && self.first_marker(ti) == SnapshotMarker::First
+                        {
+                            SnapshotMarker::First
                         } else {
                             SnapshotMarker::LastInDataCollection
                         };
-                        out.push(self.marked(ti, held_event, marker)?);
-                        completions.extend(cs);
+                        self.release_trailing(&mut out, &mut completions)?;
+                        self.trailing = Some((ti, held_event, marker, cs));
+                    }
+                    if self.tables_left == 0 {
+                        // Every table is read: the record held last is the snapshot's last.
+                        if let Some((tj, event, _, cs)) = self.trailing.take() {
+                            out.push(self.marked(tj, event, SnapshotMarker::Last)?);
+                            completions.extend(cs);
+                        }
                     }
                     let t = &self.tables[ti];
                     tracing::info!(
@@ -329,13 +362,29 @@ impl Coordinator {
         Ok(Some((batch, completions)))
     }
 
-    /// The marker of a table's first row: `first` for the snapshot's very first.
-    fn first_marker(&mut self) -> SnapshotMarker {
-        if std::mem::take(&mut self.first_overall) {
+    /// The marker of table `ti`'s first row: `first` for the snapshot's very first, which
+    /// with one worker must also be the first table's (Debezium gives no `first` when the
+    /// first table is empty).
+    fn first_marker(&mut self, ti: usize) -> SnapshotMarker {
+        if std::mem::take(&mut self.first_overall) && (ti == 0 || !self.sequential) {
             SnapshotMarker::First
         } else {
             SnapshotMarker::FirstInDataCollection
         }
+    }
+
+    /// Adds the record held back at a table's end ([`Trailing`]) to `out` with its marker,
+    /// now that it is known not to be the snapshot's last.
+    fn release_trailing(
+        &mut self,
+        out: &mut Vec<Record>,
+        completions: &mut Vec<Completion>,
+    ) -> Result<(), PgError> {
+        if let Some((ti, event, marker, cs)) = self.trailing.take() {
+            out.push(self.marked(ti, event, marker)?);
+            completions.extend(cs);
+        }
+        Ok(())
     }
 
     /// The record of table `ti`'s row `event`, encoded again with `marker` as its

@@ -199,10 +199,14 @@ pub async fn run(
     state.stream_from = Some(stream_from.to_string());
     state.save(state_path)?;
 
-    // The work queue: (table index, unit index) of every unfinished unit, largest tables
-    // first so that the long ones start early.
+    // The work queue: (table index, unit index) of every unfinished unit. One worker reads
+    // the tables in plan order, Debezium's (`source.tables` order, then by name), so that the
+    // snapshot markers fall on the rows Debezium marks; several start with the largest
+    // tables, so that the long ones start early.
     let mut order: Vec<usize> = (0..plans.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(plans[i].estimated_rows));
+    if workers > 1 {
+        order.sort_by_key(|&i| std::cmp::Reverse(plans[i].estimated_rows));
+    }
     let mut queue = VecDeque::new();
     for &t in &order {
         let ts = &state.tables[&plans[t].qualified];

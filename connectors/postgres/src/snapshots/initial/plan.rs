@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 use walrus_core::config::Config;
 use walrus_core::event::{Op, ReplicaIdentity, Table};
 use walrus_core::router::TableRoute;
+use walrus_core::selection::TablePattern;
 
 use super::state::{State, TableState, UnitState};
 use crate::decoding::catalog::{self, describe_columns};
@@ -49,6 +50,19 @@ pub(super) struct TablePlan {
     pub(super) kind: KeyKind,
     /// Estimated rows (for the ETA).
     pub(super) estimated_rows: u64,
+}
+
+/// Where a table comes in Debezium's snapshot order: the index of the first `source.tables`
+/// pattern that matches it (or, for a partition published on its own, its root `root`,
+/// `schema.table`); 0 for every table without an include list.
+fn include_rank(include: &[TablePattern], schema: &str, table: &str, root: Option<&str>) -> usize {
+    let matches = |p: &TablePattern| {
+        p.matches(schema, table)
+            || root
+                .and_then(|q| q.split_once('.'))
+                .is_some_and(|(s, t)| p.matches(s, t))
+    };
+    include.iter().position(matches).unwrap_or(include.len())
 }
 
 /// Lists the published tables the config selects, and cuts each into ranges, reusing the
@@ -100,6 +114,12 @@ pub(super) async fn plan_tables(
         crate::server::server_num(client).await? >= crate::server::ServerInfo::num_of(14);
     let mut plans = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let include: Vec<TablePattern> = config
+        .source
+        .tables
+        .iter()
+        .filter_map(|p| TablePattern::parse(p))
+        .collect();
     for r in &rows {
         let oid: u32 = r.get(0);
         let schema: String = r.get(1);
@@ -111,6 +131,12 @@ pub(super) async fn plan_tables(
         if !config.table_selected(&schema, &name) && !root_selected {
             continue;
         }
+        let rank = include_rank(
+            &include,
+            &schema,
+            &name,
+            r.get::<_, Option<String>>(8).as_deref(),
+        );
         let identity =
             ReplicaIdentity::from_byte(r.get::<_, String>(3).bytes().next().unwrap_or(b'd'))
                 .unwrap_or(ReplicaIdentity::Default);
@@ -247,17 +273,24 @@ pub(super) async fn plan_tables(
             estimated_rows,
             "table planned"
         );
-        plans.push(TablePlan {
-            qualified,
-            table,
-            route,
-            select_list,
-            binary,
-            from,
-            kind,
-            estimated_rows,
-        });
+        plans.push((
+            rank,
+            TablePlan {
+                qualified,
+                table,
+                route,
+                select_list,
+                binary,
+                from,
+                kind,
+                estimated_rows,
+            },
+        ));
     }
+    // Debezium's order: by the first `table.include.list` entry that matches, then by
+    // `schema.table` (Java's string order, which is the bytes' for these names).
+    plans.sort_by(|(ra, a), (rb, b)| ra.cmp(rb).then_with(|| a.qualified.cmp(&b.qualified)));
+    let plans: Vec<TablePlan> = plans.into_iter().map(|(_, p)| p).collect();
     // Tables no longer published are not read.
     state.tables.retain(|k, _| seen.contains(k));
     Ok(plans)
@@ -360,6 +393,25 @@ pub(super) fn block_units(blocks: u64, parts: usize, step: u64) -> Vec<UnitState
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_rank_by_the_first_include_pattern_that_matches() {
+        let include: Vec<TablePattern> = ["public.b", "re:public\\.(a|c)", "public.*"]
+            .iter()
+            .filter_map(|p| TablePattern::parse(p))
+            .collect();
+        assert_eq!(include_rank(&include, "public", "b", None), 0);
+        assert_eq!(include_rank(&include, "public", "a", None), 1);
+        assert_eq!(include_rank(&include, "public", "C", None), 1);
+        assert_eq!(include_rank(&include, "public", "z", None), 2);
+        // A partition published on its own ranks as its root.
+        assert_eq!(
+            include_rank(&include, "public", "b_2024", Some("public.b")),
+            0
+        );
+        assert_eq!(include_rank(&include, "other", "x", None), 3);
+        assert_eq!(include_rank(&[], "public", "x", None), 0);
+    }
 
     #[test]
     fn key_and_block_units_cover_everything() {
