@@ -15,7 +15,8 @@
 //! (schemas on), and with `rewrite-with-tombstone` and a header prefix; `ByLogicalTableRouter`
 //! merging two tables into one topic (schemas on); the snapshot markers and table order of
 //! one walrus worker (tables listed against name order, a first table with one row, empty
-//! tables last).
+//! tables last); `ExtractNewRecordState` on one table only (a predicate on the SMT, the
+//! table's `unwrap` in walrus).
 
 use std::time::{Duration, Instant};
 
@@ -184,6 +185,31 @@ fn cases() -> Vec<Case> {
             expect_topics: vec!["public.ab"],
             present: ".public.ab.Envelope\"",
             absent: ".public.a.Value\"",
+        },
+        // ExtractNewRecordState on table a only: a predicate on the SMT in Kafka Connect, the
+        // table's section in walrus.
+        Case {
+            name: "pertable",
+            schemas: false,
+            tables: TABLES,
+            debezium: vec![
+                (
+                    "transforms.unwrap.type",
+                    "io.debezium.transforms.ExtractNewRecordState",
+                ),
+                ("transforms.unwrap.predicate", "isA"),
+                ("predicates", "isA"),
+                (
+                    "predicates.isA.type",
+                    "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+                ),
+                ("predicates.isA.pattern", ".*\\.public\\.a"),
+            ],
+            transforms: vec!["unwrap"],
+            walrus: "[tables.\"public.a\"]\nunwrap = true\n",
+            expect_topics: vec!["public.a", "public.b"],
+            present: "\"source\":",
+            absent: "<none>",
         },
         // Snapshot markers (Debezium's defaults, one walrus worker): tables listed against
         // name order, a first table whose only row is `first`, and a last row before two
@@ -370,6 +396,26 @@ replication_factor = 1
                     "case {}: a value on {side}* contains {}",
                     case.name, case.absent
                 ));
+            }
+        }
+        if case.name == "pertable" {
+            // Table a flat, table b enveloped, on both sides.
+            for side in [prefix.to_string(), format!("dbz.{prefix}")] {
+                let values = |table: &str| -> Vec<String> {
+                    records
+                        .iter()
+                        .filter(|r| r.topic == format!("{side}.public.{table}"))
+                        .filter_map(|r| r.value.as_deref())
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .collect()
+                };
+                let (a, b) = (values("a"), values("b"));
+                if a.is_empty() || a.iter().any(|v| v.contains("\"source\":")) {
+                    differences.push(format!("{side}.public.a is not flat: {a:?}"));
+                }
+                if b.is_empty() || !b.iter().all(|v| v.contains("\"source\":")) {
+                    differences.push(format!("{side}.public.b is not enveloped: {b:?}"));
+                }
             }
         }
         if case.name == "txoff" {

@@ -54,12 +54,6 @@ pub fn emitter(
             headers,
             message_topic: std::sync::Arc::from(format!("{}.message", config.topic_prefix)),
             count_events,
-            unwrap: config.transforms.unwrap.as_ref().and_then(|u| {
-                // Validated with the configuration.
-                walrus_core::unwrap::Unwrap::new(u)
-                    .ok()
-                    .map(std::sync::Arc::new)
-            }),
             transaction_topic: config
                 .transactions
                 .enabled

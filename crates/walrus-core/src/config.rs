@@ -584,14 +584,22 @@ impl Config {
                 ));
             }
         }
-        if let Some(unwrap) = &self.transforms.unwrap {
-            crate::unwrap::Unwrap::new(unwrap).map_err(|e| bad("transforms.unwrap", e))?;
-            if self.format.value == FormatKind::Avro {
-                return Err(bad(
-                    "transforms.unwrap",
-                    "flattening (ExtractNewRecordState) works on JSON values only for now: use [format] value = \"json\", or flatten in the consumer".into(),
-                ));
-            }
+        let flattened_table = self.tables.iter().find(|(_, t)| {
+            matches!(
+                t.unwrap,
+                Some(TableUnwrap::Switch(true) | TableUnwrap::Options(_))
+            )
+        });
+        let flattening = match (&self.transforms.unwrap, flattened_table) {
+            (Some(_), _) => Some("transforms.unwrap".to_string()),
+            (None, Some((name, _))) => Some(format!("tables.\"{name}\".unwrap")),
+            (None, None) => None,
+        };
+        if let (Some(key), FormatKind::Avro) = (flattening, self.format.value) {
+            return Err(ConfigError::Key {
+                key,
+                message: "flattening (ExtractNewRecordState) works on JSON values only for now: use [format] value = \"json\", or flatten in the consumer".into(),
+            });
         }
         let s = &self.source;
         if !(s.url.starts_with("postgres://") || s.url.starts_with("postgresql://")) {
@@ -715,6 +723,7 @@ impl Config {
             key_columns: &self.key_columns,
             include_columns: &self.include_columns,
             exclude_columns: &self.exclude_columns,
+            unwrap: self.transforms.unwrap.as_ref(),
         })
     }
 

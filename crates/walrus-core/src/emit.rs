@@ -26,7 +26,7 @@ use crate::router::{OutboxRoute, RouteError, Router, TableRoute, HEADER_ID, HEAD
 use crate::sink::Record;
 use crate::telemetry;
 use crate::transactions::{TransactionBlock, TransactionEvent, TransactionMonitor};
-use crate::unwrap::{Flattened, Unwrap};
+use crate::unwrap::Flattened;
 
 /// `key` (a key as JSON, see [`Encoder::key_header`]) without the logical table's key field,
 /// which the encoders write last: `{..,"<name>":"<value>"}` becomes `{..}`.
@@ -70,9 +70,6 @@ pub struct EmitOptions {
     /// Count row events in `walrus_events_total` (streaming; snapshots count their rows in
     /// `walrus_snapshot_rows_total`).
     pub count_events: bool,
-    /// Debezium's `ExtractNewRecordState` (`[transforms.unwrap]`), applied to row records'
-    /// JSON values; `None` when off.
-    pub unwrap: Option<Arc<Unwrap>>,
     /// Debezium's transaction metadata (`[transactions]`): the topic of `BEGIN`/`END`
     /// events, `None` when off. When on, data events of transactions opened with
     /// [`Emitter::begin_transaction`] carry the `transaction` block.
@@ -259,7 +256,7 @@ impl Emitter {
         let mut extra_headers = Vec::new();
         let mut tombstone = ev.op == Op::Delete && self.opts.tombstones_on_delete;
         // `None`: the record is dropped; `Some(None)`: it becomes a Kafka tombstone.
-        let value = match &self.opts.unwrap {
+        let value = match &route.unwrap {
             None => Some(Some(freeze(&mut self.arena, &self.value_buf))),
             Some(unwrap) => {
                 unwrap.headers(Some(&self.value_buf), &mut extra_headers);
@@ -280,7 +277,7 @@ impl Emitter {
             } else {
                 Vec::new()
             };
-            if let Some(unwrap) = &self.opts.unwrap {
+            if let Some(unwrap) = &route.unwrap {
                 if tombstone {
                     unwrap.headers(None, &mut h);
                 } else {
@@ -609,7 +606,6 @@ mod tests {
                 message_topic: Arc::from("p.message"),
                 count_events: false,
                 transaction_topic: None,
-                unwrap: None,
             },
         )
     }
@@ -914,7 +910,6 @@ mod tests {
                 message_topic: Arc::from("p.message"),
                 count_events: false,
                 transaction_topic: None,
-                unwrap: None,
             },
         );
         let mut tables = BTreeMap::new();
@@ -952,7 +947,6 @@ mod tests {
                 message_topic: Arc::from("p.message"),
                 count_events: false,
                 transaction_topic: Some(Arc::from("p.transaction")),
-                unwrap: None,
             },
         );
         let t = table();

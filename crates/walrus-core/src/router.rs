@@ -47,9 +47,11 @@ use bytes::Bytes;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::config::TableUnwrap;
 use crate::error::ConfigError;
 use crate::event::{ChangeEvent, Op, Row, Table};
 use crate::format::LogicalTable;
+use crate::unwrap::Unwrap;
 use crate::value::Value;
 
 /// Default topic template of an outbox table (Debezium's `outbox.event.${routedByValue}`,
@@ -184,6 +186,10 @@ pub struct TableConfig {
     /// `truncate`).
     #[serde(default)]
     pub skip_ops: Vec<OpName>,
+    /// Debezium's `ExtractNewRecordState` for this table: on, off, or with its own options,
+    /// instead of `[transforms.unwrap]`.
+    #[serde(default)]
+    pub unwrap: Option<crate::config::TableUnwrap>,
 }
 
 /// How an outbox row's payload becomes the message value.
@@ -298,6 +304,9 @@ pub struct RoutingConfig<'a> {
     /// Top-level `exclude_columns`: regexes over `schema.table.column` left out (Debezium's
     /// `column.exclude.list`), unless the table's section lists its own.
     pub exclude_columns: &'a [String],
+    /// `[transforms.unwrap]`: `ExtractNewRecordState` for every table whose section does
+    /// not say otherwise.
+    pub unwrap: Option<&'a crate::config::UnwrapConfig>,
 }
 
 /// A table's events could not be routed: configuration that does not fit the table.
@@ -350,6 +359,11 @@ pub struct Router {
     tables: BTreeMap<String, TableConfig>,
     outbox: BTreeMap<String, OutboxConfig>,
     names: HeaderNames,
+    /// `[transforms.unwrap]`, compiled.
+    unwrap: Option<Arc<Unwrap>>,
+    /// Tables whose section sets `unwrap`: on with the global or default options, off, or
+    /// with their own.
+    table_unwrap: BTreeMap<String, Option<Arc<Unwrap>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -389,6 +403,8 @@ pub struct TableRoute {
     /// Set when a `logical_table` rule routed the table: schema names after the topic and
     /// the added key field, for the encoders.
     pub logical: Option<Arc<LogicalTable>>,
+    /// Set when the table's values are flattened (`ExtractNewRecordState`).
+    pub unwrap: Option<Arc<Unwrap>>,
     table_header: Bytes,
     names: HeaderNames,
 }
@@ -622,6 +638,29 @@ impl Router {
                 ));
             }
         }
+        let unwrap = cfg
+            .unwrap
+            .map(|u| Unwrap::new(u).map(Arc::new))
+            .transpose()
+            .map_err(|e| bad("transforms.unwrap".into(), e))?;
+        let mut table_unwrap = BTreeMap::new();
+        for (name, t) in &tables {
+            let compiled = match &t.unwrap {
+                None => continue,
+                Some(TableUnwrap::Switch(false)) => None,
+                Some(TableUnwrap::Switch(true)) => Some(match &unwrap {
+                    Some(u) => u.clone(),
+                    None => Arc::new(
+                        Unwrap::new(&crate::config::UnwrapConfig::default())
+                            .map_err(|e| bad(format!("tables.\"{name}\".unwrap"), e))?,
+                    ),
+                }),
+                Some(TableUnwrap::Options(u)) => Some(Arc::new(
+                    Unwrap::new(u).map_err(|e| bad(format!("tables.\"{name}\".unwrap"), e))?,
+                )),
+            };
+            table_unwrap.insert(name.clone(), compiled);
+        }
         let mut outbox = BTreeMap::new();
         for (i, o) in cfg.outbox.iter().enumerate() {
             let key = |k: &str| format!("outbox[{i}].{k}");
@@ -670,6 +709,8 @@ impl Router {
             tables,
             outbox,
             names: HeaderNames::default(),
+            unwrap,
+            table_unwrap,
         })
     }
 
@@ -850,6 +891,10 @@ impl Router {
             skip,
             outbox,
             logical: logical.map(Arc::new),
+            unwrap: match self.table_unwrap.get(&qualified) {
+                Some(own) => own.clone(),
+                None => self.unwrap.clone(),
+            },
             table_header: Bytes::from(qualified.clone()),
             names: self.names.clone(),
         })
@@ -1182,6 +1227,7 @@ mod tests {
             key_columns: &[],
             include_columns: &[],
             exclude_columns: &[],
+            unwrap: None,
         })
     }
 
@@ -1392,6 +1438,76 @@ topic = "app.e"
         .unwrap_err()
         .to_string();
         assert!(err.contains("routes[0].key_field_regex"), "{err}");
+    }
+
+    #[test]
+    fn unwrap_is_global_unless_a_table_says_otherwise() {
+        let tables: BTreeMap<String, TableConfig> = toml::from_str(
+            r#"
+["public.off"]
+unwrap = false
+["public.on"]
+unwrap = true
+["public.own"]
+unwrap = { delete_tombstone_handling_mode = "rewrite", add_fields = ["op"] }
+"#,
+        )
+        .unwrap();
+        let unwrap_of = |r: &Router, n: &str| {
+            r.resolve(&table("public", n, &[("id", true)]))
+                .unwrap()
+                .unwrap
+        };
+        // Without [transforms.unwrap]: only the tables that ask, `true` with the defaults.
+        let r = Router::new(&RoutingConfig {
+            tables: Some(&tables),
+            ..RoutingConfig::default()
+        })
+        .unwrap();
+        assert!(unwrap_of(&r, "plain").is_none() && unwrap_of(&r, "off").is_none());
+        let defaults = Unwrap::new(&crate::config::UnwrapConfig::default()).unwrap();
+        assert_eq!(unwrap_of(&r, "on").as_deref(), Some(&defaults));
+        let own = unwrap_of(&r, "own").unwrap();
+        assert!(own.rewrites_deletes() && *own != defaults);
+        // With it: every table but the one switched off; `true` takes the global options.
+        let global = crate::config::UnwrapConfig {
+            add_fields: vec!["table".into()],
+            ..Default::default()
+        };
+        let r = Router::new(&RoutingConfig {
+            tables: Some(&tables),
+            unwrap: Some(&global),
+            ..RoutingConfig::default()
+        })
+        .unwrap();
+        let g = Unwrap::new(&global).unwrap();
+        assert_eq!(unwrap_of(&r, "plain").as_deref(), Some(&g));
+        assert_eq!(unwrap_of(&r, "on").as_deref(), Some(&g));
+        assert!(unwrap_of(&r, "off").is_none());
+        assert_eq!(unwrap_of(&r, "own").as_deref(), Some(&*own));
+        // Bad options name the table's key; a bad value type says what is expected.
+        let bad: BTreeMap<String, TableConfig> =
+            toml::from_str("[\"public.t\"]\nunwrap = { add_fields = [\"nope\"] }").unwrap();
+        let err = Router::new(&RoutingConfig {
+            tables: Some(&bad),
+            ..RoutingConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("tables.\"public.t\".unwrap") && err.contains("nope"),
+            "{err}"
+        );
+        let err = toml::from_str::<BTreeMap<String, TableConfig>>("[\"public.t\"]\nunwrap = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected true, false or a table"), "{err}");
+        let err = toml::from_str::<BTreeMap<String, TableConfig>>(
+            "[\"public.t\".unwrap]\nadd_feilds = []",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("add_feilds"), "{err}");
     }
 
     #[test]

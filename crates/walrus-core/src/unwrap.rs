@@ -165,6 +165,11 @@ impl Unwrap {
         self.mode == DeleteTombstoneHandling::RewriteWithTombstone
     }
 
+    /// Whether deletes become rows with `__deleted` (`rewrite`, `rewrite-with-tombstone`).
+    pub fn rewrites_deletes(&self) -> bool {
+        self.rewrites()
+    }
+
     fn rewrites(&self) -> bool {
         matches!(
             self.mode,

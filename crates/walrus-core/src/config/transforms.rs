@@ -1,5 +1,7 @@
 //! `[transforms.*]`: the Kafka Connect transforms Debezium users configure, done by walrus
-//! itself. `[transforms.unwrap]` is Debezium's `ExtractNewRecordState` (see `crate::unwrap`).
+//! itself. `[transforms.unwrap]` is Debezium's `ExtractNewRecordState` (see `crate::unwrap`)
+//! for every table; a table's `[tables."schema.table"] unwrap` ([`TableUnwrap`]) turns it on
+//! or off for that table, or gives it its own options, as a predicate on the SMT would.
 
 use serde::Deserialize;
 
@@ -14,6 +16,35 @@ pub struct TransformsConfig {
     /// `io.debezium.transforms.ExtractNewRecordState`), for every table.
     #[serde(default)]
     pub unwrap: Option<UnwrapConfig>,
+}
+
+/// `[tables."schema.table"] unwrap`: `true` (flatten this table with `[transforms.unwrap]`'s
+/// options, or the defaults without that section), `false` (keep the envelope), or a table
+/// of the `[transforms.unwrap]` keys (flatten with these options instead).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub enum TableUnwrap {
+    /// `unwrap = true` / `false`.
+    Switch(bool),
+    /// `[tables."schema.table".unwrap]` with its own options.
+    Options(UnwrapConfig),
+}
+
+impl TryFrom<toml::Value> for TableUnwrap {
+    type Error = String;
+
+    fn try_from(v: toml::Value) -> Result<Self, String> {
+        match v {
+            toml::Value::Boolean(on) => Ok(TableUnwrap::Switch(on)),
+            toml::Value::Table(_) => UnwrapConfig::deserialize(v)
+                .map(TableUnwrap::Options)
+                .map_err(|e| e.to_string()),
+            other => Err(format!(
+                "expected true, false or a table of [transforms.unwrap] keys, found {}",
+                other.type_str()
+            )),
+        }
+    }
 }
 
 /// What becomes of deletes and tombstones (`delete.tombstone.handling.mode`).
