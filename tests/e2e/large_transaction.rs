@@ -339,6 +339,176 @@ async fn streamed_transaction_equals_the_unstreamed_one_and_is_confirmed_after_c
     assert!(off.wait(Duration::from_secs(60)).success());
 }
 
+/// Two walrus processes on the same database, each on its own slot: `on` with streaming on
+/// (the env's config and output), `off` with streaming off, writing to the returned path.
+/// Both have delivered a first transaction (row -1) when this returns, so that
+/// `source.sequence` has the same previous commit in both (before 15 PostgreSQL sends
+/// empty transactions too, such as the second walrus creating its publication).
+async fn walrus_on_and_off(env: &Env) -> (Walrus, Walrus, PathBuf) {
+    let cfg_on = streaming_config(env, "on");
+    let slot_off = format!("{}_off", env.slot);
+    let out_off = env.dir.path().join("events-off.jsonl");
+    let text_off = std::fs::read_to_string(&cfg_on)
+        .unwrap()
+        .replace(&env.slot, &slot_off)
+        .replace(
+            &env.out_path().display().to_string(),
+            &out_off.display().to_string(),
+        )
+        .replace("streaming = \"on\"", "streaming = \"off\"");
+    let cfg_off = env.dir.path().join("walrus-off.toml");
+    std::fs::write(&cfg_off, text_off).unwrap();
+    let on = start_streaming(&cfg_on, true).await;
+    let off = start_streaming(&cfg_off, false).await;
+    insert(&env.sql().await, -1, -1).await;
+    for out in [env.out_path(), out_off.clone()] {
+        wait_for_events(&out, 1, Duration::from_secs(30), |e| e["topic"] == TOPIC).await;
+    }
+    (on, off, out_off)
+}
+
+/// DDL inside a savepoint of a streamed transaction, rolled back (`rollback`) or kept: the
+/// events equal those of the same transaction with streaming off, row for row, and each
+/// row has the shape its table had when it was written (no `extra` column on the rows
+/// after `ROLLBACK TO`, nor on a later transaction's).
+async fn ddl_in_a_savepoint(rollback: bool, major: Option<u32>) {
+    let env = streaming_env(major).await;
+    let c = env.sql().await;
+    let (mut on, mut off, out_off) = walrus_on_and_off(&env).await;
+    let tx = env.sql().await;
+    tx.batch_execute("BEGIN").await.unwrap();
+    insert(&tx, 1, 3000).await;
+    tx.batch_execute("SAVEPOINT s; ALTER TABLE big ADD COLUMN extra text")
+        .await
+        .unwrap();
+    for (a, b) in [(3001, 4000), (4001, 5000), (5001, 6000)] {
+        tx.batch_execute(&format!(
+            "INSERT INTO big SELECT g, md5(g::text), 'x' || g FROM generate_series({a}, {b}) g"
+        ))
+        .await
+        .unwrap();
+    }
+    // Time for PostgreSQL to stream the savepoint's changes (its Relation message of the
+    // new shape and the rows with `extra`) before the savepoint ends: without the pause it
+    // had streamed none of them on 14, 15 and 18 when ROLLBACK TO arrived, and the test
+    // would not exercise the spool's truncation (asserted below).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let end = if rollback {
+        tx.batch_execute("ROLLBACK TO s").await.unwrap();
+        // The first rows after the rollback in the same stream block as the rolled-back
+        // ones, then enough to stream more blocks.
+        insert(&tx, 6001, 6002).await;
+        insert(&tx, 6003, 9000).await;
+        9000
+    } else {
+        tx.batch_execute("RELEASE s").await.unwrap();
+        tx.batch_execute(
+            "INSERT INTO big SELECT g, md5(g::text), 'y' || g FROM generate_series(6001, 9000) g",
+        )
+        .await
+        .unwrap();
+        9000
+    };
+    wait_spooled(&env, 1, &on).await;
+    tx.batch_execute("COMMIT").await.unwrap();
+    // A later transaction: the table's shape after the commit.
+    insert(&c, 10_001, 10_001).await;
+    let want: Vec<i64> = if rollback {
+        [-1].into_iter()
+            .chain(1..=3000)
+            .chain(6001..=end)
+            .chain([10_001])
+            .collect()
+    } else {
+        [-1].into_iter().chain(1..=end).chain([10_001]).collect()
+    };
+    for out in [env.out_path(), out_off.clone()] {
+        wait_for_events(&out, want.len(), Duration::from_secs(120), |e| {
+            e["topic"] == TOPIC
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let streamed = big_events(&env.out_path());
+    assert_eq!(ids(&streamed), want, "rows in order, once");
+    for v in &streamed {
+        let id = v["after"]["id"].as_i64().unwrap();
+        let mut columns: Vec<&str> = v["after"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        columns.sort_unstable();
+        let with_extra = !rollback && (3001..=end).contains(&id) || !rollback && id == 10_001;
+        let expected: &[&str] = if with_extra {
+            &["extra", "id", "v"]
+        } else {
+            &["id", "v"]
+        };
+        assert_eq!(columns, expected, "row {id}: {v}");
+        if with_extra && id != 10_001 {
+            let prefix = if id <= 6000 { "x" } else { "y" };
+            assert_eq!(v["after"]["extra"], format!("{prefix}{id}"), "row {id}");
+        }
+    }
+    // From the big transaction on: the marker's previous commit differs on purpose.
+    let comparable = |path: &Path| -> Vec<(Value, Value)> {
+        read_events(path)
+            .into_iter()
+            .filter(|e| e["topic"] == TOPIC && e["key"]["id"] != -1)
+            .map(|e| {
+                (
+                    e["key"].clone(),
+                    without_processing_time(e["value"].clone()),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (comparable(&env.out_path()), comparable(&out_off));
+    assert_eq!(a.len(), b.len());
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(a, b, "event {i} differs between streaming on and off");
+    }
+    let log = plain(&on.log());
+    if rollback {
+        // The rolled-back rows had been streamed and spooled, and the rollback dropped
+        // them (keeping the Relation message of the shape that no longer exists).
+        let dropped: u64 = log
+            .lines()
+            .find(|l| l.contains("rolled-back subtransaction dropped from the spool"))
+            .and_then(|l| l.split("dropped=").nth(1))
+            .and_then(|n| n.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no Stream Abort of the savepoint:\n{log}"));
+        assert!(dropped > 0, "nothing of the savepoint was streamed:\n{log}");
+    }
+    on.interrupt();
+    off.interrupt();
+    assert!(on.wait(Duration::from_secs(60)).success(), "{}", on.log());
+    assert!(off.wait(Duration::from_secs(60)).success(), "{}", off.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_in_a_rolled_back_savepoint_of_a_streamed_transaction() {
+    ddl_in_a_savepoint(true, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_in_a_rolled_back_savepoint_of_a_streamed_transaction_pg14() {
+    ddl_in_a_savepoint(true, Some(14)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_in_a_rolled_back_savepoint_of_a_streamed_transaction_pg18() {
+    ddl_in_a_savepoint(true, Some(18)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_in_a_released_savepoint_of_a_streamed_transaction() {
+    ddl_in_a_savepoint(false, None).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_streamed_transaction_delivers_nothing() {
     let env = streaming_env(None).await;
