@@ -440,7 +440,7 @@ async fn ddl_in_a_savepoint(rollback: bool, major: Option<u32>) {
             .map(String::as_str)
             .collect();
         columns.sort_unstable();
-        let with_extra = !rollback && (3001..=end).contains(&id) || !rollback && id == 10_001;
+        let with_extra = !rollback && ((3001..=end).contains(&id) || id == 10_001);
         let expected: &[&str] = if with_extra {
             &["extra", "id", "v"]
         } else {
