@@ -233,32 +233,10 @@ async fn streamed_transaction_equals_the_unstreamed_one_and_is_confirmed_after_c
     const N: i64 = 20_000;
     let env = streaming_env(None).await;
     let c = env.sql().await;
-    let cfg_on = streaming_config(&env, "on");
     // With Debezium's transaction metadata: BEGIN/END events and each event's transaction
     // block must not differ either.
-    let text_on = std::fs::read_to_string(&cfg_on).unwrap() + "\n[transactions]\nenabled = true\n";
-    std::fs::write(&cfg_on, &text_on).unwrap();
-    // A second walrus on its own slot with streaming off, reading the same transaction.
-    let slot_off = format!("{}_off", env.slot);
-    let out_off = env.dir.path().join("events-off.jsonl");
-    let text_off = std::fs::read_to_string(&cfg_on)
-        .unwrap()
-        .replace(&env.slot, &slot_off)
-        .replace(
-            &env.out_path().display().to_string(),
-            &out_off.display().to_string(),
-        )
-        .replace("streaming = \"on\"", "streaming = \"off\"");
-    let cfg_off = env.dir.path().join("walrus-off.toml");
-    std::fs::write(&cfg_off, text_off).unwrap();
-    let mut on = start_streaming(&cfg_on, true).await;
-    let mut off = start_streaming(&cfg_off, false).await;
-    // A small transaction first, so `source.sequence` has a previous commit in both.
-    insert(&c, -1, -1).await;
-    wait_for_events(&env.out_path(), 1, Duration::from_secs(30), |e| {
-        e["topic"] == TOPIC
-    })
-    .await;
+    let (mut on, mut off, out_off) =
+        walrus_on_and_off(&env, "\n[transactions]\nenabled = true\n").await;
 
     let tx = env.sql().await;
     tx.batch_execute("BEGIN").await.unwrap();
@@ -326,7 +304,7 @@ async fn streamed_transaction_equals_the_unstreamed_one_and_is_confirmed_after_c
             "SELECT coalesce(max(stream_txns) FILTER (WHERE slot_name = $1), 0), \
                     coalesce(max(stream_txns) FILTER (WHERE slot_name = $2), 0) \
              FROM pg_stat_replication_slots",
-            &[&env.slot, &slot_off],
+            &[&env.slot, &format!("{}_off", env.slot)],
         )
         .await
         .unwrap();
@@ -341,15 +319,17 @@ async fn streamed_transaction_equals_the_unstreamed_one_and_is_confirmed_after_c
 
 /// Two walrus processes on the same database, each on its own slot: `on` with streaming on
 /// (the env's config and output), `off` with streaming off, writing to the returned path.
-/// Both have delivered a first transaction (row -1) when this returns, so that
-/// `source.sequence` has the same previous commit in both (before 15 PostgreSQL sends
-/// empty transactions too, such as the second walrus creating its publication).
-async fn walrus_on_and_off(env: &Env) -> (Walrus, Walrus, PathBuf) {
+/// `extra` is appended to both configs. Both have delivered a first transaction (row -1)
+/// when this returns, so that `source.sequence` has a previous commit in both (before 15
+/// PostgreSQL also sends empty transactions, such as the second walrus creating its
+/// publication, which only the first one sees).
+async fn walrus_on_and_off(env: &Env, extra: &str) -> (Walrus, Walrus, PathBuf) {
     let cfg_on = streaming_config(env, "on");
+    let text_on = std::fs::read_to_string(&cfg_on).unwrap() + extra;
+    std::fs::write(&cfg_on, &text_on).unwrap();
     let slot_off = format!("{}_off", env.slot);
     let out_off = env.dir.path().join("events-off.jsonl");
-    let text_off = std::fs::read_to_string(&cfg_on)
-        .unwrap()
+    let text_off = text_on
         .replace(&env.slot, &slot_off)
         .replace(
             &env.out_path().display().to_string(),
@@ -374,7 +354,7 @@ async fn walrus_on_and_off(env: &Env) -> (Walrus, Walrus, PathBuf) {
 async fn ddl_in_a_savepoint(rollback: bool, major: Option<u32>) {
     let env = streaming_env(major).await;
     let c = env.sql().await;
-    let (mut on, mut off, out_off) = walrus_on_and_off(&env).await;
+    let (mut on, mut off, out_off) = walrus_on_and_off(&env, "").await;
     let tx = env.sql().await;
     tx.batch_execute("BEGIN").await.unwrap();
     insert(&tx, 1, 3000).await;
