@@ -207,6 +207,32 @@ async fn insert(c: &tokio_postgres::Client, from: i64, to: i64) {
     .unwrap();
 }
 
+/// Bytes in the spool files (what walrus wrote so far; up to 64 KiB more may sit in its
+/// write buffer).
+fn spool_bytes(env: &Env) -> u64 {
+    std::fs::read_dir(spool_dir(env))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// `spool_bytes` once it stopped growing for a second.
+async fn settled_spool_bytes(env: &Env) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = spool_bytes(env);
+    let mut still = 0;
+    while still < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = spool_bytes(env);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    last
+}
+
 async fn wait_spooled(env: &Env, n: usize, walrus: &Walrus) {
     wait_until(
         Duration::from_secs(60),
@@ -358,49 +384,58 @@ async fn ddl_in_a_savepoint(rollback: bool, major: Option<u32>) {
     let tx = env.sql().await;
     tx.batch_execute("BEGIN").await.unwrap();
     insert(&tx, 1, 3000).await;
+    wait_spooled(&env, 1, &on).await;
+    let before = settled_spool_bytes(&env).await;
     tx.batch_execute("SAVEPOINT s; ALTER TABLE big ADD COLUMN extra text")
         .await
         .unwrap();
-    for (a, b) in [(3001, 4000), (4001, 5000), (5001, 6000)] {
+    for (a, b) in [(3001, 5000), (5001, 7000), (7001, 9000)] {
         tx.batch_execute(&format!(
             "INSERT INTO big SELECT g, md5(g::text), 'x' || g FROM generate_series({a}, {b}) g"
         ))
         .await
         .unwrap();
     }
-    // Time for PostgreSQL to stream the savepoint's changes (its Relation message of the
-    // new shape and the rows with `extra`) before the savepoint ends: without the pause it
-    // had streamed none of them on 14, 15 and 18 when ROLLBACK TO arrived, and the test
-    // would not exercise the spool's truncation (asserted below).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // PostgreSQL streams what it decodes while the savepoint is alive: let it stream most
+    // of the savepoint's rows (about 450 kB of spool) before ending it. Without waiting it
+    // had streamed none of them on 14, 15 and 18 when ROLLBACK TO came, and the test would
+    // not exercise the spool's truncation (asserted below). 250 kB more than `before` is
+    // more than the top-level rows PostgreSQL may still have held (64 kB) plus the spool
+    // file's write buffer (64 KiB).
+    wait_until(
+        Duration::from_secs(60),
+        "the savepoint's rows in the spool",
+        || spool_bytes(&env) >= before + 250_000,
+    )
+    .await;
     let end = if rollback {
         tx.batch_execute("ROLLBACK TO s").await.unwrap();
         // The first rows after the rollback in the same stream block as the rolled-back
         // ones, then enough to stream more blocks.
-        insert(&tx, 6001, 6002).await;
-        insert(&tx, 6003, 9000).await;
-        9000
+        insert(&tx, 9001, 9002).await;
+        insert(&tx, 9003, 12_000).await;
+        12_000
     } else {
         tx.batch_execute("RELEASE s").await.unwrap();
         tx.batch_execute(
-            "INSERT INTO big SELECT g, md5(g::text), 'y' || g FROM generate_series(6001, 9000) g",
+            "INSERT INTO big SELECT g, md5(g::text), 'y' || g FROM generate_series(9001, 12000) g",
         )
         .await
         .unwrap();
-        9000
+        12_000
     };
     wait_spooled(&env, 1, &on).await;
     tx.batch_execute("COMMIT").await.unwrap();
     // A later transaction: the table's shape after the commit.
-    insert(&c, 10_001, 10_001).await;
+    insert(&c, 20_001, 20_001).await;
     let want: Vec<i64> = if rollback {
         [-1].into_iter()
             .chain(1..=3000)
-            .chain(6001..=end)
-            .chain([10_001])
+            .chain(9001..=end)
+            .chain([20_001])
             .collect()
     } else {
-        [-1].into_iter().chain(1..=end).chain([10_001]).collect()
+        [-1].into_iter().chain(1..=end).chain([20_001]).collect()
     };
     for out in [env.out_path(), out_off.clone()] {
         wait_for_events(&out, want.len(), Duration::from_secs(120), |e| {
@@ -420,15 +455,15 @@ async fn ddl_in_a_savepoint(rollback: bool, major: Option<u32>) {
             .map(String::as_str)
             .collect();
         columns.sort_unstable();
-        let with_extra = !rollback && ((3001..=end).contains(&id) || id == 10_001);
+        let with_extra = !rollback && ((3001..=end).contains(&id) || id == 20_001);
         let expected: &[&str] = if with_extra {
             &["extra", "id", "v"]
         } else {
             &["id", "v"]
         };
         assert_eq!(columns, expected, "row {id}: {v}");
-        if with_extra && id != 10_001 {
-            let prefix = if id <= 6000 { "x" } else { "y" };
+        if with_extra && id != 20_001 {
+            let prefix = if id <= 9000 { "x" } else { "y" };
             assert_eq!(v["after"]["extra"], format!("{prefix}{id}"), "row {id}");
         }
     }
