@@ -262,3 +262,79 @@ async fn avro_schema_changes_register_versions_and_a_refused_change_stops_walrus
         "{text}"
     );
 }
+
+/// `ExtractNewRecordState` with Avro values, judged by Confluent's client against the real
+/// registry: `public.flat` flattened with `rewrite` and added fields (the flat schema
+/// registered once, every record decoding to the row and its `__` fields), `public.env` kept
+/// as the envelope by its section's `unwrap = false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_flat_rows_decode_with_confluents_client() {
+    let broker = KafkaBroker::shared().expect("Kafka broker");
+    let registry = RegistryServer::start().expect("schema registry");
+    let env = Env::new().await;
+    let c = env.sql().await;
+    c.batch_execute(
+        "CREATE TABLE flat (id int PRIMARY KEY, qty int NOT NULL, note text);
+         CREATE TABLE env (id int PRIMARY KEY, v text);",
+    )
+    .await
+    .unwrap();
+    let cfg = env.dir.path().join("avro.toml");
+    let mut text = avro_config(
+        &env,
+        &env.slot,
+        &broker.bootstrap(),
+        &registry.url(),
+        "[\"public.flat\", \"public.env\"]",
+    );
+    text.push_str(
+        "[transforms.unwrap]\ndelete_tombstone_handling_mode = \"rewrite\"\n\
+         add_fields = [\"op\", \"source.ts_ms\", \"snapshot\"]\n\
+         [tables.\"public.env\"]\nunwrap = false\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let _w = start(&cfg).await;
+    c.batch_execute(
+        "INSERT INTO flat VALUES (1, 10, 'a'); UPDATE flat SET qty = 11 WHERE id = 1;
+         DELETE FROM flat WHERE id = 1; INSERT INTO env VALUES (7, 'e');",
+    )
+    .await
+    .unwrap();
+    let flat_topic = format!("{}.public.flat", env.slot);
+    let env_topic = format!("{}.public.env", env.slot);
+    let records = judge(&broker.bootstrap(), &registry.url(), 3, &[&flat_topic]);
+    let values: Vec<&Value> = records.iter().map(|r| &r["value"]).collect();
+    assert_eq!(values.len(), 3, "{records:?}");
+    for (v, (qty, deleted, op)) in values
+        .iter()
+        // The delete's old row is the key only (REPLICA IDENTITY DEFAULT): the NOT NULL qty
+        // gets Debezium's fallback, 0.
+        .zip([(10, "false", "c"), (11, "false", "u"), (0, "true", "d")])
+    {
+        assert_eq!(v["id"], 1, "{v}");
+        assert_eq!(v["qty"], qty, "{v}");
+        assert_eq!(v["__deleted"], deleted, "{v}");
+        assert_eq!(v["__op"], op, "{v}");
+        assert_eq!(v["__snapshot"], "false", "{v}");
+        assert!(v["__source_ts_ms"].as_i64().is_some_and(|t| t > 0), "{v}");
+        assert!(v.get("source").is_none() && v.get("after").is_none(), "{v}");
+    }
+    assert!(records
+        .iter()
+        .all(|r| r["key"] == serde_json::json!({"id": 1})));
+    let ids = registry.versions(&format!("{flat_topic}-value")).unwrap();
+    assert_eq!(ids.len(), 1, "one flat schema: {ids:?}");
+    assert!(records.iter().all(|r| r["value_schema_id"] == ids[0]));
+    let (status, body) = registry
+        .http("GET", &format!("/schemas/ids/{}", ids[0]), None)
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let schema: Value = serde_json::from_str(body["schema"].as_str().unwrap()).unwrap();
+    assert_eq!(schema["type"], "record", "{schema}");
+    assert_eq!(schema["connect.name"], format!("{flat_topic}.Value"));
+    let enveloped = judge(&broker.bootstrap(), &registry.url(), 1, &[&env_topic]);
+    assert_eq!(enveloped.len(), 1, "{enveloped:?}");
+    assert_eq!(enveloped[0]["value"]["after"]["v"], "e");
+    assert_eq!(enveloped[0]["value"]["op"], "c");
+}

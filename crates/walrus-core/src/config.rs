@@ -584,23 +584,6 @@ impl Config {
                 ));
             }
         }
-        let flattened_table = self.tables.iter().find(|(_, t)| {
-            matches!(
-                t.unwrap,
-                Some(TableUnwrap::Switch(true) | TableUnwrap::Options(_))
-            )
-        });
-        let flattening = match (&self.transforms.unwrap, flattened_table) {
-            (Some(_), _) => Some("transforms.unwrap".to_string()),
-            (None, Some((name, _))) => Some(format!("tables.\"{name}\".unwrap")),
-            (None, None) => None,
-        };
-        if let (Some(key), FormatKind::Avro) = (flattening, self.format.value) {
-            return Err(ConfigError::Key {
-                key,
-                message: "flattening (ExtractNewRecordState) works on JSON values only for now: use [format] value = \"json\", or flatten in the consumer".into(),
-            });
-        }
         let s = &self.source;
         if !(s.url.starts_with("postgres://") || s.url.starts_with("postgresql://")) {
             return Err(bad(

@@ -238,30 +238,52 @@ impl Emitter {
         };
         let projected = route.project(ev);
         let ev_value = projected.as_ref().unwrap_or(ev);
-        match &self.block {
-            Some(block) => self.value.encode_value_in_transaction(
-                &route.topic,
-                route.logical.as_deref(),
-                ev_value,
-                block,
-                &mut self.value_buf,
-            )?,
-            None => self.value.encode_value(
-                &route.topic,
-                route.logical.as_deref(),
-                ev_value,
-                &mut self.value_buf,
-            )?,
-        }
         let mut extra_headers = Vec::new();
+        // A format that flattens itself (Avro) writes the flat value directly.
+        let native = match &route.unwrap {
+            Some(unwrap) => self.value.encode_unwrapped(
+                &route.topic,
+                route.logical.as_deref(),
+                ev_value,
+                self.block.as_ref(),
+                unwrap,
+                &mut self.unwrap_buf,
+                &mut extra_headers,
+            )?,
+            None => None,
+        };
+        if native.is_none() {
+            match &self.block {
+                Some(block) => self.value.encode_value_in_transaction(
+                    &route.topic,
+                    route.logical.as_deref(),
+                    ev_value,
+                    block,
+                    &mut self.value_buf,
+                )?,
+                None => self.value.encode_value(
+                    &route.topic,
+                    route.logical.as_deref(),
+                    ev_value,
+                    &mut self.value_buf,
+                )?,
+            }
+        }
         let mut tombstone = ev.op == Op::Delete && self.opts.tombstones_on_delete;
         // `None`: the record is dropped; `Some(None)`: it becomes a Kafka tombstone.
         let value = match &route.unwrap {
             None => Some(Some(freeze(&mut self.arena, &self.value_buf))),
             Some(unwrap) => {
-                unwrap.headers(Some(&self.value_buf), &mut extra_headers);
                 tombstone = tombstone && unwrap.keeps_tombstones();
-                match unwrap.value(&self.value_buf, &mut self.unwrap_buf) {
+                let flattened = match native {
+                    Some(f) => f,
+                    None => {
+                        // The JSON envelope, flattened as bytes.
+                        unwrap.headers(Some(&self.value_buf), &mut extra_headers);
+                        unwrap.value(&self.value_buf, &mut self.unwrap_buf)
+                    }
+                };
+                match flattened {
                     Flattened::Drop => None,
                     Flattened::Tombstone => Some(None),
                     Flattened::Value => Some(Some(freeze(&mut self.arena, &self.unwrap_buf))),

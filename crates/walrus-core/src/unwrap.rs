@@ -170,6 +170,42 @@ impl Unwrap {
         self.rewrites()
     }
 
+    /// `delete.tombstone.handling.mode`.
+    pub fn mode(&self) -> DeleteTombstoneHandling {
+        self.mode
+    }
+
+    /// The `add.fields` entries, in order: (`source`, `transaction` or `None` for the top
+    /// level, the envelope field, the added field's name). For formats that flatten
+    /// themselves (Avro).
+    pub fn added_fields(&self) -> impl Iterator<Item = (Option<&'static str>, &str, &str)> {
+        self.fields
+            .iter()
+            .map(|f| (f.parent, f.field.as_str(), f.name.as_str()))
+    }
+
+    /// The `add.headers` entries, as [`Unwrap::added_fields`].
+    pub fn added_headers(&self) -> impl Iterator<Item = (Option<&'static str>, &str, &str)> {
+        self.headers
+            .iter()
+            .map(|f| (f.parent, f.field.as_str(), f.name.as_str()))
+    }
+
+    /// A header's value from the JSON of the envelope field it names, as Kafka Connect's
+    /// `SimpleHeaderConverter` writes it: a string as its text, a number as its digits,
+    /// null as an empty value.
+    pub fn header_value(raw: &[u8]) -> Bytes {
+        if raw.first() == Some(&b'"') {
+            serde_json::from_slice::<String>(raw)
+                .map(Bytes::from)
+                .unwrap_or_else(|_| Bytes::copy_from_slice(raw))
+        } else if is_null(raw) {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(raw)
+        }
+    }
+
     fn rewrites(&self) -> bool {
         matches!(
             self.mode,
@@ -273,16 +309,7 @@ impl Unwrap {
         }
         for h in &self.headers {
             let raw = lookup(payload, &p, h).unwrap_or(b"null");
-            let value = if raw.first() == Some(&b'"') {
-                serde_json::from_slice::<String>(raw)
-                    .map(Bytes::from)
-                    .unwrap_or_else(|_| Bytes::copy_from_slice(raw))
-            } else if is_null(raw) {
-                Bytes::new()
-            } else {
-                Bytes::copy_from_slice(raw)
-            };
-            out.push((Arc::from(h.name.as_str()), value));
+            out.push((Arc::from(h.name.as_str()), Unwrap::header_value(raw)));
         }
     }
 

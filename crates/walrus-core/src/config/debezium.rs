@@ -1803,21 +1803,9 @@ fn transforms(im: &mut Importer) -> Result<(), ImportError> {
     Ok(())
 }
 
-/// Debezium's `ExtractNewRecordState` → `[transforms.unwrap]` (JSON values only).
+/// Debezium's `ExtractNewRecordState` → `[transforms.unwrap]` (JSON and Avro values).
 fn extract_new_record_state(im: &mut Importer, p: &str, own: &mut BTreeMap<String, String>) {
     const S: &str = "[transforms.unwrap]";
-    let avro_value = im.toml.sections.iter().any(|(section, lines)| {
-        section == "[format]" && lines.iter().any(|l| l.starts_with("value = \"avro\""))
-    });
-    if avro_value {
-        im.finding(
-            FindingKind::Unmapped,
-            &format!("{p}type"),
-            "io.debezium.transforms.ExtractNewRecordState",
-            "flattens events to the new row state. walrus flattens JSON values only ([transforms.unwrap]); with Avro values consumers must read `after` from the envelope, or keep a step that unwraps",
-        );
-        return;
-    }
     im.toml.comment(
         S,
         &format!("{p}type = io.debezium.transforms.ExtractNewRecordState"),
@@ -2674,10 +2662,21 @@ mod tests {
             "value.converter.schema.registry.url": "http://registry:8081",
             "value.converter.value.subject.name.strategy": "io.confluent.kafka.serializers.subject.RecordNameStrategy",
             "value.converter.basic.auth.credentials.source": "USER_INFO",
-            "value.converter.basic.auth.user.info": "walrus:registry-sekret"}"#,
+            "value.converter.basic.auth.user.info": "walrus:registry-sekret",
+            "transforms": "unwrap", "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+            "transforms.unwrap.add.fields": "op"}"#,
         );
         assert!(!im.toml.contains("sekret"), "{}", im.toml);
         let c = Config::parse_with_env(&im.toml, env).unwrap();
+        // Flat Avro values are mapped like flat JSON ones.
+        assert_eq!(
+            c.transforms.unwrap.as_ref().map(|u| u.add_fields.clone()),
+            Some(vec!["op".to_string()])
+        );
+        assert!(im
+            .findings
+            .iter()
+            .all(|f| !f.key.starts_with("transforms.")));
         let r = c.format.registry.as_ref().expect("[format.registry]");
         assert_eq!(r.url, "http://registry:8081");
         assert_eq!(r.username.as_deref(), Some("walrus"));

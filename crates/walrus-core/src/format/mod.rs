@@ -107,6 +107,24 @@ pub trait Encoder: Send {
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError>;
 
+    /// Debezium's `ExtractNewRecordState` done by the format itself: writes the flat value
+    /// of `ev` into `out` and the `add.headers` headers into `headers`, and says what the
+    /// record becomes. `Ok(None)` (the default): the format leaves it to
+    /// [`crate::unwrap::Unwrap::value`] on its JSON value, as the JSON format does.
+    #[allow(clippy::too_many_arguments)] // the event, where it goes, and what to do with it
+    fn encode_unwrapped(
+        &mut self,
+        _topic: &str,
+        _logical: Option<&LogicalTable>,
+        _ev: &ChangeEvent,
+        _tx: Option<&crate::transactions::TransactionBlock>,
+        _unwrap: &crate::unwrap::Unwrap,
+        _out: &mut Vec<u8>,
+        _headers: &mut Vec<(std::sync::Arc<str>, Bytes)>,
+    ) -> Result<Option<crate::unwrap::Flattened>, FormatError> {
+        Ok(None)
+    }
+
     /// An encoder with the same options and empty caches, for another task.
     fn fork(&self) -> Box<dyn Encoder>;
 

@@ -124,6 +124,25 @@ pub(crate) fn to_json<'a>(
     Some(rest)
 }
 
+/// The byte ranges of the fields of a struct datum (`fields` its Connect fields) at the
+/// start of `bytes`; `None` when they do not hold one.
+pub(crate) fn struct_ranges(
+    fields: &[(String, ConnectSchema)],
+    bytes: &[u8],
+) -> Option<Vec<std::ops::Range<usize>>> {
+    let mut ranges = Vec::with_capacity(fields.len());
+    let mut at = 0;
+    let mut scratch = String::new();
+    for (_, f) in fields {
+        scratch.clear();
+        let rest = to_json(f, bytes.get(at..)?, &mut scratch)?;
+        let end = bytes.len() - rest.len();
+        ranges.push(at..end);
+        at = end;
+    }
+    Some(ranges)
+}
+
 fn number(out: &mut String, v: f64, finite: Option<String>) {
     match finite {
         Some(text) => out.push_str(&text),

@@ -32,12 +32,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::config::DeleteTombstoneHandling;
 use crate::error::{Classify, ErrorKind};
 use crate::event::{ChangeEvent, Op, Row, Table};
 use crate::format::json::JsonOptions;
 use crate::format::kinds::{default_value, fallback_value};
 use crate::format::LogicalTable;
 use crate::lsn::Lsn;
+use crate::unwrap::{Flattened, Unwrap};
 use crate::value::Value;
 
 use encode::ValueWriter;
@@ -45,7 +47,7 @@ pub use registry::{
     ConfiguredRegistry, MemoryRegistry, RegistryAuth, RegistryClient, RegistryError,
     SchemaRegistry, SubjectNameStrategy,
 };
-use schema::{AvroSchemaWriter, ConnectSchema, Kind};
+use schema::{AvroSchemaWriter, ConnectSchema, ConnectType, Kind};
 
 /// The Confluent wire format's magic byte.
 pub const MAGIC_BYTE: u8 = 0;
@@ -59,6 +61,13 @@ pub enum AvroError {
         .0.part, .0.table, .0.change, .0.subject, .0.level, .0.message
     )]
     Incompatible(Box<Refusal>),
+    /// The envelope walrus wrote could not be read back to flatten it
+    /// (`ExtractNewRecordState`): a defect, never retried.
+    #[error("{table}: walrus could not read back its own Avro envelope to flatten it ([transforms.unwrap]); this is a walrus defect, please report it")]
+    Unflattenable {
+        /// `schema.table`.
+        table: String,
+    },
     /// Talking to the registry failed otherwise.
     #[error("{table}: {source}")]
     Registry {
@@ -91,6 +100,7 @@ impl Classify for AvroError {
     fn kind(&self) -> ErrorKind {
         match self {
             AvroError::Incompatible(_) => ErrorKind::SchemaIncompatible,
+            AvroError::Unflattenable { .. } => ErrorKind::Decode,
             AvroError::Registry { source, .. } => source.kind(),
         }
     }
@@ -123,6 +133,8 @@ pub struct AvroEncoder {
     digits: Vec<u8>,
     scratch: Vec<u8>,
     text: String,
+    /// The envelope body a flat value is cut from (reused).
+    envelope_scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for AvroEncoder {
@@ -171,6 +183,8 @@ struct TableEntry {
     topic: String,
     /// The logical table the schemas were built for (see [`LogicalTable`]).
     logical: Option<LogicalTable>,
+    /// The flat value schema (`ExtractNewRecordState`) and the options it was built for.
+    flat: Option<(Unwrap, Registered)>,
 }
 
 impl TableEntry {
@@ -215,6 +229,7 @@ impl TableEntry {
             change: describe_change(previous, table),
             topic: format!("{}.{}.{}", opts.topic_prefix, table.schema, table.name),
             logical: logical.cloned(),
+            flat: None,
         }
     }
 
@@ -421,6 +436,7 @@ impl AvroEncoder {
             digits: Vec::with_capacity(64),
             scratch: Vec::with_capacity(32),
             text: String::with_capacity(64),
+            envelope_scratch: Vec::new(),
         }
     }
 
@@ -617,18 +633,9 @@ impl AvroEncoder {
             return Ok(());
         }
         let table = ev.table_or_placeholder();
-        let AvroEncoder {
-            opts,
-            registry,
-            tables,
-            digits,
-            scratch,
-            text,
-            ..
-        } = self;
-        let entry = table_entry(tables, table, &opts.format, logical);
+        let entry = table_entry(&mut self.tables, table, &self.opts.format, logical);
         let id = schema_id(
-            &**registry,
+            &*self.registry,
             strategy,
             &mut entry.value,
             topic.unwrap_or(&entry.topic),
@@ -637,6 +644,29 @@ impl AvroEncoder {
             &entry.change,
         )?;
         frame(out, id);
+        self.envelope_body(logical, ev, tx, now_us, out);
+        Ok(())
+    }
+
+    /// Appends the Avro body of `ev`'s envelope (no frame) to `out`.
+    fn envelope_body(
+        &mut self,
+        logical: Option<&LogicalTable>,
+        ev: &ChangeEvent,
+        tx: Option<&crate::transactions::TransactionBlock>,
+        now_us: i64,
+        out: &mut Vec<u8>,
+    ) {
+        let table = ev.table_or_placeholder();
+        let AvroEncoder {
+            opts,
+            tables,
+            digits,
+            scratch,
+            text,
+            ..
+        } = self;
+        let entry = table_entry(tables, table, &opts.format, logical);
         let mut w = ValueWriter {
             opts: &opts.format,
             digits,
@@ -657,7 +687,198 @@ impl AvroEncoder {
         write_transaction_block(out, tx);
         encode::string(out, ev.op.code());
         write_timestamps(out, now_us);
-        Ok(())
+    }
+
+    /// Debezium's `ExtractNewRecordState` as `AvroConverter` then writes it: the flat value
+    /// of `ev` for `topic` into `out` (cleared first) and the `add.headers` headers into
+    /// `headers`, or what else the record becomes (see [`crate::unwrap`]).
+    ///
+    /// The value schema is the table's `Value` record — as the SMT extracts the optional
+    /// `after` field, a `["null", Value]` union — or, when `__deleted` or added fields
+    /// change it, a copy of that record, required, with `__deleted` (optional string) and
+    /// the added fields (their envelope schemas, optional, without defaults) appended, as
+    /// Kafka Connect's `SchemaUtil` copies them. A delete in `tombstone` mode is a Kafka
+    /// tombstone: `AvroConverter` writes a null value as null bytes. The body is cut from
+    /// the envelope's own Avro body, so every value is written as in the envelope.
+    #[allow(clippy::too_many_arguments)] // the event, where it goes, and what to do with it
+    pub fn encode_unwrapped_at(
+        &mut self,
+        topic: Option<&str>,
+        logical: Option<&LogicalTable>,
+        ev: &ChangeEvent,
+        tx: Option<&crate::transactions::TransactionBlock>,
+        unwrap: &Unwrap,
+        now_us: i64,
+        out: &mut Vec<u8>,
+        headers: &mut Vec<(Arc<str>, bytes::Bytes)>,
+    ) -> Result<Flattened, AvroError> {
+        out.clear();
+        let mut body = std::mem::take(&mut self.envelope_scratch);
+        body.clear();
+        self.envelope_body(logical, ev, tx, now_us, &mut body);
+        let result = self.flatten(topic, logical, ev, unwrap, &body, out, headers);
+        self.envelope_scratch = body;
+        result
+    }
+
+    /// [`Self::encode_unwrapped_at`] from the envelope body `body`.
+    #[allow(clippy::too_many_arguments)]
+    fn flatten(
+        &mut self,
+        topic: Option<&str>,
+        logical: Option<&LogicalTable>,
+        ev: &ChangeEvent,
+        unwrap: &Unwrap,
+        body: &[u8],
+        out: &mut Vec<u8>,
+        headers: &mut Vec<(Arc<str>, bytes::Bytes)>,
+    ) -> Result<Flattened, AvroError> {
+        let table = ev.table_or_placeholder();
+        let strategy = self.opts.subject_strategy;
+        let entry = table_entry(&mut self.tables, table, &self.opts.format, logical);
+        let envelope = &entry.value.schema;
+        let ConnectType::Struct(env_fields) = &envelope.ty else {
+            return Ok(Flattened::Drop);
+        };
+        let unreadable = || AvroError::Unflattenable {
+            table: table.qualified_name(),
+        };
+        let fields = decode::struct_ranges(env_fields, body).ok_or_else(unreadable)?;
+        let field = |name: &str| {
+            env_fields
+                .iter()
+                .position(|(n, _)| n == name)
+                .map(|i| (&env_fields[i].1, &body[fields[i].clone()]))
+        };
+        // An added field or header: its schema and bytes in the envelope; a field of a
+        // null struct (`transaction` outside transaction metadata) is null.
+        let lookup =
+            |parent: Option<&str>, name: &str| -> Option<(&ConnectSchema, Option<&[u8]>)> {
+                match parent {
+                    None => field(name).map(|(s, b)| (s, Some(b))),
+                    Some(p) => {
+                        let (ps, pb) = field(p)?;
+                        let ConnectType::Struct(inner) = &ps.ty else {
+                            return None;
+                        };
+                        let i = inner.iter().position(|(n, _)| n == name)?;
+                        let mut pb = pb;
+                        if ps.optional {
+                            // `["null", struct]`: 0 is null.
+                            let (&branch, rest) = pb.split_first()?;
+                            if branch == 0 {
+                                return Some((&inner[i].1, None));
+                            }
+                            pb = rest;
+                        }
+                        let ranges = decode::struct_ranges(inner, pb)?;
+                        Some((&inner[i].1, Some(&pb[ranges[i].clone()])))
+                    }
+                }
+            };
+        let mut json = String::new();
+        for (parent, name, header) in unwrap.added_headers() {
+            let raw = match lookup(parent, name) {
+                Some((s, Some(b))) => {
+                    json.clear();
+                    decode::to_json(s, b, &mut json).ok_or_else(unreadable)?;
+                    json.as_bytes()
+                }
+                _ => b"null".as_slice(),
+            };
+            headers.push((Arc::from(header), Unwrap::header_value(raw)));
+        }
+        let (Some((_, before)), Some((_, after))) = (field("before"), field("after")) else {
+            return Ok(Flattened::Drop);
+        };
+        // `["null", Value]`: a single 0 byte is null.
+        let null = |b: &[u8]| b == [0];
+        let rewrites = unwrap.rewrites_deletes();
+        let (row, deleted) = match (null(after), null(before)) {
+            (true, true) => return Ok(Flattened::Drop),
+            (true, false) => match unwrap.mode() {
+                DeleteTombstoneHandling::Drop => return Ok(Flattened::Drop),
+                DeleteTombstoneHandling::Tombstone | DeleteTombstoneHandling::DeleteToTombstone => {
+                    return Ok(Flattened::Tombstone)
+                }
+                DeleteTombstoneHandling::Rewrite
+                | DeleteTombstoneHandling::RewriteWithTombstone => (before, Some("true")),
+            },
+            (false, _) => (after, rewrites.then_some("false")),
+        };
+        let changed = rewrites || unwrap.added_fields().next().is_some();
+        // The flat schema, built once per table version and options.
+        if entry.flat.as_ref().is_none_or(|(u, _)| u != unwrap) {
+            let mut flat = env_fields[0].1.clone();
+            if changed {
+                flat.optional = false;
+                if let ConnectType::Struct(fs) = &mut flat.ty {
+                    if rewrites {
+                        fs.push(ConnectSchema::field("__deleted", ConnectType::String, true));
+                    }
+                    for (parent, name, added) in unwrap.added_fields() {
+                        if let Some((s, _)) = lookup(parent, name) {
+                            let mut s = s.clone();
+                            s.optional = true;
+                            s.default = None;
+                            fs.push((added.to_string(), s));
+                        }
+                    }
+                }
+            }
+            entry.flat = Some((unwrap.clone(), Registered::new(&flat)));
+        }
+        let mut added: Vec<(&ConnectSchema, Option<&[u8]>)> = Vec::new();
+        if changed {
+            for (parent, name, _) in unwrap.added_fields() {
+                if let Some(f) = lookup(parent, name) {
+                    added.push(f);
+                }
+            }
+        }
+        let Some((_, reg)) = entry.flat.as_mut() else {
+            return Ok(Flattened::Drop);
+        };
+        let id = schema_id(
+            &*self.registry,
+            strategy,
+            reg,
+            topic.unwrap_or(&entry.topic),
+            "value",
+            Some(&entry.table),
+            &entry.change,
+        )?;
+        frame(out, id);
+        if !changed {
+            // The optional row as the envelope holds it: the union and the record.
+            out.extend_from_slice(row);
+            return Ok(Flattened::Value);
+        }
+        // A required record: the row without its union branch, then the added fields.
+        out.extend_from_slice(&row[1..]);
+        if let Some(d) = deleted {
+            encode::some(out);
+            encode::string(out, d);
+        }
+        for (s, bytes) in added {
+            match bytes {
+                None => encode::null(out),
+                Some(b) if !s.optional => {
+                    encode::some(out);
+                    out.extend_from_slice(b);
+                }
+                // `[T, "null"]` (a schema with a default) becomes `["null", T]`.
+                Some(b) if s.default.is_some() => match b.split_first() {
+                    Some((0, rest)) => {
+                        encode::some(out);
+                        out.extend_from_slice(rest);
+                    }
+                    _ => encode::null(out),
+                },
+                Some(b) => out.extend_from_slice(b),
+            }
+        }
+        Ok(Flattened::Value)
     }
 
     /// Writes the key of a transaction event (`TransactionMetadataKey`) for `topic` into
@@ -883,6 +1104,21 @@ impl super::Encoder for AvroEncoder {
         out: &mut Vec<u8>,
     ) -> Result<(), super::FormatError> {
         AvroEncoder::encode_transaction_value(self, topic, ev, out).map_err(Into::into)
+    }
+
+    fn encode_unwrapped(
+        &mut self,
+        topic: &str,
+        logical: Option<&LogicalTable>,
+        ev: &ChangeEvent,
+        tx: Option<&crate::transactions::TransactionBlock>,
+        unwrap: &Unwrap,
+        out: &mut Vec<u8>,
+        headers: &mut Vec<(Arc<str>, bytes::Bytes)>,
+    ) -> Result<Option<Flattened>, super::FormatError> {
+        self.encode_unwrapped_at(Some(topic), logical, ev, tx, unwrap, now_us(), out, headers)
+            .map(Some)
+            .map_err(Into::into)
     }
 
     fn fork(&self) -> Box<dyn super::Encoder> {

@@ -864,3 +864,157 @@ fn logical_tables_are_named_after_their_topic_with_the_key_field() {
     let value_schema: J = serde_json::from_str(&reg.schema(vid).unwrap()).unwrap();
     assert_eq!(value_schema["connect.name"], "walrus.public.items.Envelope");
 }
+
+/// `ExtractNewRecordState` in Avro against the JSON path: every flat value decodes with its
+/// registered schema to the JSON flat value, in every mode, with added fields of every kind
+/// (top level, `source` with and without a default, a null `transaction`), and the headers
+/// are the JSON path's.
+#[test]
+fn flat_values_decode_to_the_json_flat_values() {
+    use crate::config::UnwrapConfig;
+    let (t, values) = zoo();
+    let mut old = values.clone();
+    old[1] = Value::Bool(false);
+    let events = [
+        event(Op::Create, &t, None, Some(row(values.clone()))),
+        event(Op::Update, &t, Some(row(old.clone())), Some(row(values))),
+        event(Op::Delete, &t, Some(row(old)), None),
+        event(Op::Truncate, &t, None, None),
+    ];
+    let fields = |mode: &str| UnwrapConfig {
+        delete_tombstone_handling_mode: toml::from_str::<std::collections::BTreeMap<String, _>>(
+            &format!("m = \"{mode}\""),
+        )
+        .unwrap()
+        .remove("m")
+        .unwrap(),
+        add_fields: vec![
+            "op".into(),
+            "table".into(),
+            "source.ts_ms".into(),
+            "lsn".into(),
+            "snapshot:snap".into(),
+            "transaction.id".into(),
+        ],
+        add_headers: vec![
+            "op".into(),
+            "db".into(),
+            "txId".into(),
+            "transaction.id".into(),
+        ],
+        ..UnwrapConfig::default()
+    };
+    let configs = [
+        UnwrapConfig::default(),
+        fields("rewrite"),
+        fields("drop"),
+        fields("rewrite-with-tombstone"),
+        fields("delete-to-tombstone"),
+        fields("tombstone"),
+    ];
+    let mut compared = 0;
+    for config in &configs {
+        let unwrap = Unwrap::new(config).unwrap();
+        let (mut enc, reg) = encoder(json_opts());
+        let mut json = JsonEncoder::new(json_opts());
+        for ev in &events {
+            let (mut out, mut headers) = (Vec::new(), Vec::new());
+            let flat = enc
+                .encode_unwrapped_at(
+                    Some(TOPIC),
+                    None,
+                    ev,
+                    None,
+                    &unwrap,
+                    NOW_US,
+                    &mut out,
+                    &mut headers,
+                )
+                .unwrap();
+            let mut envelope = Vec::new();
+            json.encode_value_at(ev, NOW_US, &mut envelope);
+            let mut jflat = Vec::new();
+            let jkind = unwrap.value(&envelope, &mut jflat);
+            let mut jheaders = Vec::new();
+            unwrap.headers(Some(&envelope), &mut jheaders);
+            let what = format!("{config:?} {:?}", ev.op);
+            assert_eq!(headers, jheaders, "{what}");
+            match (&flat, &jkind) {
+                (Flattened::Value, Flattened::Value) => {
+                    let (id, _) = decode(&reg, &out);
+                    let entry = enc.tables.get(&t.id).unwrap();
+                    let (_, registered) = entry.flat.as_ref().unwrap();
+                    assert_eq!(registered.ids[0].1, id, "{what}");
+                    let mut text = String::new();
+                    let rest = decode::to_json(&registered.schema, &out[5..], &mut text).unwrap();
+                    assert!(rest.is_empty(), "{what}");
+                    let a: J = serde_json::from_str(&text).unwrap();
+                    let j: J = serde_json::from_slice(&jflat).unwrap();
+                    assert_eq!(a, j, "{what}");
+                    assert!(a.get("id").is_some(), "{what}: {a}");
+                    compared += 1;
+                }
+                // A delete in `tombstone` mode: JSON writes the value null, AvroConverter
+                // null bytes.
+                (Flattened::Tombstone, Flattened::Value) => {
+                    assert_eq!(unwrap.mode(), DeleteTombstoneHandling::Tombstone, "{what}");
+                    assert_eq!(jflat, b"null", "{what}");
+                }
+                (a, j) => assert_eq!(a, j, "{what}"),
+            }
+        }
+    }
+    // create and update in 6 modes, deletes rewritten in 2.
+    assert_eq!(compared, 14);
+    // The flat schema: unchanged, the optional Value record; with fields, a required copy
+    // with the added fields optional and without defaults.
+    let (mut enc, reg) = encoder(json_opts());
+    let (mut out, mut headers) = (Vec::new(), Vec::new());
+    let unwrap = Unwrap::new(&UnwrapConfig::default()).unwrap();
+    enc.encode_unwrapped_at(
+        Some(TOPIC),
+        None,
+        &events[0],
+        None,
+        &unwrap,
+        NOW_US,
+        &mut out,
+        &mut headers,
+    )
+    .unwrap();
+    let (id, _) = decode(&reg, &out);
+    let s: J = serde_json::from_str(&reg.schema(id).unwrap()).unwrap();
+    assert_eq!(s[0], "null");
+    assert_eq!(s[1]["connect.name"], "walrus.public.items.Value");
+    let (mut enc, reg) = encoder(json_opts());
+    let unwrap = Unwrap::new(&fields("rewrite")).unwrap();
+    enc.encode_unwrapped_at(
+        Some(TOPIC),
+        None,
+        &events[0],
+        None,
+        &unwrap,
+        NOW_US,
+        &mut out,
+        &mut headers,
+    )
+    .unwrap();
+    let (id, _) = decode(&reg, &out);
+    let s: J = serde_json::from_str(&reg.schema(id).unwrap()).unwrap();
+    assert_eq!(s["connect.name"], "walrus.public.items.Value");
+    let field = |n: &str| {
+        s["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no field {n}: {s}"))
+    };
+    assert_eq!(field("__deleted")["type"], json!(["null", "string"]));
+    assert_eq!(field("__op")["type"], json!(["null", "string"]));
+    assert_eq!(field("__lsn")["type"], json!(["null", "long"]));
+    assert_eq!(field("__snap")["type"][0], "null");
+    assert_eq!(field("__snap")["default"], J::Null);
+    assert_eq!(reg.versions("walrus.public.items-value").len(), 1);
+}
