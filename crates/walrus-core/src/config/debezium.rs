@@ -53,6 +53,8 @@ const AVRO_CONVERTERS: &[&str] = &[
 ];
 const REGEX_ROUTER: &str = "org.apache.kafka.connect.transforms.RegexRouter";
 const LOGICAL_TABLE_ROUTER: &str = "io.debezium.transforms.ByLogicalTableRouter";
+const EXTRACT_NEW_RECORD_STATE: &str = "io.debezium.transforms.ExtractNewRecordState";
+const TOPIC_NAME_MATCHES: &str = "org.apache.kafka.connect.transforms.predicates.TopicNameMatches";
 const OUTBOX_ROUTER: &str = "io.debezium.transforms.outbox.EventRouter";
 
 /// A connector config that cannot be imported.
@@ -595,6 +597,8 @@ struct Importer {
     toml: Toml,
     findings: Vec<Finding>,
     env: Vec<(String, String)>,
+    /// Predicates mapped with their transform (`predicates` need no finding for them).
+    predicates_used: Vec<String>,
 }
 
 impl Importer {
@@ -660,6 +664,7 @@ pub fn import(config: &ConnectorConfig, options: &ImportOptions) -> Result<Impor
         toml: Toml::default(),
         findings: Vec::new(),
         env: Vec::new(),
+        predicates_used: Vec::new(),
     };
     let unsupported = |key: &str, value: &str, message: &str| ImportError::Unsupported {
         key: key.into(),
@@ -771,7 +776,13 @@ pub fn import(config: &ConnectorConfig, options: &ImportOptions) -> Result<Impor
     heartbeat(&mut im, &prefix);
     transaction_metadata(&mut im, &prefix);
     sink(&mut im, options);
-    transforms(&mut im)?;
+    transforms(&mut im, &prefix)?;
+    // `predicates` lists names; when every one was mapped with its transform, it is done.
+    if let Some(names) = im.props.get("predicates").cloned() {
+        if list(&names).iter().all(|n| im.predicates_used.contains(n)) {
+            im.take("predicates");
+        }
+    }
 
     // Whatever is left was not consumed: known unmappable, no effect, or unknown.
     let rest = std::mem::take(&mut im.props);
@@ -1751,7 +1762,7 @@ fn sink(im: &mut Importer, options: &ImportOptions) {
     }
 }
 
-fn transforms(im: &mut Importer) -> Result<(), ImportError> {
+fn transforms(im: &mut Importer, topic_prefix: &str) -> Result<(), ImportError> {
     let Some(names) = im.take("transforms") else {
         return Ok(());
     };
@@ -1770,19 +1781,50 @@ fn transforms(im: &mut Importer) -> Result<(), ImportError> {
             }
         }
         let kind = own.remove("type").unwrap_or_default();
-        if let Some(pred) = own.remove("predicate") {
-            im.finding(
+        let negate = own
+            .remove("negate")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        // ExtractNewRecordState on one table's topic: that table's `unwrap`.
+        let one_table = match own.get("predicate") {
+            Some(pred) if kind == EXTRACT_NEW_RECORD_STATE => {
+                topic_predicate_table(im, pred, topic_prefix)
+            }
+            _ => None,
+        };
+        match (own.remove("predicate"), &one_table) {
+            (Some(pred), Some(_)) => {
+                im.predicates_used.push(pred);
+            }
+            (Some(pred), None) => im.finding(
                 FindingKind::Unmapped,
                 &format!("{p}predicate"),
                 &pred,
-                "walrus applies the transform below to every record it concerns; a predicate that limits it has no equivalent",
-            );
+                "walrus applies the transform below to every record it concerns; a predicate that limits it has no equivalent (ExtractNewRecordState on the topic of one table excepted: [tables.\"schema.table\"] unwrap)",
+            ),
+            (None, _) => {}
         }
-        own.remove("negate");
         match kind.as_str() {
             REGEX_ROUTER => regex_router(im, &p, &mut own)?,
             OUTBOX_ROUTER => outbox_router(im, &p, &mut own),
-            "io.debezium.transforms.ExtractNewRecordState" => extract_new_record_state(im, &p, &mut own),
+            EXTRACT_NEW_RECORD_STATE => match one_table {
+                None => extract_new_record_state(im, &p, &mut own, "[transforms.unwrap]"),
+                Some(table) if !negate => extract_new_record_state(
+                    im,
+                    &p,
+                    &mut own,
+                    &format!("[tables.{}.unwrap]", q(&table)),
+                ),
+                Some(table) => {
+                    // Every table but this one.
+                    extract_new_record_state(im, &p, &mut own, "[transforms.unwrap]");
+                    im.toml.set(
+                        &format!("[tables.{}]", q(&table)),
+                        "unwrap",
+                        "false".into(),
+                        &format!("{p}negate"),
+                    );
+                }
+            },
             LOGICAL_TABLE_ROUTER => logical_table_router(im, &p, &mut own)?,
             other => im.finding(
                 FindingKind::Unmapped,
@@ -1803,11 +1845,37 @@ fn transforms(im: &mut Importer) -> Result<(), ImportError> {
     Ok(())
 }
 
-/// Debezium's `ExtractNewRecordState` → `[transforms.unwrap]` (JSON and Avro values).
-fn extract_new_record_state(im: &mut Importer, p: &str, own: &mut BTreeMap<String, String>) {
-    const S: &str = "[transforms.unwrap]";
+/// The `schema.table` whose topic a `TopicNameMatches` predicate `name` matches, when its
+/// pattern names one topic `<topic_prefix>.<schema>.<table>` literally; its properties are
+/// consumed then.
+fn topic_predicate_table(im: &mut Importer, name: &str, topic_prefix: &str) -> Option<String> {
+    let key = |k: &str| format!("predicates.{name}.{k}");
+    let ty = im.props.get(&key("type"))?;
+    if ty.trim() != TOPIC_NAME_MATCHES {
+        return None;
+    }
+    let pattern = im.props.get(&key("pattern"))?;
+    let prefix_parts = topic_prefix.split('.').count();
+    let parts = literal_name(pattern.trim(), prefix_parts + 2)?;
+    if parts[..prefix_parts].join(".") != topic_prefix {
+        return None;
+    }
+    let table = format!("{}.{}", parts[prefix_parts], parts[prefix_parts + 1]);
+    im.take(&key("type"));
+    im.take(&key("pattern"));
+    Some(table)
+}
+
+/// Debezium's `ExtractNewRecordState` → `section`: `[transforms.unwrap]`, or a table's
+/// `[tables."schema.table".unwrap]` (JSON and Avro values).
+fn extract_new_record_state(
+    im: &mut Importer,
+    p: &str,
+    own: &mut BTreeMap<String, String>,
+    section: &str,
+) {
     im.toml.comment(
-        S,
+        section,
         &format!("{p}type = io.debezium.transforms.ExtractNewRecordState"),
     );
     if let Some(mode) = own.remove("delete.tombstone.handling.mode") {
@@ -1817,7 +1885,7 @@ fn extract_new_record_state(im: &mut Importer, p: &str, own: &mut BTreeMap<Strin
             "drop" | "tombstone" | "rewrite" | "rewrite-with-tombstone" | "delete-to-tombstone"
         ) {
             im.toml.set(
-                S,
+                section,
                 "delete_tombstone_handling_mode",
                 q(&mode),
                 &format!("{p}delete.tombstone.handling.mode"),
@@ -1844,7 +1912,7 @@ fn extract_new_record_state(im: &mut Importer, p: &str, own: &mut BTreeMap<Strin
     for (prop, key) in [("add.fields", "add_fields"), ("add.headers", "add_headers")] {
         if let Some(v) = own.remove(prop) {
             im.toml
-                .set(S, key, q_list(&list(&v)), &format!("{p}{prop}"));
+                .set(section, key, q_list(&list(&v)), &format!("{p}{prop}"));
         }
     }
     for (prop, key) in [
@@ -1852,7 +1920,7 @@ fn extract_new_record_state(im: &mut Importer, p: &str, own: &mut BTreeMap<Strin
         ("add.headers.prefix", "add_headers_prefix"),
     ] {
         if let Some(v) = own.remove(prop) {
-            im.toml.set(S, key, q(&v), &format!("{p}{prop}"));
+            im.toml.set(section, key, q(&v), &format!("{p}{prop}"));
         }
     }
     if let Some(v) = own.remove("replace.null.with.default") {
@@ -2740,6 +2808,62 @@ mod tests {
             finding(&off, "topic.transaction").kind,
             FindingKind::NoEffect
         );
+    }
+
+    /// `ExtractNewRecordState` limited by a `TopicNameMatches` predicate to one table's
+    /// topic (Debezium's documented way to flatten some tables only) becomes that table's
+    /// `unwrap`; negated, every table's but that one's; a pattern over several topics stays
+    /// a finding.
+    #[test]
+    fn extract_new_record_state_on_one_topic_becomes_the_tables_unwrap() {
+        let config = |negate: &str, pattern: &str| {
+            format!(
+                r#"{{"connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+                "plugin.name": "pgoutput", "topic.prefix": "app.eu", "database.hostname": "db",
+                "transforms": "unwrap", "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+                "transforms.unwrap.add.fields": "op", "transforms.unwrap.predicate": "isOrders",
+                "transforms.unwrap.negate": "{negate}",
+                "predicates": "isOrders",
+                "predicates.isOrders.type": "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+                "predicates.isOrders.pattern": "{pattern}"}}"#
+            )
+        };
+        let (im, c) = run(&config("false", "app\\\\.eu\\\\.shop\\\\.orders"));
+        assert!(c.transforms.unwrap.is_none(), "{}", im.toml);
+        assert_eq!(
+            c.tables["shop.orders"].unwrap,
+            Some(crate::config::TableUnwrap::Options(
+                crate::config::UnwrapConfig {
+                    add_fields: vec!["op".into()],
+                    ..Default::default()
+                }
+            ))
+        );
+        assert!(
+            im.findings
+                .iter()
+                .all(|f| !f.key.starts_with("predicates") && !f.key.starts_with("transforms.")),
+            "{:#?}",
+            im.findings
+        );
+        let (im, c) = run(&config("true", "app.eu.shop.orders"));
+        assert_eq!(
+            c.transforms.unwrap.as_ref().map(|u| u.add_fields.clone()),
+            Some(vec!["op".to_string()]),
+            "{}",
+            im.toml
+        );
+        assert_eq!(
+            c.tables["shop.orders"].unwrap,
+            Some(crate::config::TableUnwrap::Switch(false))
+        );
+        let (im, c) = run(&config("false", "app\\\\.eu\\\\.shop\\\\.(orders|items)"));
+        assert!(c.transforms.unwrap.is_some());
+        assert_eq!(
+            finding(&im, "transforms.unwrap.predicate").kind,
+            FindingKind::Unmapped
+        );
+        assert_eq!(finding(&im, "predicates").kind, FindingKind::Unmapped);
     }
 
     #[test]
