@@ -6,6 +6,7 @@ mod common;
 mod avro;
 mod check;
 mod compat;
+mod compat_outbox;
 mod compat_transforms;
 mod compat_types;
 mod crash;

@@ -204,6 +204,18 @@ pub enum PayloadFormat {
     String,
 }
 
+/// How an outbox row's aggregate id becomes the message key.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxKeyFormat {
+    /// A JSON string: Debezium's key with `key.converter = JsonConverter` (the default
+    /// converter, `schemas.enable = false`).
+    #[default]
+    Json,
+    /// The bare text: Debezium's key with `key.converter = StringConverter`.
+    String,
+}
+
 /// Where an extra outbox column goes.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -248,6 +260,14 @@ pub struct OutboxConfig {
     /// `json` (the document) or `string` (a JSON string).
     #[serde(default)]
     pub payload_format: PayloadFormat,
+    /// `json`: the key is a JSON string (`"17"`), as Debezium with Kafka Connect's
+    /// `JsonConverter`; `string`: its bare text (`17`), as with `StringConverter`.
+    #[serde(default)]
+    pub key_format: OutboxKeyFormat,
+    /// A null payload becomes a tombstone (a null value) instead of the JSON `null`
+    /// Debezium's `JsonConverter` writes by default (`route.tombstone.on.empty.payload`).
+    #[serde(default)]
+    pub tombstone_on_empty_payload: bool,
     /// Extra columns as headers or envelope fields.
     #[serde(default)]
     pub fields: Vec<OutboxField>,
@@ -952,6 +972,8 @@ pub struct OutboxRoute {
     key: usize,
     payload: usize,
     format: PayloadFormat,
+    key_format: OutboxKeyFormat,
+    tombstone_on_empty_payload: bool,
     headers: Vec<(usize, Arc<str>)>,
     envelope: Vec<(usize, String)>,
     /// Whether rows are deleted once delivered.
@@ -1016,6 +1038,8 @@ impl OutboxRoute {
             key: find("key_column", &o.key_column)?,
             payload: find("payload_column", &o.payload_column)?,
             format: o.payload_format,
+            key_format: o.key_format,
+            tombstone_on_empty_payload: o.tombstone_on_empty_payload,
             headers,
             envelope,
             delete_after_delivery: o.delete_after_delivery,
@@ -1066,24 +1090,36 @@ impl OutboxRoute {
         }
         let payload = self.payload_json(get(self.payload));
         let value = if self.envelope.is_empty() {
-            payload.map(Bytes::from)
-        } else {
-            let mut m = serde_json::Map::new();
-            m.insert(
-                "payload".into(),
-                match payload {
-                    Some(p) => serde_json::from_slice(&p).unwrap_or(serde_json::Value::Null),
-                    None => serde_json::Value::Null,
-                },
-            );
-            for (i, name) in &self.envelope {
-                m.insert(name.clone(), natural_json(get(*i)));
+            match payload {
+                Some(p) => Some(Bytes::from(p)),
+                None if self.tombstone_on_empty_payload => None,
+                None => Some(Bytes::from_static(b"null")),
             }
-            Some(Bytes::from(serde_json::Value::Object(m).to_string()))
+        } else {
+            // Debezium's order: the payload first, then the fields as configured.
+            let mut v = Vec::with_capacity(payload.as_ref().map_or(4, Vec::len) + 64);
+            v.extend_from_slice(b"{\"payload\":");
+            v.extend_from_slice(payload.as_deref().unwrap_or(b"null"));
+            for (i, name) in &self.envelope {
+                v.push(b',');
+                v.extend_from_slice(
+                    serde_json::Value::String(name.clone())
+                        .to_string()
+                        .as_bytes(),
+                );
+                v.push(b':');
+                v.extend_from_slice(natural_json(get(*i)).to_string().as_bytes());
+            }
+            v.push(b'}');
+            Some(Bytes::from(v))
         };
+        let key = scalar_text(get(self.key)).map(|k| match self.key_format {
+            OutboxKeyFormat::Json => Bytes::from(serde_json::Value::String(k).to_string()),
+            OutboxKeyFormat::String => Bytes::from(k),
+        });
         Ok(Some(OutboxMessage {
             topic: sanitize_topic(&topic),
-            key: scalar_text(get(self.key)).map(Bytes::from),
+            key,
             value,
             headers,
             id,
@@ -1093,17 +1129,124 @@ impl OutboxRoute {
     fn payload_json(&self, v: &Value) -> Option<Vec<u8>> {
         match (self.format, v) {
             (_, Value::Null | Value::Unavailable) => None,
-            (PayloadFormat::Json, Value::Json(s)) => Some(s.clone().into_bytes()),
+            (PayloadFormat::Json, Value::Json(s)) => Some(expanded_json(s)),
             (PayloadFormat::Json, Value::Text(s))
                 if serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() =>
             {
-                Some(s.clone().into_bytes())
+                Some(expanded_json(s))
             }
             (_, v) => match scalar_text(v) {
                 Some(s) => serde_json::to_vec(&s).ok(),
                 None => Some(natural_json(v).to_string().into_bytes()),
             },
         }
+    }
+}
+
+/// A JSON document without the whitespace between its tokens, members and numbers as
+/// written: what Debezium's expanded payload looks like after `JsonConverter` (PostgreSQL
+/// prints `jsonb` as `{"a": 1, "b": [1, 2]}`, Debezium writes `{"a":1,"b":[1,2]}`).
+/// Expects valid JSON; only whitespace outside strings is dropped.
+fn compact_json(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in s.as_bytes() {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+            out.push(b);
+        } else if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// A valid JSON document as Debezium's `expand.json.payload` writes it through
+/// `JsonConverter`: compact ([`compact_json`]) and without object members whose value is
+/// `null` (Debezium derives a Connect schema from the document, and a null gives none, so the
+/// member is left out at every depth). Array elements are kept as they are.
+fn expanded_json(s: &str) -> Vec<u8> {
+    let compact = compact_json(s);
+    let mut out = Vec::with_capacity(compact.len());
+    let mut i = 0;
+    copy_without_null_members(&compact, &mut i, &mut out);
+    out
+}
+
+/// Copies the compact JSON value at `b[*i..]` into `out`, dropping `null` object members,
+/// and moves `*i` past it.
+fn copy_without_null_members(b: &[u8], i: &mut usize, out: &mut Vec<u8>) {
+    let string_end = |b: &[u8], start: usize| {
+        let mut j = start + 1;
+        while j < b.len() && b[j] != b'"' {
+            j += if b[j] == b'\\' { 2 } else { 1 };
+        }
+        (j + 1).min(b.len())
+    };
+    match b.get(*i) {
+        Some(b'{') => {
+            out.push(b'{');
+            *i += 1;
+            let mut first = true;
+            while *i < b.len() && b[*i] != b'}' {
+                let key_start = *i;
+                let key_end = string_end(b, key_start);
+                let value_start = key_end + 1; // past ':'
+                let rest = &b[value_start.min(b.len())..];
+                if rest.starts_with(b"null") && matches!(rest.get(4), Some(b',' | b'}')) {
+                    *i = value_start + 4;
+                } else {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    out.extend_from_slice(&b[key_start..value_start.min(b.len())]);
+                    *i = value_start;
+                    copy_without_null_members(b, i, out);
+                }
+                if b.get(*i) == Some(&b',') {
+                    *i += 1;
+                }
+            }
+            out.push(b'}');
+            *i += 1;
+        }
+        Some(b'[') => {
+            out.push(b'[');
+            *i += 1;
+            while *i < b.len() && b[*i] != b']' {
+                copy_without_null_members(b, i, out);
+                if b.get(*i) == Some(&b',') {
+                    out.push(b',');
+                    *i += 1;
+                }
+            }
+            out.push(b']');
+            *i += 1;
+        }
+        Some(b'"') => {
+            let end = string_end(b, *i);
+            out.extend_from_slice(&b[*i..end]);
+            *i = end;
+        }
+        Some(_) => {
+            let start = *i;
+            while *i < b.len() && !matches!(b[*i], b',' | b'}' | b']') {
+                *i += 1;
+            }
+            out.extend_from_slice(&b[start..*i]);
+        }
+        None => {}
     }
 }
 
@@ -1654,8 +1797,9 @@ skip_ops = ["d", "truncate"]
             .unwrap()
             .unwrap();
         assert_eq!(m.topic, "outbox.event.Order");
-        assert_eq!(m.key.as_deref(), Some(b"o-17".as_slice()));
-        assert_eq!(m.value.as_deref(), Some(b"{\"total\": 12}".as_slice()));
+        // The key as JsonConverter writes a string, the document without PostgreSQL's spaces.
+        assert_eq!(m.key.as_deref(), Some(b"\"o-17\"".as_slice()));
+        assert_eq!(m.value.as_deref(), Some(b"{\"total\":12}".as_slice()));
         assert_eq!(
             m.headers,
             vec![(
@@ -1698,27 +1842,72 @@ fields = [
             .headers
             .iter()
             .any(|(k, v)| &**k == "eventType" && v == "OrderCreated"));
-        let v: serde_json::Value = serde_json::from_slice(m.value.as_ref().unwrap()).unwrap();
+        // Debezium's member order: the payload, then the fields as configured.
         assert_eq!(
-            v,
-            serde_json::json!({"payload": "{\"total\": 12}", "aggregateid": "o-17"})
+            m.value.as_deref(),
+            Some(br#"{"payload":"{\"total\": 12}","aggregateid":"o-17"}"#.as_slice())
         );
+        // The bare key with `key_format = "string"` (StringConverter).
+        let r3 = router("[[outbox]]\ntable = 'public.outbox'\nkey_format = 'string'").unwrap();
+        let ob3 = r3.resolve(&t).unwrap().outbox.unwrap();
+        let m3 = ob3
+            .message(&ev(Op::Create, &t, outbox_row()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m3.key.as_deref(), Some(b"o-17".as_slice()));
         // A null aggregate type cannot make a topic: an error, not a silent skip.
         let mut row = outbox_row();
         row[1] = Value::Null;
         assert!(ob.message(&ev(Op::Create, &t, row)).is_err());
-        // A null payload is a null value.
+        // A null payload is JSON's null (JsonConverter), or a tombstone when asked for.
         let mut row = outbox_row();
         row[4] = Value::Null;
         let r2 = router("[[outbox]]\ntable = 'public.outbox'").unwrap();
         let ob2 = r2.resolve(&t).unwrap().outbox.unwrap();
         assert_eq!(
-            ob2.message(&ev(Op::Create, &t, row))
+            ob2.message(&ev(Op::Create, &t, row.clone()))
+                .unwrap()
+                .unwrap()
+                .value
+                .as_deref(),
+            Some(b"null".as_slice())
+        );
+        let r4 = router("[[outbox]]\ntable = 'public.outbox'\ntombstone_on_empty_payload = true")
+            .unwrap();
+        let ob4 = r4.resolve(&t).unwrap().outbox.unwrap();
+        assert_eq!(
+            ob4.message(&ev(Op::Create, &t, row))
                 .unwrap()
                 .unwrap()
                 .value,
             None
         );
+    }
+
+    #[test]
+    fn compact_json_drops_whitespace_between_tokens_only() {
+        let doc = "{\"a b\": [1, 2.50, {\"c\" : \"x \\\" y\"}],\n\t\"d\": null}";
+        assert_eq!(
+            String::from_utf8(compact_json(doc)).unwrap(),
+            "{\"a b\":[1,2.50,{\"c\":\"x \\\" y\"}],\"d\":null}"
+        );
+        assert_eq!(compact_json("\"\\\\\" "), b"\"\\\\\"");
+    }
+
+    #[test]
+    fn expanded_json_drops_null_members_at_every_depth() {
+        let doc = r#"{"a": null, "b": {"c": null, "d": [null, 1, {"e": null}], "f": "null, }"}, "g": null}"#;
+        assert_eq!(
+            String::from_utf8(expanded_json(doc)).unwrap(),
+            r#"{"b":{"d":[null,1,{}],"f":"null, }"}}"#
+        );
+        assert_eq!(
+            expanded_json(r#"{"x": "a\"b", "y": null}"#),
+            br#"{"x":"a\"b"}"#
+        );
+        assert_eq!(expanded_json("[]"), b"[]");
+        assert_eq!(expanded_json("{}"), b"{}");
+        assert_eq!(expanded_json("12.50"), b"12.50");
     }
 
     #[test]

@@ -2186,6 +2186,12 @@ fn outbox_router(im: &mut Importer, p: &str, own: &mut BTreeMap<String, String>)
             ));
         }
     }
+    if let Some(v) = own.remove("route.tombstone.on.empty.payload") {
+        lines.push(format!(
+            "tombstone_on_empty_payload = {}  # {p}route.tombstone.on.empty.payload",
+            v.eq_ignore_ascii_case("true")
+        ));
+    }
     own.remove("table.fields.additional.error.on.missing");
     im.toml.push_entry("[[outbox]]", lines);
 }
