@@ -263,19 +263,22 @@ async fn avro_schema_changes_register_versions_and_a_refused_change_stops_walrus
     );
 }
 
-/// `ExtractNewRecordState` with Avro values, judged by Confluent's client against the real
-/// registry: `public.flat` flattened with `rewrite` and added fields (the flat schema
-/// registered once, every record decoding to the row and its `__` fields), `public.env` kept
-/// as the envelope by its section's `unwrap = false`.
+/// `ExtractNewRecordState` and `ByLogicalTableRouter` with Avro keys and values, judged by
+/// Confluent's client against the real registry: `public.flat` flattened with `rewrite` and
+/// added fields (the flat schema registered once, every record decoding to the row and its
+/// `__` fields), `public.env` kept as the envelope by its section's `unwrap = false`, and
+/// `public.s1`, `public.s2` merged into one topic whose keys carry the shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn avro_flat_rows_decode_with_confluents_client() {
+async fn avro_flat_rows_and_logical_tables_decode_with_confluents_client() {
     let broker = KafkaBroker::shared().expect("Kafka broker");
     let registry = RegistryServer::start().expect("schema registry");
     let env = Env::new().await;
     let c = env.sql().await;
     c.batch_execute(
         "CREATE TABLE flat (id int PRIMARY KEY, qty int NOT NULL, note text);
-         CREATE TABLE env (id int PRIMARY KEY, v text);",
+         CREATE TABLE env (id int PRIMARY KEY, v text);
+         CREATE TABLE s1 (id int PRIMARY KEY, v text);
+         CREATE TABLE s2 (id int PRIMARY KEY, v text);",
     )
     .await
     .unwrap();
@@ -285,18 +288,24 @@ async fn avro_flat_rows_decode_with_confluents_client() {
         &env.slot,
         &broker.bootstrap(),
         &registry.url(),
-        "[\"public.flat\", \"public.env\"]",
+        "[\"public.flat\", \"public.env\", \"public.s1\", \"public.s2\"]",
     );
-    text.push_str(
+    text.push_str(&format!(
         "[transforms.unwrap]\ndelete_tombstone_handling_mode = \"rewrite\"\n\
          add_fields = [\"op\", \"source.ts_ms\", \"snapshot\"]\n\
-         [tables.\"public.env\"]\nunwrap = false\n",
-    );
+         [tables.\"public.env\"]\nunwrap = false\n\
+         [tables.\"public.s1\"]\nunwrap = false\n\
+         [tables.\"public.s2\"]\nunwrap = false\n\
+         [[routes]]\nmatch = 'public\\.s(\\d)'\ntopic = \"{slot}.shards\"\nlogical_table = true\n\
+         key_field_name = \"shard\"\nkey_field_regex = '.*\\.s(\\d)'\nkey_field_replacement = \"$1\"\n",
+        slot = env.slot
+    ));
     std::fs::write(&cfg, text).unwrap();
     let _w = start(&cfg).await;
     c.batch_execute(
         "INSERT INTO flat VALUES (1, 10, 'a'); UPDATE flat SET qty = 11 WHERE id = 1;
-         DELETE FROM flat WHERE id = 1; INSERT INTO env VALUES (7, 'e');",
+         DELETE FROM flat WHERE id = 1; INSERT INTO env VALUES (7, 'e');
+         INSERT INTO s1 VALUES (1, 'one'); INSERT INTO s2 VALUES (1, 'two');",
     )
     .await
     .unwrap();
@@ -337,4 +346,29 @@ async fn avro_flat_rows_decode_with_confluents_client() {
     assert_eq!(enveloped.len(), 1, "{enveloped:?}");
     assert_eq!(enveloped[0]["value"]["after"]["v"], "e");
     assert_eq!(enveloped[0]["value"]["op"], "c");
+    // One topic for both shards; the same id twice, told apart by the key field.
+    let shards_topic = format!("{}.shards", env.slot);
+    let merged = judge(&broker.bootstrap(), &registry.url(), 2, &[&shards_topic]);
+    let keys: Vec<&Value> = merged.iter().map(|r| &r["key"]).collect();
+    assert_eq!(
+        keys,
+        [
+            &serde_json::json!({"id": 1, "shard": "1"}),
+            &serde_json::json!({"id": 1, "shard": "2"})
+        ],
+        "{merged:?}"
+    );
+    assert_eq!(merged[1]["value"]["after"]["v"], "two");
+    for (part, name) in [("key", "Key"), ("value", "Envelope")] {
+        let ids = registry
+            .versions(&format!("{shards_topic}-{part}"))
+            .unwrap();
+        assert_eq!(ids.len(), 1, "both shards share one {part} schema: {ids:?}");
+        let (_, body) = registry
+            .http("GET", &format!("/schemas/ids/{}", ids[0]), None)
+            .unwrap();
+        let body: Value = serde_json::from_str(&body).unwrap();
+        let schema: Value = serde_json::from_str(body["schema"].as_str().unwrap()).unwrap();
+        assert_eq!(schema["connect.name"], format!("{shards_topic}.{name}"));
+    }
 }
