@@ -464,3 +464,206 @@ impl Coordinator {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use walrus_core::event::{Column, Op, ReplicaIdentity, Row, SourcePosition, Table};
+    use walrus_core::value::Value;
+
+    use super::super::plan::{key_units, KeyKind};
+    use super::super::state::{Phase, TableState};
+    use super::*;
+
+    fn config(workers: usize) -> Config {
+        Config::parse_with_env(
+            &format!(
+                "topic_prefix = \"app\"\n[source]\nurl = \"postgres://u@127.0.0.1:5432/app\"\n\
+                 slot = \"walrus\"\npublication = \"walrus\"\ntables = [\"public.*\"]\n\
+                 [snapshot]\nworkers = {workers}\nprogress = \"log\"\n\
+                 [sink]\ntype = \"file\"\npath = \"events.jsonl\"\n"
+            ),
+            |_| None,
+        )
+        .unwrap()
+    }
+
+    /// A coordinator over tables `t0`, `t1`, ... (plan order), one unit each.
+    fn coordinator(tables: usize, workers: usize) -> Coordinator {
+        let config = config(workers);
+        let router = config.router().unwrap();
+        let mut state = State::new("walrus", "app", Phase::Running);
+        let plans: Vec<TablePlan> = (0..tables)
+            .map(|i| {
+                let table = Arc::new(Table {
+                    id: i as u32 + 1,
+                    schema: "public".into(),
+                    name: format!("t{i}"),
+                    columns: vec![Column {
+                        name: "id".into(),
+                        type_oid: 23,
+                        type_name: "int4".into(),
+                        type_modifier: -1,
+                        key: true,
+                        primary_key: true,
+                        not_null: true,
+                        default: None,
+                        type_desc: None,
+                    }],
+                    replica_identity: ReplicaIdentity::Default,
+                });
+                let qualified = table.qualified_name();
+                state.tables.insert(
+                    qualified.clone(),
+                    TableState {
+                        oid: i as u32,
+                        relfilenode: i as u32,
+                        kind: "pk".into(),
+                        key_columns: vec!["id".into()],
+                        rows: 0,
+                        done: false,
+                        units: key_units(vec![]),
+                    },
+                );
+                TablePlan {
+                    qualified,
+                    route: router.resolve(&table).unwrap(),
+                    table,
+                    select_list: String::new(),
+                    binary: false,
+                    from: String::new(),
+                    kind: KeyKind::Whole,
+                    estimated_rows: 0,
+                }
+            })
+            .collect();
+        let emitter = crate::emitter(&config, "app", false, false);
+        Coordinator::new(Arc::new(plans), emitter, &state, &config)
+    }
+
+    /// A worker's piece of table `ti`: rows `ids`, ending its only unit when `end`.
+    fn piece(c: &mut Coordinator, ti: usize, ids: &[i32], end: bool) -> Piece {
+        let plan = &c.plans[ti];
+        let event = |id: i32| ChangeEvent {
+            op: Op::Read,
+            table: Some(plan.table.clone()),
+            before: None,
+            after: Some(Row {
+                values: vec![Value::Int32(id)],
+                key_only: false,
+            }),
+            source: SourcePosition {
+                snapshot: SnapshotMarker::True,
+                ..SourcePosition::default()
+            },
+            message: None,
+        };
+        let mut records = Vec::new();
+        for &id in ids {
+            c.emitter
+                .emit_routed(&plan.route, &event(id), &mut records)
+                .unwrap();
+        }
+        Piece {
+            table: ti,
+            unit: 0,
+            records,
+            first: ids.first().map(|&id| event(id)),
+            last: ids.last().map(|&id| event(id)),
+            rows: ids.len() as u64,
+            chunk_end: end.then_some(ChunkEnd {
+                last: None,
+                unit_done: true,
+            }),
+        }
+    }
+
+    /// Feeds `(table, ids, end)` pieces in order; every record sent as (table, id, marker).
+    fn run(tables: usize, workers: usize, pieces: &[(usize, &[i32], bool)]) -> Vec<String> {
+        let mut c = coordinator(tables, workers);
+        let mut out = Vec::new();
+        for &(ti, ids, end) in pieces {
+            let p = piece(&mut c, ti, ids, end);
+            if let Some((batch, _)) = c.accept(p, 0).unwrap() {
+                for r in batch.records {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+                    out.push(format!(
+                        "{}:{}:{}",
+                        v["source"]["table"].as_str().unwrap(),
+                        v["after"]["id"],
+                        v["source"]["snapshot"].as_str().unwrap()
+                    ));
+                }
+            }
+        }
+        assert!(c.trailing.is_none(), "a record is still held back");
+        out
+    }
+
+    #[test]
+    fn one_worker_marks_as_debezium() {
+        // A first table's only row is `first`; the last row before empty tables is `last`.
+        assert_eq!(
+            run(
+                4,
+                1,
+                &[
+                    (0, &[1], true),
+                    (1, &[1, 2, 3], true),
+                    (2, &[], true),
+                    (3, &[], true)
+                ]
+            ),
+            [
+                "t0:1:first",
+                "t1:1:first_in_data_collection",
+                "t1:2:true",
+                "t1:3:last"
+            ]
+        );
+        // An empty first table: no `first` at all; a middle table's only row is
+        // `last_in_data_collection`; rows over several pieces.
+        assert_eq!(
+            run(
+                4,
+                1,
+                &[
+                    (0, &[], true),
+                    (1, &[1, 2], false),
+                    (1, &[3], true),
+                    (2, &[7], true),
+                    (3, &[8, 9], true)
+                ]
+            ),
+            [
+                "t1:1:first_in_data_collection",
+                "t1:2:true",
+                "t1:3:last_in_data_collection",
+                "t2:7:last_in_data_collection",
+                "t3:8:first_in_data_collection",
+                "t3:9:last"
+            ]
+        );
+        // One table, one row: `last` outranks `first`.
+        assert_eq!(run(1, 1, &[(0, &[5], true)]), ["t0:5:last"]);
+    }
+
+    #[test]
+    fn several_workers_interleave_and_the_last_read_is_last() {
+        // t1 ends first, but t0's rows follow: t1's last row is only
+        // `last_in_data_collection`; `first` goes to the first record read.
+        assert_eq!(
+            run(
+                2,
+                2,
+                &[(1, &[1, 2], true), (0, &[1], false), (0, &[2], true)]
+            ),
+            [
+                "t1:1:first",
+                "t1:2:last_in_data_collection",
+                "t0:1:first_in_data_collection",
+                "t0:2:last"
+            ]
+        );
+    }
+}
