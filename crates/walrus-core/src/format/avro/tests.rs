@@ -1018,3 +1018,62 @@ fn flat_values_decode_to_the_json_flat_values() {
     assert_eq!(field("__snap")["default"], J::Null);
     assert_eq!(reg.versions("walrus.public.items-value").len(), 1);
 }
+
+/// With transaction metadata, added `transaction.*` fields and headers come from the
+/// envelope's `transaction` block, as in the JSON path.
+#[test]
+fn flat_values_take_transaction_fields_from_the_block() {
+    use crate::config::UnwrapConfig;
+    let t = table(3, vec![col("id", 23, -1, true), col("n", 20, -1, false)]);
+    let ev = event(
+        Op::Create,
+        &t,
+        None,
+        Some(row(vec![Value::Int32(1), Value::Int64(-7)])),
+    );
+    let block = crate::transactions::TransactionBlock {
+        id: "555:24023128".into(),
+        total_order: 3,
+        data_collection_order: 2,
+    };
+    let unwrap = Unwrap::new(&UnwrapConfig {
+        add_fields: vec!["transaction.id".into(), "data_collection_order".into()],
+        add_headers: vec!["total_order".into(), "transaction.id".into()],
+        ..UnwrapConfig::default()
+    })
+    .unwrap();
+    let (mut enc, reg) = encoder(json_opts());
+    let (mut out, mut headers) = (Vec::new(), Vec::new());
+    let flat = enc
+        .encode_unwrapped_at(
+            Some(TOPIC),
+            None,
+            &ev,
+            Some(&block),
+            &unwrap,
+            NOW_US,
+            &mut out,
+            &mut headers,
+        )
+        .unwrap();
+    assert_eq!(flat, Flattened::Value);
+    let mut json = JsonEncoder::new(json_opts());
+    let mut envelope = Vec::new();
+    json.encode_value_in_transaction_at(&ev, Some(&block), NOW_US, &mut envelope);
+    let mut jflat = Vec::new();
+    unwrap.value(&envelope, &mut jflat);
+    let mut jheaders = Vec::new();
+    unwrap.headers(Some(&envelope), &mut jheaders);
+    assert_eq!(headers, jheaders);
+    assert_eq!(headers[0].1, bytes::Bytes::from("3"));
+    let (_, _) = decode(&reg, &out);
+    let (_, registered) = enc.tables.get(&t.id).unwrap().flat.as_ref().unwrap();
+    let mut text = String::new();
+    decode::to_json(&registered.schema, &out[5..], &mut text).unwrap();
+    let a: J = serde_json::from_str(&text).unwrap();
+    assert_eq!(a, serde_json::from_slice::<J>(&jflat).unwrap());
+    assert_eq!(
+        a,
+        json!({"id": 1, "n": -7, "__transaction_id": "555:24023128", "__data_collection_order": 2})
+    );
+}
