@@ -97,6 +97,87 @@ const WORKLOAD: &[&str] = &[
 /// `<prefix>.message`, so a case knows when everything before it arrived.
 pub(crate) const END_MARKER: &str = "SELECT pg_logical_emit_message(true, 'compat-end', 'end')";
 
+/// The connector properties every comparison shares: Debezium's PostgreSQL connector on
+/// `env`'s database with topic prefix `prefix`, its own slot and publication `slot` of the
+/// tables `include` (`table.include.list`), truncates not skipped, JSON keys and values with
+/// `schemas.enable` = `schemas`, topics of [`PARTITIONS`] partitions, and the SMT aliases
+/// `transforms` followed by `rename`, the `RegexRouter` that moves Debezium's topics to
+/// `dbz.<topic>`. [`set_props`] adds a case's own properties.
+pub(crate) fn debezium_props(
+    env: &Env,
+    prefix: &str,
+    slot: &str,
+    include: &str,
+    schemas: bool,
+    transforms: &[&str],
+) -> Vec<(String, String)> {
+    let json = "org.apache.kafka.connect.json.JsonConverter";
+    let schemas = schemas.to_string();
+    let transforms: Vec<&str> = transforms.iter().copied().chain(["rename"]).collect();
+    [
+        ("connector.class", POSTGRES_CONNECTOR),
+        ("database.hostname", "127.0.0.1"),
+        ("database.port", &env.cluster.port().to_string()),
+        ("database.user", "postgres"),
+        ("database.password", "unused"),
+        ("database.dbname", &env.db),
+        ("topic.prefix", prefix),
+        ("plugin.name", "pgoutput"),
+        ("slot.name", slot),
+        ("publication.name", slot),
+        ("publication.autocreate.mode", "filtered"),
+        ("table.include.list", include),
+        // Debezium skips truncates by default, walrus does not (docs/compat.md): compare the
+        // records, not the defaults.
+        ("skipped.operations", "none"),
+        ("key.converter", json),
+        ("key.converter.schemas.enable", &schemas),
+        ("value.converter", json),
+        ("value.converter.schemas.enable", &schemas),
+        ("topic.creation.default.partitions", &PARTITIONS.to_string()),
+        ("topic.creation.default.replication.factor", "1"),
+        ("transforms", &transforms.join(",")),
+        (
+            "transforms.rename.type",
+            "org.apache.kafka.connect.transforms.RegexRouter",
+        ),
+        ("transforms.rename.regex", "(.*)"),
+        ("transforms.rename.replacement", "dbz.$1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Sets each of `extra` in `props`, replacing a property of the same name (Connect's config
+/// is a map; a key sent twice would leave which one counts to its JSON parser).
+pub(crate) fn set_props<'a>(
+    props: &mut Vec<(String, String)>,
+    extra: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
+    for (k, v) in extra {
+        match props.iter_mut().find(|(key, _)| key == k) {
+            Some(p) => p.1 = v.to_owned(),
+            None => props.push((k.to_owned(), v.to_owned())),
+        }
+    }
+}
+
+/// Adds the connector `name` with `props` to `connect`.
+pub(crate) fn add_connector(
+    connect: &KafkaConnect,
+    name: &str,
+    props: &[(String, String)],
+) -> Result<(), String> {
+    let refs: Vec<(&str, &str)> = props
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    connect
+        .add_connector(name, &refs)
+        .map_err(|e| e.to_string())
+}
+
 /// Reads the run's records until the walrus and the Debezium side of every prefix delivered
 /// [`END_MARKER`]; panics after `timeout` with `context` (logs, counts) in the message.
 pub(crate) fn read_until_ended(
@@ -152,54 +233,13 @@ async fn walrus_and_debezium_write_the_same_records() {
 
     // Debezium: one worker, one connector per schemas mode.
     let connect = KafkaConnect::start(&broker.bootstrap()).expect("Kafka Connect");
-    let port = env.cluster.port().to_string();
     let include = tables.join(",");
     let mut walruses = Vec::new();
     for schemas in [true, false] {
         let prefix = format!("{run}_{}", if schemas { "on" } else { "off" });
         let slot = format!("{prefix}_dbz");
-        let enabled = schemas.to_string();
-        connect
-            .add_connector(
-                &slot,
-                &[
-                    ("connector.class", POSTGRES_CONNECTOR),
-                    ("database.hostname", "127.0.0.1"),
-                    ("database.port", &port),
-                    ("database.user", "postgres"),
-                    ("database.password", "unused"),
-                    ("database.dbname", &env.db),
-                    ("topic.prefix", &prefix),
-                    ("plugin.name", "pgoutput"),
-                    ("slot.name", &slot),
-                    ("publication.name", &slot),
-                    ("publication.autocreate.mode", "filtered"),
-                    ("table.include.list", &include),
-                    // Debezium skips truncates by default, walrus does not (docs/compat.md):
-                    // compare the records, not the defaults.
-                    ("skipped.operations", "none"),
-                    (
-                        "key.converter",
-                        "org.apache.kafka.connect.json.JsonConverter",
-                    ),
-                    ("key.converter.schemas.enable", &enabled),
-                    (
-                        "value.converter",
-                        "org.apache.kafka.connect.json.JsonConverter",
-                    ),
-                    ("value.converter.schemas.enable", &enabled),
-                    ("topic.creation.default.partitions", &PARTITIONS.to_string()),
-                    ("topic.creation.default.replication.factor", "1"),
-                    ("transforms", "rename"),
-                    (
-                        "transforms.rename.type",
-                        "org.apache.kafka.connect.transforms.RegexRouter",
-                    ),
-                    ("transforms.rename.regex", "(.*)"),
-                    ("transforms.rename.replacement", "dbz.$1"),
-                ],
-            )
-            .expect("Debezium connector");
+        let props = debezium_props(&env, &prefix, &slot, &include, schemas, &[]);
+        add_connector(&connect, &slot, &props).expect("Debezium connector");
         let config = env.dir.path().join(format!("{prefix}.toml"));
         std::fs::write(
             &config,

@@ -15,11 +15,13 @@
 
 use std::time::{Duration, Instant};
 
-use walrus_testkit::debezium::POSTGRES_CONNECTOR;
 use walrus_testkit::{unique_name, KafkaBroker, KafkaConnect};
 
 use crate::common::*;
-use crate::compat::{compare_prefix, read_all, read_until_ended, Record, END_MARKER, PARTITIONS};
+use crate::compat::{
+    add_connector, compare_prefix, debezium_props, read_all, read_until_ended, set_props, Record,
+    END_MARKER, PARTITIONS,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE outbox_json (
@@ -94,8 +96,6 @@ async fn outbox_router_matches_debezium_event_router() {
     sql.batch_execute(SCHEMA).await.expect("schema");
     let run = unique_name("obx");
     let connect = KafkaConnect::start(&broker.bootstrap()).expect("Kafka Connect");
-    let port = env.cluster.port().to_string();
-    let partitions = PARTITIONS.to_string();
     let cases = cases();
     let mut walruses = Vec::new();
     for case in &cases {
@@ -104,63 +104,33 @@ async fn outbox_router_matches_debezium_event_router() {
         let include = format!("public.{}", case.table);
         let route = format!("{prefix}.outbox.event.${{routedByValue}}");
         let pattern = format!(".*\\.public\\.{}", case.table);
-        let mut props: Vec<(String, String)> = [
-            ("connector.class", POSTGRES_CONNECTOR),
-            ("database.hostname", "127.0.0.1"),
-            ("database.port", &port),
-            ("database.user", "postgres"),
-            ("database.password", "unused"),
-            ("database.dbname", &env.db),
-            ("topic.prefix", &prefix),
-            ("plugin.name", "pgoutput"),
-            ("slot.name", &slot),
-            ("publication.name", &slot),
-            ("publication.autocreate.mode", "filtered"),
-            ("table.include.list", &include),
-            ("tombstones.on.delete", "false"),
-            ("key.converter", case.key_converter),
-            ("key.converter.schemas.enable", "false"),
-            (
-                "value.converter",
-                "org.apache.kafka.connect.json.JsonConverter",
-            ),
-            ("value.converter.schemas.enable", "false"),
-            ("topic.creation.default.partitions", &partitions),
-            ("topic.creation.default.replication.factor", "1"),
-            ("transforms", "outbox,rename"),
-            (
-                "transforms.outbox.type",
-                "io.debezium.transforms.outbox.EventRouter",
-            ),
-            ("transforms.outbox.predicate", "isOutbox"),
-            ("transforms.outbox.route.topic.replacement", &route),
-            ("predicates", "isOutbox"),
-            (
-                "predicates.isOutbox.type",
-                "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
-            ),
-            ("predicates.isOutbox.pattern", &pattern),
-            (
-                "transforms.rename.type",
-                "org.apache.kafka.connect.transforms.RegexRouter",
-            ),
-            ("transforms.rename.regex", "(.*)"),
-            ("transforms.rename.replacement", "dbz.$1"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        props.extend(
-            case.debezium
-                .iter()
-                .map(|(k, v)| (format!("transforms.outbox.{k}"), v.to_string())),
+        let mut props = debezium_props(&env, &prefix, &slot, &include, false, &["outbox"]);
+        set_props(
+            &mut props,
+            [
+                ("tombstones.on.delete", "false"),
+                ("key.converter", case.key_converter),
+                (
+                    "transforms.outbox.type",
+                    "io.debezium.transforms.outbox.EventRouter",
+                ),
+                ("transforms.outbox.predicate", "isOutbox"),
+                ("transforms.outbox.route.topic.replacement", &route),
+                ("predicates", "isOutbox"),
+                (
+                    "predicates.isOutbox.type",
+                    "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+                ),
+                ("predicates.isOutbox.pattern", &pattern),
+            ],
         );
-        let props: Vec<(&str, &str)> = props
+        let own: Vec<(String, &str)> = case
+            .debezium
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .map(|(k, v)| (format!("transforms.outbox.{k}"), *v))
             .collect();
-        connect
-            .add_connector(&slot, &props)
+        set_props(&mut props, own.iter().map(|(k, v)| (k.as_str(), *v)));
+        add_connector(&connect, &slot, &props)
             .unwrap_or_else(|e| panic!("Debezium connector of case {}: {e}", case.name));
         let config = env.dir.path().join(format!("{prefix}.toml"));
         std::fs::write(

@@ -20,12 +20,12 @@
 
 use std::time::{Duration, Instant};
 
-use walrus_testkit::debezium::POSTGRES_CONNECTOR;
 use walrus_testkit::{unique_name, KafkaBroker, KafkaConnect};
 
 use crate::common::*;
 use crate::compat::{
-    compare_prefix, difference, read_all, read_until_ended, Record, END_MARKER, PARTITIONS,
+    add_connector, compare_prefix, debezium_props, difference, read_all, read_until_ended,
+    set_props, Record, END_MARKER, PARTITIONS,
 };
 
 /// Two tables, so that per-table counts and orders have something to tell apart, two for
@@ -238,59 +238,22 @@ async fn transforms_match_debezium() {
     sql.batch_execute(SCHEMA).await.expect("schema");
     let run = unique_name("smt");
     let connect = KafkaConnect::start(&broker.bootstrap()).expect("Kafka Connect");
-    let port = env.cluster.port().to_string();
-    let partitions = PARTITIONS.to_string();
     let cases = cases();
     let mut walruses = Vec::new();
     for case in &cases {
         let prefix = format!("{run}_{}", case.name);
         let slot = format!("{prefix}_dbz");
-        let enabled = case.schemas.to_string();
         let include = case.tables.join(",");
-        let transforms: Vec<&str> = case
-            .transforms
-            .iter()
-            .copied()
-            .chain(std::iter::once("rename"))
-            .collect();
-        let transforms = transforms.join(",");
-        let mut props: Vec<(&str, &str)> = vec![
-            ("connector.class", POSTGRES_CONNECTOR),
-            ("database.hostname", "127.0.0.1"),
-            ("database.port", &port),
-            ("database.user", "postgres"),
-            ("database.password", "unused"),
-            ("database.dbname", &env.db),
-            ("topic.prefix", &prefix),
-            ("plugin.name", "pgoutput"),
-            ("slot.name", &slot),
-            ("publication.name", &slot),
-            ("publication.autocreate.mode", "filtered"),
-            ("table.include.list", &include),
-            ("skipped.operations", "none"),
-            (
-                "key.converter",
-                "org.apache.kafka.connect.json.JsonConverter",
-            ),
-            ("key.converter.schemas.enable", &enabled),
-            (
-                "value.converter",
-                "org.apache.kafka.connect.json.JsonConverter",
-            ),
-            ("value.converter.schemas.enable", &enabled),
-            ("topic.creation.default.partitions", &partitions),
-            ("topic.creation.default.replication.factor", "1"),
-            ("transforms", &transforms),
-            (
-                "transforms.rename.type",
-                "org.apache.kafka.connect.transforms.RegexRouter",
-            ),
-            ("transforms.rename.regex", "(.*)"),
-            ("transforms.rename.replacement", "dbz.$1"),
-        ];
-        props.extend(case.debezium.iter().copied());
-        connect
-            .add_connector(&slot, &props)
+        let mut props = debezium_props(
+            &env,
+            &prefix,
+            &slot,
+            &include,
+            case.schemas,
+            &case.transforms,
+        );
+        set_props(&mut props, case.debezium.iter().copied());
+        add_connector(&connect, &slot, &props)
             .unwrap_or_else(|e| panic!("Debezium connector of case {}: {e}", case.name));
         let config = env.dir.path().join(format!("{prefix}.toml"));
         std::fs::write(

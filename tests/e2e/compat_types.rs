@@ -21,12 +21,12 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use walrus_testkit::debezium::POSTGRES_CONNECTOR;
 use walrus_testkit::{unique_name, KafkaBroker, KafkaConnect};
 
 use crate::common::*;
 use crate::compat::{
-    compare_prefix, difference, read_all, read_until_ended, Record, END_MARKER, PARTITIONS,
+    add_connector, compare_prefix, debezium_props, difference, read_all, read_until_ended,
+    set_props, Record, END_MARKER, PARTITIONS,
 };
 use crate::types::{create_zoo, insert_zoo_rows};
 
@@ -219,8 +219,6 @@ async fn types_modes_schema_changes_and_partitions_match_debezium() {
     let run = unique_name("cmt");
 
     let connect = KafkaConnect::start(&broker.bootstrap()).expect("Kafka Connect");
-    let port = env.cluster.port().to_string();
-    let partitions = PARTITIONS.to_string();
     let mut walruses = Vec::new();
     for set in MODE_SETS {
         let prefix = format!("{run}_{}", set.name);
@@ -241,48 +239,16 @@ async fn types_modes_schema_changes_and_partitions_match_debezium() {
         // the root either way, and without via_root the changes arrive under the partitions'
         // names (docs/compat.md).
         let walrus_tables = ["public.zoo", "public.defs", "public.evo", "public.zzmeas"];
-        let mut config: Vec<(&str, &str)> = vec![
-            ("connector.class", POSTGRES_CONNECTOR),
-            ("database.hostname", "127.0.0.1"),
-            ("database.port", &port),
-            ("database.user", "postgres"),
-            ("database.password", "unused"),
-            ("database.dbname", &env.db),
-            ("topic.prefix", &prefix),
-            ("plugin.name", "pgoutput"),
-            ("slot.name", &slot),
-            ("publication.name", &slot),
-            ("publication.autocreate.mode", "filtered"),
-            ("table.include.list", &include),
-            ("skipped.operations", "none"),
-            (
+        let mut props = debezium_props(&env, &prefix, &slot, &include, true, &[]);
+        set_props(
+            &mut props,
+            [(
                 "publish.via.partition.root",
                 if set.via_root { "true" } else { "false" },
-            ),
-            (
-                "key.converter",
-                "org.apache.kafka.connect.json.JsonConverter",
-            ),
-            ("key.converter.schemas.enable", "true"),
-            (
-                "value.converter",
-                "org.apache.kafka.connect.json.JsonConverter",
-            ),
-            ("value.converter.schemas.enable", "true"),
-            ("topic.creation.default.partitions", &partitions),
-            ("topic.creation.default.replication.factor", "1"),
-            ("transforms", "rename"),
-            (
-                "transforms.rename.type",
-                "org.apache.kafka.connect.transforms.RegexRouter",
-            ),
-            ("transforms.rename.regex", "(.*)"),
-            ("transforms.rename.replacement", "dbz.$1"),
-        ];
-        config.extend(set.modes.iter().map(|(k, v, _, _)| (*k, *v)));
-        connect
-            .add_connector(&slot, &config)
-            .expect("Debezium connector");
+            )],
+        );
+        set_props(&mut props, set.modes.iter().map(|(k, v, _, _)| (*k, *v)));
+        add_connector(&connect, &slot, &props).expect("Debezium connector");
 
         let format: String = set
             .modes
