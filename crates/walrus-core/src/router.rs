@@ -975,6 +975,7 @@ pub struct OutboxRoute {
     key_format: OutboxKeyFormat,
     tombstone_on_empty_payload: bool,
     headers: Vec<(usize, Arc<str>)>,
+    /// Envelope fields: the column and the field's name, JSON-quoted once here.
     envelope: Vec<(usize, String)>,
     /// Whether rows are deleted once delivered.
     pub delete_after_delivery: bool,
@@ -1029,7 +1030,9 @@ impl OutboxRoute {
             let name = f.name.clone().unwrap_or_else(|| f.column.clone());
             match f.placement {
                 Placement::Header => headers.push((i, Arc::from(name.as_str()))),
-                Placement::Envelope => envelope.push((i, name)),
+                Placement::Envelope => {
+                    envelope.push((i, serde_json::Value::String(name).to_string()));
+                }
             }
         }
         Ok(OutboxRoute {
@@ -1102,11 +1105,7 @@ impl OutboxRoute {
             v.extend_from_slice(payload.as_deref().unwrap_or(b"null"));
             for (i, name) in &self.envelope {
                 v.push(b',');
-                v.extend_from_slice(
-                    serde_json::Value::String(name.clone())
-                        .to_string()
-                        .as_bytes(),
-                );
+                v.extend_from_slice(name.as_bytes());
                 v.push(b':');
                 v.extend_from_slice(natural_json(get(*i)).to_string().as_bytes());
             }
