@@ -276,6 +276,9 @@ pub struct KafkaSink {
     sent: u64,
     /// Topics known to exist (created or checked).
     topics: HashSet<String>,
+    /// The topic of the last record sent, which exists: records of a table share one
+    /// `Arc`, so a pointer comparison skips hashing the name for most records.
+    last_topic: Option<Arc<str>>,
     /// The exactly-once mode's transaction state.
     txn: Option<transactions::TxnState>,
 }
@@ -332,6 +335,7 @@ impl KafkaSink {
             config: config.clone(),
             sent: 0,
             topics: HashSet::new(),
+            last_topic: None,
             txn: config
                 .exactly_once
                 .then(|| transactions::TxnState::new(config)),
@@ -661,7 +665,16 @@ impl KafkaSink {
     async fn send_one(&mut self, r: Record) -> Result<(), SinkError> {
         self.sent += 1;
         let seq = self.sent;
-        let exists = self.ensure_topic(&r.topic).await?;
+        let exists = match &self.last_topic {
+            Some(t) if Arc::ptr_eq(t, &r.topic) => true,
+            _ => {
+                let exists = self.ensure_topic(&r.topic).await?;
+                if exists {
+                    self.last_topic = Some(r.topic.clone());
+                }
+                exists
+            }
+        };
         let headers = Self::record_headers(&r.headers);
         let result = if exists {
             self.produce(

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::arena::Arena;
 use crate::error::{Classify, ErrorKind};
 use crate::event::{ChangeEvent, Op};
 use crate::format::{Encoder, FormatError, LogicalTable};
@@ -48,8 +49,6 @@ fn without_key_field(key: Bytes, logical: Option<&LogicalTable>) -> Bytes {
     }
 }
 
-/// Size of the blocks encoded keys and values are copied into (see [`freeze`]).
-const ARENA_BLOCK: usize = 64 * 1024;
 /// Largest encode buffer kept between events: one huge value (a large TOASTed column)
 /// should not pin its size for the pipeline's life.
 const MAX_KEPT_BUFFER: usize = 1024 * 1024;
@@ -123,8 +122,8 @@ pub struct Emitter {
     counters: HashMap<(u32, Op), metrics::Counter>,
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
-    /// Blocks that records' keys and values are carved from (see [`freeze`]).
-    arena: BytesMut,
+    /// Blocks that records' keys, values and header values are carved from.
+    arena: Arena,
     /// Whether an ignored outbox update was logged.
     outbox_update_warned: bool,
     /// Event counts of open transactions, when transaction metadata is on.
@@ -156,7 +155,7 @@ impl Emitter {
             counters: HashMap::new(),
             key_buf: Vec::with_capacity(256),
             value_buf: Vec::with_capacity(4096),
-            arena: BytesMut::new(),
+            arena: Arena::new(),
             outbox_update_warned: false,
             transactions: TransactionMonitor::new(),
             unwrap_buf: Vec::new(),
@@ -232,7 +231,7 @@ impl Emitter {
             &route.key_columns,
             &mut self.key_buf,
         )? {
-            Some(freeze(&mut self.arena, &self.key_buf))
+            Some(self.arena.copy(&self.key_buf))
         } else {
             None
         };
@@ -272,7 +271,7 @@ impl Emitter {
         let mut tombstone = ev.op == Op::Delete && self.opts.tombstones_on_delete;
         // `None`: the record is dropped; `Some(None)`: it becomes a Kafka tombstone.
         let value = match &route.unwrap {
-            None => Some(Some(freeze(&mut self.arena, &self.value_buf))),
+            None => Some(Some(self.arena.copy(&self.value_buf))),
             Some(unwrap) => {
                 tombstone = tombstone && unwrap.keeps_tombstones();
                 let flattened = match native {
@@ -286,16 +285,17 @@ impl Emitter {
                 match flattened {
                     Flattened::Drop => None,
                     Flattened::Tombstone => Some(None),
-                    Flattened::Value => Some(Some(freeze(&mut self.arena, &self.unwrap_buf))),
+                    Flattened::Value => Some(Some(self.arena.copy(&self.unwrap_buf))),
                 }
             }
         };
         if self.value_buf.capacity() > MAX_KEPT_BUFFER {
             self.value_buf = Vec::with_capacity(4096);
         }
-        let headers = |tombstone| {
+        let arena = &mut self.arena;
+        let mut headers = |tombstone| {
             let mut h = if self.opts.headers {
-                route.headers(ev, tombstone)
+                route.headers_in(ev, tombstone, arena)
             } else {
                 Vec::new()
             };
@@ -399,10 +399,10 @@ impl Emitter {
         };
         self.key
             .encode_transaction_key(&topic, &ev.id, &mut self.key_buf)?;
-        let key = freeze(&mut self.arena, &self.key_buf);
+        let key = self.arena.copy(&self.key_buf);
         self.value
             .encode_transaction_value(&topic, ev, &mut self.value_buf)?;
-        let value = freeze(&mut self.arena, &self.value_buf);
+        let value = self.arena.copy(&self.value_buf);
         out.extend(std::iter::once(Record {
             topic,
             key: Some(key),
@@ -474,7 +474,7 @@ impl Emitter {
             .key
             .encode_key(&topic, None, ev, &[], &mut self.key_buf)?
         {
-            Some(freeze(&mut self.arena, &self.key_buf))
+            Some(self.arena.copy(&self.key_buf))
         } else {
             None
         };
@@ -490,7 +490,7 @@ impl Emitter {
             self.value
                 .encode_value(&topic, None, ev, &mut self.value_buf)?;
         }
-        let value = freeze(&mut self.arena, &self.value_buf);
+        let value = self.arena.copy(&self.value_buf);
         out.extend(std::iter::once(Record {
             topic,
             key,
@@ -548,19 +548,6 @@ impl Emitter {
             outbox_delete,
         })
     }
-}
-
-/// Copies encoded bytes into the current arena block and splits them off as a record's
-/// key or value: one allocation per block of records instead of two per event, and the
-/// reused encode buffers keep their capacity, so a value larger than a guess is never grown
-/// by reallocation.
-fn freeze(arena: &mut BytesMut, bytes: &[u8]) -> Bytes {
-    if arena.capacity() < bytes.len() {
-        // The old block stays alive while records carved from it are.
-        *arena = BytesMut::with_capacity(ARENA_BLOCK.max(bytes.len()));
-    }
-    arena.extend_from_slice(bytes);
-    arena.split().freeze()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //!
 //! - [`lsn`]: WAL positions.
 //! - [`event`], [`value`]: the change-event model.
+//! - [`arena`]: shared blocks records' bytes are copied into.
 //! - [`emit`]: the one path from a change event to its records (route, encode, headers).
 //! - [`format`]: the encoder interface and Debezium's JSON envelope.
 //! - [`sink`]: the sink trait and its durability contract, and the encoded [`sink::Record`].
@@ -26,6 +27,7 @@
 
 pub mod ack;
 pub mod alert;
+pub mod arena;
 pub mod config;
 pub mod emit;
 pub mod error;

@@ -47,6 +47,7 @@ use bytes::Bytes;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::arena::Arena;
 use crate::config::TableUnwrap;
 use crate::error::ConfigError;
 use crate::event::{ChangeEvent, Op, Row, Table};
@@ -457,22 +458,51 @@ impl TableRoute {
 
     /// Headers of the event's record (`tombstone` for the null-value record after a delete).
     pub fn headers(&self, ev: &ChangeEvent, tombstone: bool) -> Vec<(Arc<str>, Bytes)> {
-        let mut id = event_id(ev);
-        if ev.op == Op::Truncate {
-            id.push(':');
-            id.push_str(&self.table.schema);
-            id.push('.');
-            id.push_str(&self.table.name);
-        }
-        if tombstone {
-            id.push_str(":tombstone");
-        }
+        self.headers_in(ev, tombstone, &mut Arena::new())
+    }
+
+    /// [`TableRoute::headers`], with the values that differ per event (id, txId) carved
+    /// from `arena`: the emitter's hot path, where two allocations per record showed in
+    /// profiles.
+    pub fn headers_in(
+        &self,
+        ev: &ChangeEvent,
+        tombstone: bool,
+        arena: &mut Arena,
+    ) -> Vec<(Arc<str>, Bytes)> {
+        let mut lsn = itoa::Buffer::new();
+        let mut index = itoa::Buffer::new();
+        // A truncate of several tables is one event per table: the table tells them apart.
+        let [sep, schema, dot, name]: [&[u8]; 4] = if ev.op == Op::Truncate {
+            [
+                b":",
+                self.table.schema.as_bytes(),
+                b".",
+                self.table.name.as_bytes(),
+            ]
+        } else {
+            [b""; 4]
+        };
+        let id = arena.concat(&[
+            lsn.format(ev.source.commit_lsn.as_u64()).as_bytes(),
+            b":",
+            index.format(ev.source.tx_index).as_bytes(),
+            sep,
+            schema,
+            dot,
+            name,
+            if tombstone { b":tombstone" } else { b"" },
+        ]);
         let mut h = Vec::with_capacity(4);
-        h.push((self.names.id.clone(), Bytes::from(id)));
+        h.push((self.names.id.clone(), id));
         h.push((self.names.op.clone(), Bytes::from_static(op_bytes(ev.op))));
         h.push((self.names.table.clone(), self.table_header.clone()));
         if let Some(x) = ev.source.tx_id {
-            h.push((self.names.tx_id.clone(), Bytes::from(x.to_string())));
+            let mut buf = itoa::Buffer::new();
+            h.push((
+                self.names.tx_id.clone(),
+                arena.copy(buf.format(x).as_bytes()),
+            ));
         }
         h
     }

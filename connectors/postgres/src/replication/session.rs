@@ -337,6 +337,7 @@ pub async fn run<S: Sink>(
             reported: start,
             events: 0,
             linger: Duration::from_millis(config.pipeline.batch_linger_ms.max(1)),
+            unclocked: 0,
             batch_byte_limit: (config.pipeline.max_in_flight_bytes / 4).max(1),
             received: start,
             status_published: None,
@@ -388,6 +389,8 @@ struct Session<'a> {
     reported: Lsn,
     events: u64,
     linger: Duration,
+    /// Messages handled since the clock was last read in `after_message`.
+    unclocked: u32,
     batch_byte_limit: usize,
     /// Newest WAL position received (for `/status`).
     received: Lsn,
@@ -425,6 +428,8 @@ struct Session<'a> {
     spool_open_bytes: metrics::Gauge,
 }
 
+/// How many messages `after_message` handles between two looks at the clock.
+const CLOCK_EVERY_MESSAGES: u32 = 32;
 /// How often the source publishes its progress to the shared status.
 const STATUS_PUBLISH_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -567,7 +572,13 @@ impl Session<'_> {
             }
         }
         // While frames keep coming the ticker arm of the loop is not reached; keep its
-        // work (progress reports, lingering batches) on schedule here.
+        // work (progress reports, lingering batches) on schedule here. Reading the clock
+        // for every message showed in profiles; a few dozen messages take microseconds.
+        self.unclocked += 1;
+        if self.unclocked < CLOCK_EVERY_MESSAGES {
+            return Ok(Flow::Continue);
+        }
+        self.unclocked = 0;
         if last_tick.elapsed() >= self.linger {
             *last_tick = Instant::now();
             if let Flow::Stop = self.on_tick(ticker, shutdown).await? {
