@@ -43,9 +43,10 @@
 //! committed position, and the source drops what PostgreSQL resends up to it.
 
 pub mod errors;
+mod produce;
 mod transactions;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,8 +56,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::message::{DeliveryResult, Headers, Message};
+use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
 use walrus_core::ack::DeliveryWindow;
 use walrus_core::config::KafkaSinkConfig;
 use walrus_core::error::SinkError;
@@ -64,6 +65,7 @@ use walrus_core::sink::{Delivered, FlushReason, Record, Sink, UnitEnd};
 use walrus_core::Lsn;
 
 use crate::errors::{kafka_codes, BrokerErrorClass};
+use crate::produce::{NativeHeaders, TopicHandle};
 
 /// The sink's name in logs, metrics and errors.
 const NAME: &str = "kafka";
@@ -268,17 +270,18 @@ fn producer_config(cfg: &KafkaSinkConfig) -> ClientConfig {
 
 /// The Kafka sink. See the module docs for its guarantees.
 pub struct KafkaSink {
+    /// librdkafka's handle per topic that exists (created or checked), declared before
+    /// the producer so that they are destroyed first.
+    topics: HashMap<String, TopicHandle>,
+    /// The topic of the last record sent, which exists, and its handle: records of a table
+    /// share one `Arc`, so a pointer comparison skips hashing the name for most records.
+    last_topic: Option<(Arc<str>, TopicHandle)>,
     producer: ThreadedProducer<Context>,
     admin: AdminClient<DefaultClientContext>,
     shared: Arc<Shared>,
     config: KafkaSinkConfig,
     /// Records handed to the producer (the last sequence number).
     sent: u64,
-    /// Topics known to exist (created or checked).
-    topics: HashSet<String>,
-    /// The topic of the last record sent, which exists: records of a table share one
-    /// `Arc`, so a pointer comparison skips hashing the name for most records.
-    last_topic: Option<Arc<str>>,
     /// The exactly-once mode's transaction state.
     txn: Option<transactions::TxnState>,
 }
@@ -329,13 +332,13 @@ impl KafkaSink {
         let admin: AdminClient<DefaultClientContext> =
             client_config(config).create().map_err(config_err)?;
         Ok(KafkaSink {
+            topics: HashMap::new(),
+            last_topic: None,
             producer,
             admin,
             shared,
             config: config.clone(),
             sent: 0,
-            topics: HashSet::new(),
-            last_topic: None,
             txn: config
                 .exactly_once
                 .then(|| transactions::TxnState::new(config)),
@@ -350,7 +353,7 @@ impl KafkaSink {
     /// Makes sure `topic` exists: created through the admin API when topic creation is on,
     /// else looked up. `Ok(false)` when it is missing and may not be created.
     async fn ensure_topic(&mut self, topic: &str) -> Result<bool, SinkError> {
-        if self.topics.contains(topic) {
+        if self.topics.contains_key(topic) {
             return Ok(true);
         }
         let tc = &self.config.topic_creation;
@@ -402,7 +405,7 @@ impl KafkaSink {
                 }
             }
             tracing::info!(topic, "topic ready");
-            self.topics.insert(topic.to_string());
+            self.topic_exists(topic)?;
             return Ok(true);
         }
         let producer = self.producer.clone();
@@ -427,49 +430,66 @@ impl KafkaSink {
                 .unwrap_or_else(|| kafka_err(&format!("looking up topic {topic:?}"), &e))
         })?;
         if md {
-            self.topics.insert(topic.to_string());
+            self.topic_exists(topic)?;
         }
         Ok(md)
     }
 
-    /// Hands one record to the producer, waiting while its queue is full.
+    /// Records that `topic` exists, with librdkafka's handle for producing to it.
+    pub(crate) fn topic_exists(&mut self, topic: &str) -> Result<(), SinkError> {
+        let handle = TopicHandle::new(self.producer.client().native_ptr(), topic).ok_or_else(
+            || SinkError::Rejected {
+                sink: NAME,
+                topic: topic.to_string(),
+                message: "librdkafka refused the topic name; route the table to a valid topic name ([[routes]] or [tables] topic)".into(),
+                retryable: false,
+            },
+        )?;
+        self.topics.insert(topic.to_string(), handle);
+        Ok(())
+    }
+
+    /// The handle of `topic`, which [`KafkaSink::ensure_topic`] found to exist.
+    fn handle(&self, topic: &str) -> Option<&TopicHandle> {
+        match &self.last_topic {
+            Some((t, h)) if &**t == topic => Some(h),
+            _ => self.topics.get(topic),
+        }
+    }
+
+    /// Hands one record to the producer, waiting while its queue is full. `topic` must exist
+    /// ([`KafkaSink::ensure_topic`]).
     async fn produce(
         &mut self,
         topic: &str,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        headers: Option<OwnedHeaders>,
+        mut headers: NativeHeaders,
         timestamp_ms: Option<i64>,
         seq: u64,
     ) -> Result<(), (i32, String)> {
-        let mut rec: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(topic, seq as usize);
-        if let Some(k) = key {
-            rec = rec.key(k);
-        }
-        if let Some(v) = value {
-            rec = rec.payload(v);
-        }
-        if let Some(h) = headers {
-            rec = rec.headers(h);
-        }
-        if let Some(ts) = timestamp_ms.filter(|t| *t > 0) {
-            rec = rec.timestamp(ts);
-        }
+        let ts = timestamp_ms.filter(|t| *t > 0).unwrap_or(0);
         let mut waited = Duration::ZERO;
         loop {
-            match self.producer.send(rec) {
+            let Some(handle) = self.handle(topic) else {
+                return Err((
+                    kafka_codes::UNKNOWN_TOPIC_OR_PART,
+                    format!("topic {topic:?} was not checked before producing to it"),
+                ));
+            };
+            let rk = self.producer.client().native_ptr();
+            match produce::produce(rk, handle, key, value, headers, ts, seq) {
                 Ok(()) => return Ok(()),
-                Err((e, back)) => {
-                    let code = e.rdkafka_error_code().map_or(-1, |c| c as i32);
-                    if BrokerErrorClass::of(code) != BrokerErrorClass::BackPressure {
-                        return Err((code, e.to_string()));
+                Err((code, back)) => {
+                    let class = BrokerErrorClass::of(code as i32);
+                    if class != BrokerErrorClass::BackPressure {
+                        return Err((code as i32, KafkaError::MessageProduction(code).to_string()));
                     }
                     if waited >= Duration::from_secs(10) {
                         tracing::warn!(topic, "kafka producer queue full for 10 s; waiting for deliveries (the broker may be down)");
                         waited = Duration::ZERO;
                     }
-                    rec = back;
+                    headers = back;
                     tokio::time::sleep(QUEUE_FULL_WAIT).await;
                     waited += QUEUE_FULL_WAIT;
                 }
@@ -477,18 +497,12 @@ impl KafkaSink {
         }
     }
 
-    fn record_headers(headers: &[(Arc<str>, Bytes)]) -> Option<OwnedHeaders> {
-        if headers.is_empty() {
-            return None;
-        }
-        let mut h = OwnedHeaders::new_with_capacity(headers.len());
+    fn record_headers(headers: &[(Arc<str>, Bytes)]) -> NativeHeaders {
+        let mut h = NativeHeaders::with_capacity(headers.len());
         for (k, v) in headers {
-            h = h.insert(Header {
-                key: k,
-                value: Some(v.as_ref()),
-            });
+            h.add(k, v);
         }
-        Some(h)
+        h
     }
 
     /// A record that cannot be delivered as it is: to the dead-letter topic, or an error
@@ -539,39 +553,22 @@ impl KafkaSink {
                 | kafka_codes::INVALID_MSG_SIZE
                 | kafka_codes::RECORD_LIST_TOO_LARGE
         );
-        let mut h = OwnedHeaders::new_with_capacity(f.headers.len() + 4);
+        let mut h = NativeHeaders::with_capacity(f.headers.len() + 4);
         for (k, v) in &f.headers {
-            h = h.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
-            });
+            h.add(k, v);
         }
-        let code_name = format!("{}", f.code);
-        h = h
-            .insert(Header {
-                key: HEADER_ERROR,
-                value: Some(f.error.as_bytes()),
-            })
-            .insert(Header {
-                key: HEADER_ERROR_CODE,
-                value: Some(code_name.as_bytes()),
-            })
-            .insert(Header {
-                key: HEADER_ORIGINAL_TOPIC,
-                value: Some(f.topic.as_bytes()),
-            });
-        let value_len = f.value.as_ref().map_or(0, Vec::len).to_string();
+        h.add(HEADER_ERROR, f.error.as_bytes());
+        h.add(HEADER_ERROR_CODE, f.code.to_string().as_bytes());
+        h.add(HEADER_ORIGINAL_TOPIC, f.topic.as_bytes());
         if too_large {
-            h = h.insert(Header {
-                key: HEADER_ORIGINAL_VALUE_BYTES,
-                value: Some(value_len.as_bytes()),
-            });
+            let value_len = f.value.as_ref().map_or(0, Vec::len).to_string();
+            h.add(HEADER_ORIGINAL_VALUE_BYTES, value_len.as_bytes());
         }
         // A value too large for its topic is too large for the dead-letter topic too: the
         // record goes without it, its size in a header.
         let value = if too_large { None } else { f.value.as_deref() };
         match self
-            .produce(&dlq, f.key.as_deref(), value, Some(h), f.timestamp, f.seq)
+            .produce(&dlq, f.key.as_deref(), value, h, f.timestamp, f.seq)
             .await
         {
             Ok(()) => Ok(()),
@@ -666,11 +663,12 @@ impl KafkaSink {
         self.sent += 1;
         let seq = self.sent;
         let exists = match &self.last_topic {
-            Some(t) if Arc::ptr_eq(t, &r.topic) => true,
+            Some((t, _)) if Arc::ptr_eq(t, &r.topic) => true,
             _ => {
                 let exists = self.ensure_topic(&r.topic).await?;
                 if exists {
-                    self.last_topic = Some(r.topic.clone());
+                    let handle = TopicHandle::new(self.producer.client().native_ptr(), &r.topic);
+                    self.last_topic = handle.map(|h| (r.topic.clone(), h));
                 }
                 exists
             }

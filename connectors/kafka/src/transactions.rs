@@ -212,7 +212,7 @@ impl KafkaSink {
     /// Creates the offsets topic (one compacted partition) unless it exists.
     async fn ensure_offsets_topic(&mut self) -> Result<(), SinkError> {
         let topic = self.txn_mut().offsets_topic.clone();
-        if self.topics.contains(&topic) {
+        if self.topics.contains_key(&topic) {
             return Ok(());
         }
         if self.config.topic_creation.enabled {
@@ -240,7 +240,7 @@ impl KafkaSink {
                     }
                 }
             }
-            self.topics.insert(topic);
+            self.topic_exists(&topic)?;
             return Ok(());
         }
         if !self.ensure_topic(&topic).await? {
