@@ -14,7 +14,7 @@
 //! records go (a source's batch, a snapshot worker's piece) is the caller's business: the
 //! emitter only extends what it is given.
 
-use std::collections::HashMap;
+use crate::ids::IdMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -116,10 +116,10 @@ pub struct Emitter {
     value: Box<dyn Encoder>,
     opts: EmitOptions,
     /// Routes by relation id, resolved once per table version.
-    routes: HashMap<u32, Arc<TableRoute>>,
+    routes: IdMap<u32, Arc<TableRoute>>,
     /// `walrus_events_total` per table and operation, registered once: building the labels
     /// (an allocated table name) and looking them up per event cost more than encoding it.
-    counters: HashMap<(u32, Op), metrics::Counter>,
+    counters: IdMap<(u32, Op), metrics::Counter>,
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
     /// Blocks that records' keys, values and header values are carved from.
@@ -151,8 +151,8 @@ impl Emitter {
             key,
             value,
             opts,
-            routes: HashMap::new(),
-            counters: HashMap::new(),
+            routes: IdMap::default(),
+            counters: IdMap::default(),
             key_buf: Vec::with_capacity(256),
             value_buf: Vec::with_capacity(4096),
             arena: Arena::new(),

@@ -12,6 +12,7 @@
 //! - [`event`], [`value`]: the change-event model.
 //! - [`arena`]: shared blocks records' bytes are copied into.
 //! - [`emit`]: the one path from a change event to its records (route, encode, headers).
+//! - [`ids`]: maps keyed by relation and transaction ids, with a fast hasher.
 //! - [`format`]: the encoder interface and Debezium's JSON envelope.
 //! - [`sink`]: the sink trait and its durability contract, and the encoded [`sink::Record`].
 //! - [`ack`]: from sink deliveries to the LSN that may be confirmed to PostgreSQL.
@@ -33,6 +34,7 @@ pub mod emit;
 pub mod error;
 pub mod event;
 pub mod format;
+pub mod ids;
 pub mod lsn;
 pub mod pipeline;
 pub mod resume;

@@ -21,6 +21,7 @@
 //! `HashMap`, which Debezium uses, so that the `END` records are byte-equal to Debezium's;
 //! each logical message is listed as a collection of its own (see [`MESSAGE_COLLECTION`]).
 
+use crate::ids::IdMap;
 use std::collections::HashMap;
 
 use crate::lsn::Lsn;
@@ -82,7 +83,7 @@ struct Open {
 /// Counts the events of open transactions, keyed by xid; see the module docs.
 #[derive(Debug, Default)]
 pub struct TransactionMonitor {
-    open: HashMap<u32, Open>,
+    open: IdMap<u32, Open>,
 }
 
 /// What Debezium's END event names a transactional logical message's "data collection":

@@ -15,8 +15,8 @@
 //! contains the key — becomes a delete for the old key and a create for the new one, as
 //! Debezium emits it ([`UpdateOutcome::KeyChange`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use walrus_core::ids::IdMap;
 
 use walrus_core::event::{
     ChangeEvent, Column, LogicalMessage as EventMessage, Op, ReplicaIdentity, Row, SourcePosition,
@@ -47,7 +47,7 @@ pub struct Converter {
     /// Primary keys and type descriptions from the catalog; fill it before a Relation is
     /// observed (see [`crate::decoding::catalog::CatalogCache::needs_lookup`]).
     pub catalog: CatalogCache,
-    tables: HashMap<u32, TableEntry>,
+    tables: IdMap<u32, TableEntry>,
 }
 
 /// What an Update becomes. Returned once per update and taken apart at once, so the size

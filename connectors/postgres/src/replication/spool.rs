@@ -50,10 +50,10 @@
 //! message without its xid). Spool files of a previous process are deleted when a session
 //! starts: PostgreSQL sends unfinished transactions again from their first change.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use walrus_core::ids::IdMap;
 
 use bytes::Bytes;
 use walrus_core::error::{Classify, ErrorKind};
@@ -150,7 +150,7 @@ pub struct Spools {
     memory_limit: usize,
     /// `source.spool_max_bytes`; 0 is no limit.
     max_bytes: u64,
-    open: HashMap<u32, Spool>,
+    open: IdMap<u32, Spool>,
     /// Bytes of all open spools together (the sum of their `len`).
     open_bytes: u64,
     /// The transaction of the current Stream Start … Stream Stop block.
@@ -167,7 +167,7 @@ impl Spools {
             dir,
             memory_limit,
             max_bytes,
-            open: HashMap::new(),
+            open: IdMap::default(),
             open_bytes: 0,
             current: None,
         })
@@ -331,7 +331,7 @@ pub struct Spool {
     /// Subtransactions in order of their first message, with that message's offset.
     subxacts: Vec<(u32, u64)>,
     /// Index into `subxacts` by subxid.
-    subxact_index: HashMap<u32, usize>,
+    subxact_index: IdMap<u32, usize>,
     /// The subxid of the last message, to skip the lookup for runs of one subtransaction.
     last_subxid: u32,
 }
@@ -348,7 +348,7 @@ impl Spool {
             len: 0,
             messages: 0,
             subxacts: Vec::new(),
-            subxact_index: HashMap::new(),
+            subxact_index: IdMap::default(),
             last_subxid: xid,
         }
     }

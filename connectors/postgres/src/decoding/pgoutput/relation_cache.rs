@@ -15,8 +15,8 @@
 //! Nothing is ever evicted: PostgreSQL does not announce dropped tables, and a connection
 //! publishes a bounded set of them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use walrus_core::ids::IdMap;
 
 use super::message::{PgOutputMessage, Relation, TupleData, TypeMessage};
 
@@ -65,8 +65,8 @@ pub enum RelationError {
 /// Relations and type names seen on one replication connection.
 #[derive(Clone, Debug, Default)]
 pub struct RelationCache {
-    relations: HashMap<u32, Arc<Relation>>,
-    types: HashMap<u32, TypeName>,
+    relations: IdMap<u32, Arc<Relation>>,
+    types: IdMap<u32, TypeName>,
 }
 
 impl RelationCache {

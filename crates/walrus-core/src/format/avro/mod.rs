@@ -28,7 +28,7 @@ pub mod encode;
 pub mod registry;
 pub mod schema;
 
-use std::collections::HashMap;
+use crate::ids::IdMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -122,7 +122,7 @@ pub struct AvroOptions {
 pub struct AvroEncoder {
     opts: AvroOptions,
     registry: Arc<dyn SchemaRegistry>,
-    tables: HashMap<u32, TableEntry>,
+    tables: IdMap<u32, TableEntry>,
     message_key: Registered,
     message_value: Registered,
     /// `TransactionMetadataKey` and `TransactionMetadataValue` (`[transactions]`).
@@ -398,7 +398,7 @@ const MESSAGES: &str = "logical messages";
 /// The cache entry of `table`, built on first use and rebuilt (remembering what changed)
 /// when a Relation message changed the table; a new `Arc` with the same content keeps it.
 fn table_entry<'a>(
-    tables: &'a mut HashMap<u32, TableEntry>,
+    tables: &'a mut IdMap<u32, TableEntry>,
     table: &Arc<Table>,
     opts: &JsonOptions,
     logical: Option<&LogicalTable>,
@@ -428,7 +428,7 @@ impl AvroEncoder {
             message_topic: format!("{}.message", opts.format.topic_prefix),
             opts,
             registry,
-            tables: HashMap::new(),
+            tables: IdMap::default(),
             message_key,
             message_value,
             transaction_key: Registered::new(&schema::transaction_key_schema()),

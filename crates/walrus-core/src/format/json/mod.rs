@@ -105,7 +105,7 @@ use transaction::write_transaction_block;
 use values::*;
 use writers::*;
 
-use std::collections::HashMap;
+use crate::ids::IdMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -210,7 +210,7 @@ pub struct JsonEncoder {
     message_key_schema: Vec<u8>,
     message_value_schema: Vec<u8>,
     /// Per relation id.
-    tables: HashMap<u32, TableEntry>,
+    tables: IdMap<u32, TableEntry>,
     /// Scratch space for decimal digits and two's complement bytes.
     digits: Vec<u8>,
     bytes: Vec<u8>,
@@ -402,7 +402,7 @@ fn lsn_opt(lsn: Lsn) -> Option<u64> {
 /// changed the table. A free function so that callers can hold other encoder fields at the
 /// same time.
 fn table_entry<'a>(
-    tables: &'a mut HashMap<u32, TableEntry>,
+    tables: &'a mut IdMap<u32, TableEntry>,
     table: &Arc<Table>,
     opts: &JsonOptions,
     source_schema: &[u8],
@@ -457,7 +457,7 @@ impl JsonEncoder {
             message_value_schema,
             source_schema,
             opts,
-            tables: HashMap::new(),
+            tables: IdMap::default(),
             digits: Vec::with_capacity(64),
             bytes: Vec::with_capacity(32),
         }
