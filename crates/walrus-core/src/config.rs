@@ -292,6 +292,16 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
+    /// Whether row records get walrus's event headers: only a Kafka sink carries headers
+    /// (the JSON Lines and null sinks drop them), and it can be told not to
+    /// (`[sink] event_headers = false`).
+    pub fn event_headers(&self) -> bool {
+        match self {
+            SinkConfig::Kafka(k) => k.event_headers,
+            SinkConfig::Stdout(_) | SinkConfig::File(_) | SinkConfig::Null(_) => false,
+        }
+    }
+
     /// The sink's type name.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -329,7 +329,7 @@ pub async fn run<S: Sink>(
             decoder: Decoder::new(proto_version),
             converter: Converter::with_catalog(catalog),
             sql,
-            emitter: crate::emitter(config, &params.dbname, true, true),
+            emitter: crate::emitter(config, &params.dbname, config.sink.event_headers(), true),
             batch: Batch::default(),
             batch_deadline: None,
             txn: None,

@@ -238,8 +238,7 @@ pub async fn run(
     let queue = Arc::new(Mutex::new(queue));
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Piece>(workers * 4);
-    let with_headers = config.sink.type_name() == "kafka";
-    let emitter = crate::emitter(config, &params.dbname, with_headers, false);
+    let emitter = crate::emitter(config, &params.dbname, config.sink.event_headers(), false);
     let position = SourcePosition {
         lsn: stream_from,
         commit_lsn: stream_from,
