@@ -45,6 +45,12 @@ pub const DEFAULT_READ_COALESCING: Duration = Duration::from_millis(1);
 /// only when it has a backlog, and then reads come back full).
 const DRAINED_READ: usize = transport::READ_CHUNK / 4;
 
+/// The receive low-water mark during a coalescing window: a read's worth of messages
+/// (a few hundred rows) wakes the task before the window ends. Kept well under the kernel's
+/// default receive buffer (128 KiB): Linux grows the buffer and clamps the TCP window to a
+/// low-water mark that needs more room, which would cap throughput on distant servers.
+const COALESCING_LOW_WATER: usize = 32 * 1024;
+
 /// How long [`ReplicationStream::finish`] waits for the server to end the copy.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -221,6 +227,7 @@ impl ReplicationClient {
             ended: false,
             drained_at: None,
             coalescing: DEFAULT_READ_COALESCING,
+            low_water_raised: false,
         })
     }
 
@@ -280,6 +287,8 @@ pub struct ReplicationStream {
     drained_at: Option<Instant>,
     /// See [`ReplicationStream::set_read_coalescing`].
     coalescing: Duration,
+    /// Whether the socket's receive low-water mark is raised for a coalescing window.
+    low_water_raised: bool,
 }
 
 impl std::fmt::Debug for ReplicationStream {
@@ -360,28 +369,46 @@ impl ReplicationStream {
                 return Ok(self.track(batch));
             }
             let due = self.last_status + self.status_interval;
-            // A busy server writes each message as it decodes it: without this the task
-            // woke for every few messages (23k context switches a second at 220k rows/s,
-            // a quarter of walrus's CPU). Waiting out the rest of the window after a read
-            // that emptied the socket lets the next read take what arrived meanwhile;
-            // a stream with pauses longer than the window is never delayed.
-            if let Some(wake) = self
+            // A busy server writes each message as it decodes it: without coalescing the
+            // task woke for every few messages (23k context switches a second at 220k
+            // rows/s, a quarter of walrus's CPU). After a read that emptied the socket, the
+            // next read waits until the window has passed or a good read's worth has come,
+            // whichever is first; a stream with pauses longer than the window is never
+            // delayed. The waiting is the kernel's (a receive low-water mark), not a timer
+            // alone: the runtime's epoll is edge-triggered, so while a task slept on a
+            // timer every segment the walsender sent still woke the thread (strace: ~30k
+            // empty wake-ups a second while walrus outpaced the server).
+            let window_end = self
                 .drained_at
                 .map(|t| t + self.coalescing)
-                .filter(|w| *w > Instant::now())
-            {
-                tokio::time::sleep_until(wake.min(due).into()).await;
-            }
+                .filter(|w| *w > Instant::now());
+            self.coalesce(window_end.is_some());
+            let wake = window_end.map_or(due, |w| w.min(due));
             tokio::select! {
                 read = self.conn.fill() => {
                     let n = read?;
                     self.drained_at = (n < DRAINED_READ).then(Instant::now);
                 }
-                _ = tokio::time::sleep_until(due.into()) => {
-                    self.send_status_if_due().await?;
-                    return Ok(Frames::default());
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if Instant::now() >= due {
+                        self.send_status_if_due().await?;
+                        return Ok(Frames::default());
+                    }
+                    // The window is over: read whatever came, however little.
+                    self.drained_at = None;
                 }
             }
+        }
+    }
+
+    /// Raises the socket's receive low-water mark for a coalescing window, or lowers it
+    /// back (which wakes a reader at once if anything is waiting). A system call only when
+    /// that changes.
+    fn coalesce(&mut self, on: bool) {
+        if self.low_water_raised != on {
+            self.conn
+                .set_read_low_water(if on { COALESCING_LOW_WATER } else { 1 });
+            self.low_water_raised = on;
         }
     }
 
@@ -446,6 +473,7 @@ impl ReplicationStream {
     /// (and drops) what the server still sends until it ends the copy and the command, then
     /// closes the connection. Returns the position reported last.
     pub async fn finish(mut self) -> Result<Lsn> {
+        self.coalesce(false);
         self.queue_status(false);
         transport::copy_done(&mut self.conn.wbuf);
         let reported = self.flushed;

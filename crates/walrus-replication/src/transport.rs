@@ -392,6 +392,35 @@ impl Conn {
             .map_err(ReplicationError::io("writing to the server"))
     }
 
+    /// Sets the socket's receive low-water mark (`SO_RCVLOWAT`): until `bytes` are waiting,
+    /// the kernel does not wake the runtime for arriving data. TCP (plain or under TLS)
+    /// only; Unix sockets ignore it. Lowering it wakes a reader at once if enough is
+    /// waiting (Linux 4.18 and later), so nothing that arrived meanwhile is left unread.
+    /// Best effort: a refusal only costs the wake-ups it would have saved.
+    pub(crate) fn set_read_low_water(&self, bytes: usize) {
+        use std::os::fd::AsRawFd;
+        let fd = match &self.socket {
+            Socket::Tcp(s) => s.as_raw_fd(),
+            Socket::Tls(s) => s.get_ref().0.as_raw_fd(),
+            Socket::Unix(_) => return,
+        };
+        let value = libc::c_int::try_from(bytes.max(1)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fd` is this connection's open socket; the option value is a c_int that
+        // lives across the call, with its size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                std::ptr::from_ref(&value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(error = %io::Error::last_os_error(), "SO_RCVLOWAT not set");
+        }
+    }
+
     /// Reads more bytes into `rbuf`. Cancel-safe (a cancelled read took nothing).
     pub(crate) async fn fill(&mut self) -> Result<usize> {
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {

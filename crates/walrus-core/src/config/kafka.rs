@@ -454,12 +454,17 @@ mod tests {
         use crate::config::SinkConfig;
         let kafka = |extra: &str| {
             let c: SinkConfig =
-                toml::from_str(&format!("type = \"kafka\"\nbrokers = \"b:9092\"\n{extra}")).unwrap();
+                toml::from_str(&format!("type = \"kafka\"\nbrokers = \"b:9092\"\n{extra}"))
+                    .unwrap();
             c.event_headers()
         };
         assert!(kafka(""));
         assert!(!kafka("event_headers = false"));
-        for other in ["type = \"stdout\"", "type = \"null\"", "type = \"file\"\npath = \"x.jsonl\""] {
+        for other in [
+            "type = \"stdout\"",
+            "type = \"null\"",
+            "type = \"file\"\npath = \"x.jsonl\"",
+        ] {
             let c: SinkConfig = toml::from_str(other).unwrap();
             assert!(!c.event_headers(), "{other}");
         }
