@@ -674,7 +674,9 @@ fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running 
                     s
                 }
                 _ => format!(
-                    "type = \"kafka\"\nbrokers = \"{}\"\n[sink.topic_creation]\npartitions = 3\nreplication_factor = 1\n",
+                    // An inline table, so that keys in $WALRUS_BENCH_CONFIG before any header
+                    // still land in [sink] (e.g. "event_headers = false").
+                    "type = \"kafka\"\nbrokers = \"{}\"\ntopic_creation = {{ partitions = 3, replication_factor = 1 }}\n",
                     broker.as_ref().expect("broker").bootstrap()
                 ),
             };
@@ -703,8 +705,8 @@ fn start(p: Pipeline, server: &Server, end: Option<u64>, live: bool) -> Running 
                      [sink]\n{sink}{extra}",
                     url = server.cluster.url(&server.db),
                     slot = p.name(),
-                    // More walrus config for every walrus run (whole tables, e.g.
-                    // "[pipeline]\nmax_in_flight_bytes = 16777216").
+                    // More walrus config for every walrus run: [sink] keys first, then whole
+                    // tables (e.g. "event_headers = false\n[pipeline]\nmax_in_flight_bytes = 16777216").
                     extra = std::env::var("WALRUS_BENCH_CONFIG")
                         .map(|c| format!("\n{c}\n"))
                         .unwrap_or_default(),
