@@ -195,6 +195,28 @@ async fn start(cfg: &std::path::Path) -> Walrus {
     w
 }
 
+/// Waits until the slot confirmed everything written so far (`what` names the wait if it
+/// times out), then stops walrus cleanly.
+async fn confirm_all_then_stop(
+    env: &Env,
+    c: &tokio_postgres::Client,
+    walrus: &mut Walrus,
+    within: Duration,
+    what: &str,
+) {
+    let end = current_lsn(c).await;
+    wait_until_async(within, what, || async {
+        env.confirmed_flush_lsn().await.is_some_and(|l| l >= end)
+    })
+    .await;
+    walrus.interrupt();
+    assert!(
+        walrus.wait(Duration::from_secs(30)).success(),
+        "{}",
+        walrus.log()
+    );
+}
+
 async fn current_lsn(c: &tokio_postgres::Client) -> u64 {
     let s: String = c
         .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
@@ -263,19 +285,14 @@ skip_ops = ["d"]
     )
     .await
     .unwrap();
-    let end = current_lsn(&c).await;
-    wait_until_async(
+    confirm_all_then_stop(
+        &env,
+        &c,
+        &mut walrus,
         Duration::from_secs(60),
         "confirmation of the workload",
-        || async { env.confirmed_flush_lsn().await.is_some_and(|l| l >= end) },
     )
     .await;
-    walrus.interrupt();
-    assert!(
-        walrus.wait(Duration::from_secs(30)).success(),
-        "{}",
-        walrus.log()
-    );
 
     let b = brokers;
     let items = consume(
@@ -348,6 +365,62 @@ skip_ops = ["d"]
     assert_eq!((us.len(), eu.len()), (20, 15));
     assert_eq!(us[0].headers["table"], "public.orders_us");
     assert!(us.iter().all(|m| m.topic == us_topic));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_event_headers_off_leaves_only_the_headers_debezium_writes() {
+    let brokers = shared_broker();
+    let env = Env::new().await;
+    let c = env.sql().await;
+    c.batch_execute("CREATE TABLE h (id int PRIMARY KEY, v text);")
+        .await
+        .unwrap();
+    let cfg = env.write_config(&kafka_config(
+        &env,
+        &brokers,
+        r#"["public.h"]"#,
+        &format!("event_headers = false\n{TOPIC_CREATION}"),
+        "",
+    ));
+    let mut walrus = start(&cfg).await;
+    c.batch_execute(
+        "INSERT INTO h VALUES (1, 'a'), (2, 'b');
+         UPDATE h SET id = 3 WHERE id = 1;
+         DELETE FROM h WHERE id = 2;",
+    )
+    .await
+    .unwrap();
+    confirm_all_then_stop(
+        &env,
+        &c,
+        &mut walrus,
+        Duration::from_secs(60),
+        "confirmation of the workload",
+    )
+    .await;
+    // Two creates; the key change as a delete, its tombstone and a create; a delete and
+    // its tombstone.
+    let msgs = consume(
+        &brokers,
+        &[&topic(&env, "public.h")],
+        7,
+        Duration::from_secs(10),
+    );
+    assert_eq!(msgs.len(), 7, "{msgs:?}");
+    for m in &msgs {
+        for walrus_header in ["id", "op", "table", "txId"] {
+            assert!(!m.headers.contains_key(walrus_header), "{m:?}");
+        }
+    }
+    // Debezium's key-change headers stay.
+    let new_key = msgs
+        .iter()
+        .find(|m| m.headers.contains_key("__debezium.newkey"))
+        .expect("the delete half of the key change");
+    assert_eq!(new_key.headers["__debezium.newkey"], r#"{"id":3}"#);
+    assert!(msgs
+        .iter()
+        .any(|m| m.headers.get("__debezium.oldkey").map(String::as_str) == Some(r#"{"id":1}"#)));
 }
 
 /// Polls an async condition.
@@ -690,19 +763,14 @@ async fn mock_faults(sink_extra: &str, time_out: bool) {
     }
     cluster.broker_up(1).unwrap();
     let last_id = load.await.unwrap();
-    let end = current_lsn(&c).await;
-    wait_until_async(
+    confirm_all_then_stop(
+        &env,
+        &c,
+        &mut walrus,
         Duration::from_secs(90),
         "confirmation after the faults",
-        || async { env.confirmed_flush_lsn().await.is_some_and(|l| l >= end) },
     )
     .await;
-    walrus.interrupt();
-    assert!(
-        walrus.wait(Duration::from_secs(30)).success(),
-        "{}",
-        walrus.log()
-    );
     if time_out {
         let log = walrus.log();
         assert!(
@@ -842,19 +910,14 @@ async fn kafka_kill9_mid_workload_then_restart_delivers_every_row() {
     let confirmed_at_kill = env.confirmed_flush_lsn().await.unwrap();
     let mut walrus = Walrus::start(&cfg);
     let last_id = load.await.unwrap();
-    let end = current_lsn(&c).await;
-    wait_until_async(
+    confirm_all_then_stop(
+        &env,
+        &c,
+        &mut walrus,
         Duration::from_secs(90),
         "confirmation after restart",
-        || async { env.confirmed_flush_lsn().await.is_some_and(|l| l >= end) },
     )
     .await;
-    walrus.interrupt();
-    assert!(
-        walrus.wait(Duration::from_secs(30)).success(),
-        "{}",
-        walrus.log()
-    );
     let msgs = consume(
         &brokers,
         &[&topic(&env, "public.items")],
@@ -1046,19 +1109,14 @@ async fn kafka_exactly_once_kill9_mid_transaction_then_restart_delivers_every_ro
     let cfg = env.write_config(&config(200));
     let mut walrus = Walrus::start(&cfg);
     let last_id = load.await.unwrap();
-    let end = current_lsn(&c).await;
-    wait_until_async(
+    confirm_all_then_stop(
+        &env,
+        &c,
+        &mut walrus,
         Duration::from_secs(120),
         "confirmation after restart",
-        || async { env.confirmed_flush_lsn().await.is_some_and(|l| l >= end) },
     )
     .await;
-    walrus.interrupt();
-    assert!(
-        walrus.wait(Duration::from_secs(30)).success(),
-        "{}",
-        walrus.log()
-    );
     let log = walrus.log();
     assert!(
         log.contains("dropping them as PostgreSQL resends them")
