@@ -171,6 +171,29 @@ impl AsyncWrite for Socket {
     }
 }
 
+/// Whether lowering `SO_RCVLOWAT` wakes a reader for data already waiting: Linux 4.18 and
+/// later. On older kernels data that arrived under a raised mark could sit unread until the
+/// next segment (with an idle server, its next keepalive), so the mark is left alone there
+/// and read coalescing falls back to its timer.
+fn low_water_signals_readers() -> bool {
+    static SIGNALS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SIGNALS.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .and_then(|r| kernel_at_least(&r, (4, 18)))
+            .unwrap_or(false)
+    })
+}
+
+/// Whether a kernel release string (`6.1.0-18-amd64`) is at least `(major, minor)`; `None`
+/// when it does not start with two numbers.
+fn kernel_at_least(release: &str, want: (u32, u32)) -> Option<bool> {
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    Some((major, minor) >= want)
+}
+
 /// One backend message outside copy mode: tag and body.
 #[derive(Debug)]
 pub(crate) struct Message {
@@ -399,6 +422,9 @@ impl Conn {
     /// Best effort: a refusal only costs the wake-ups it would have saved.
     pub(crate) fn set_read_low_water(&self, bytes: usize) {
         use std::os::fd::AsRawFd;
+        if !low_water_signals_readers() {
+            return;
+        }
         let fd = match &self.socket {
             Socket::Tcp(s) => s.as_raw_fd(),
             Socket::Tls(s) => s.get_ref().0.as_raw_fd(),
@@ -609,6 +635,22 @@ pub(crate) fn copy_done(out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert_eq!(kernel_at_least("6.18.44-fc-v1300", (4, 18)), Some(true));
+        assert_eq!(
+            kernel_at_least("4.18.0-553.el8_10.x86_64", (4, 18)),
+            Some(true)
+        );
+        assert_eq!(kernel_at_least("4.9.0-13-amd64", (4, 18)), Some(false));
+        assert_eq!(
+            kernel_at_least("3.10.0-1160.el7.x86_64\n", (4, 18)),
+            Some(false)
+        );
+        assert_eq!(kernel_at_least("5.4", (4, 18)), Some(true));
+        assert_eq!(kernel_at_least("weird", (4, 18)), None);
+    }
 
     #[test]
     fn reads_cstrings_and_parameters() {
