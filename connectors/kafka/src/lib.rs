@@ -272,10 +272,10 @@ fn producer_config(cfg: &KafkaSinkConfig) -> ClientConfig {
 pub struct KafkaSink {
     /// librdkafka's handle per topic that exists (created or checked), declared before
     /// the producer so that they are destroyed first.
-    topics: HashMap<String, TopicHandle>,
+    topics: HashMap<String, Arc<TopicHandle>>,
     /// The topic of the last record sent, which exists, and its handle: records of a table
     /// share one `Arc`, so a pointer comparison skips hashing the name for most records.
-    last_topic: Option<(Arc<str>, TopicHandle)>,
+    last_topic: Option<(Arc<str>, Arc<TopicHandle>)>,
     producer: ThreadedProducer<Context>,
     admin: AdminClient<DefaultClientContext>,
     shared: Arc<Shared>,
@@ -445,15 +445,15 @@ impl KafkaSink {
                 retryable: false,
             },
         )?;
-        self.topics.insert(topic.to_string(), handle);
+        self.topics.insert(topic.to_string(), Arc::new(handle));
         Ok(())
     }
 
     /// The handle of `topic`, which [`KafkaSink::ensure_topic`] found to exist.
     fn handle(&self, topic: &str) -> Option<&TopicHandle> {
         match &self.last_topic {
-            Some((t, h)) if &**t == topic => Some(h),
-            _ => self.topics.get(topic),
+            Some((t, h)) if &**t == topic => Some(h.as_ref()),
+            _ => self.topics.get(topic).map(Arc::as_ref),
         }
     }
 
@@ -667,8 +667,10 @@ impl KafkaSink {
             _ => {
                 let exists = self.ensure_topic(&r.topic).await?;
                 if exists {
-                    let handle = TopicHandle::new(self.producer.client().native_ptr(), &r.topic);
-                    self.last_topic = handle.map(|h| (r.topic.clone(), h));
+                    self.last_topic = self
+                        .topics
+                        .get(&*r.topic)
+                        .map(|h| (r.topic.clone(), h.clone()));
                 }
                 exists
             }

@@ -14,7 +14,6 @@
 //! records go (a source's batch, a snapshot worker's piece) is the caller's business: the
 //! emitter only extends what it is given.
 
-use crate::ids::IdMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -23,6 +22,7 @@ use crate::arena::Arena;
 use crate::error::{Classify, ErrorKind};
 use crate::event::{ChangeEvent, Op};
 use crate::format::{Encoder, FormatError, LogicalTable};
+use crate::ids::IdMap;
 use crate::router::{OutboxRoute, RouteError, Router, TableRoute, HEADER_ID, HEADER_OP};
 use crate::sink::Record;
 use crate::telemetry;

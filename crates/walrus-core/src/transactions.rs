@@ -21,9 +21,9 @@
 //! `HashMap`, which Debezium uses, so that the `END` records are byte-equal to Debezium's;
 //! each logical message is listed as a collection of its own (see [`MESSAGE_COLLECTION`]).
 
-use crate::ids::IdMap;
 use std::collections::HashMap;
 
+use crate::ids::IdMap;
 use crate::lsn::Lsn;
 
 /// Debezium's `transaction` block of a data event (`event.block`).

@@ -382,8 +382,15 @@ impl ReplicationStream {
                 .drained_at
                 .map(|t| t + self.coalescing)
                 .filter(|w| *w > Instant::now());
-            self.coalesce(window_end.is_some());
-            let wake = window_end.map_or(due, |w| w.min(due));
+            let kernel_waits = self.coalesce(window_end.is_some());
+            if let Some(w) = window_end.filter(|_| !kernel_waits) {
+                // No low-water mark here (a Unix socket, a kernel before 4.18): the window
+                // is slept out on the timer.
+                tokio::time::sleep_until(w.min(due).into()).await;
+            }
+            let wake = window_end
+                .filter(|_| kernel_waits)
+                .map_or(due, |w| w.min(due));
             tokio::select! {
                 read = self.conn.fill() => {
                     let n = read?;
@@ -403,13 +410,16 @@ impl ReplicationStream {
 
     /// Raises the socket's receive low-water mark for a coalescing window, or lowers it
     /// back (which wakes a reader at once if anything is waiting). A system call only when
-    /// that changes.
-    fn coalesce(&mut self, on: bool) {
+    /// that changes. Returns whether the mark is raised, i.e. whether the kernel waits out
+    /// the window.
+    fn coalesce(&mut self, on: bool) -> bool {
         if self.low_water_raised != on {
-            self.conn
+            let set = self
+                .conn
                 .set_read_low_water(if on { COALESCING_LOW_WATER } else { 1 });
-            self.low_water_raised = on;
+            self.low_water_raised = on && set;
         }
+        self.low_water_raised
     }
 
     /// Notes the server positions of a batch (a header-level walk; the frames themselves are
@@ -473,7 +483,7 @@ impl ReplicationStream {
     /// (and drops) what the server still sends until it ends the copy and the command, then
     /// closes the connection. Returns the position reported last.
     pub async fn finish(mut self) -> Result<Lsn> {
-        self.coalesce(false);
+        let _ = self.coalesce(false);
         self.queue_status(false);
         transport::copy_done(&mut self.conn.wbuf);
         let reported = self.flushed;

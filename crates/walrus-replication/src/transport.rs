@@ -416,19 +416,19 @@ impl Conn {
     }
 
     /// Sets the socket's receive low-water mark (`SO_RCVLOWAT`): until `bytes` are waiting,
-    /// the kernel does not wake the runtime for arriving data. TCP (plain or under TLS)
-    /// only; Unix sockets ignore it. Lowering it wakes a reader at once if enough is
-    /// waiting (Linux 4.18 and later), so nothing that arrived meanwhile is left unread.
-    /// Best effort: a refusal only costs the wake-ups it would have saved.
-    pub(crate) fn set_read_low_water(&self, bytes: usize) {
+    /// the kernel does not wake the runtime for arriving data. Lowering it wakes a reader at
+    /// once if enough is waiting, so nothing that arrived meanwhile is left unread. Returns
+    /// whether the mark was set: only on TCP (plain or under TLS) and on Linux 4.18 and later
+    /// (see [`low_water_signals_readers`]); the caller then waits on a timer instead.
+    pub(crate) fn set_read_low_water(&self, bytes: usize) -> bool {
         use std::os::fd::AsRawFd;
         if !low_water_signals_readers() {
-            return;
+            return false;
         }
         let fd = match &self.socket {
             Socket::Tcp(s) => s.as_raw_fd(),
             Socket::Tls(s) => s.get_ref().0.as_raw_fd(),
-            Socket::Unix(_) => return,
+            Socket::Unix(_) => return false,
         };
         let value = libc::c_int::try_from(bytes.max(1)).unwrap_or(libc::c_int::MAX);
         // SAFETY: `fd` is this connection's open socket; the option value is a c_int that
@@ -445,6 +445,7 @@ impl Conn {
         if rc != 0 {
             tracing::debug!(error = %io::Error::last_os_error(), "SO_RCVLOWAT not set");
         }
+        rc == 0
     }
 
     /// Reads more bytes into `rbuf`. Cancel-safe (a cancelled read took nothing).

@@ -16,12 +16,12 @@
 //! Debezium emits it ([`UpdateOutcome::KeyChange`]).
 
 use std::sync::Arc;
-use walrus_core::ids::IdMap;
 
 use walrus_core::event::{
     ChangeEvent, Column, LogicalMessage as EventMessage, Op, ReplicaIdentity, Row, SourcePosition,
     Table,
 };
+use walrus_core::ids::IdMap;
 use walrus_core::value::Value;
 
 use crate::decoding::catalog::CatalogCache;

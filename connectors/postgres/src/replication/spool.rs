@@ -53,10 +53,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use walrus_core::ids::IdMap;
 
 use bytes::Bytes;
 use walrus_core::error::{Classify, ErrorKind};
+use walrus_core::ids::IdMap;
 use walrus_core::Lsn;
 
 /// Bytes of a frame header: payload length (u32) and LSN (u64).

@@ -16,6 +16,7 @@
 //! publishes a bounded set of them.
 
 use std::sync::Arc;
+
 use walrus_core::ids::IdMap;
 
 use super::message::{PgOutputMessage, Relation, TupleData, TypeMessage};

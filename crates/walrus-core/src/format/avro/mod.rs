@@ -28,7 +28,6 @@ pub mod encode;
 pub mod registry;
 pub mod schema;
 
-use crate::ids::IdMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,6 +37,7 @@ use crate::event::{ChangeEvent, Op, Row, Table};
 use crate::format::json::JsonOptions;
 use crate::format::kinds::{default_value, fallback_value};
 use crate::format::LogicalTable;
+use crate::ids::IdMap;
 use crate::lsn::Lsn;
 use crate::unwrap::{Flattened, Unwrap};
 use crate::value::Value;

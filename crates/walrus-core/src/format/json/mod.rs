@@ -105,7 +105,6 @@ use transaction::write_transaction_block;
 use values::*;
 use writers::*;
 
-use crate::ids::IdMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -117,6 +116,7 @@ pub use crate::config::{
 };
 use crate::event::{ChangeEvent, Op, Row, Table};
 use crate::format::LogicalTable;
+use crate::ids::IdMap;
 use crate::lsn::Lsn;
 #[cfg(test)]
 use crate::time::civil_from_days;
