@@ -170,12 +170,7 @@ async fn stop_and_compare(
     let n = load.await.unwrap();
     assert!(n > 50, "the workload ran ({n} transactions)");
     let c = env.sql().await;
-    let end: String = c
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let end = parse_lsn(&end);
+    let end = wal_end_lsn(&c).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while env.confirmed_flush_lsn().await.unwrap_or(0) < end {
         assert!(
@@ -192,15 +187,88 @@ async fn stop_and_compare(
             .collect();
         rebuilt.sort();
         let expected = table_rows(&c, t).await;
-        assert_eq!(rebuilt.len(), expected.len(), "table {t}: row count");
         if rebuilt != expected {
             let have: std::collections::HashSet<&String> = rebuilt.iter().collect();
-            let missing: Vec<_> = expected
+            let want: std::collections::HashSet<&String> = expected.iter().collect();
+            let missing: Vec<_> = expected.iter().filter(|r| !have.contains(r)).collect();
+            let extra: Vec<_> = rebuilt.iter().filter(|r| !want.contains(r)).collect();
+            // Every event of the first differing rows, so a failure can be told apart from
+            // a race in the test: which op last touched the row, and where in the file.
+            let history: Vec<String> = missing
                 .iter()
-                .filter(|r| !have.contains(r))
-                .take(5)
+                .chain(&extra)
+                .take(4)
+                .flat_map(|row| {
+                    let row: Value = serde_json::from_str(row).unwrap();
+                    let id = row.get("id").or_else(|| row.get("k2")).cloned();
+                    events
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, e)| e["topic"] == format!("app.public.{t}"))
+                        .filter(|(_, e)| {
+                            let v = &e["value"];
+                            [&v["before"], &v["after"]]
+                                .iter()
+                                .any(|r| r.get("id").or_else(|| r.get("k2")) == id.as_ref())
+                        })
+                        .map(|(i, e)| {
+                            format!(
+                                "#{i} op={} lsn={} snapshot={} before={} after={}",
+                                e["value"]["op"],
+                                e["value"]["source"]["lsn"],
+                                e["value"]["source"]["snapshot"],
+                                e["value"]["before"],
+                                e["value"]["after"]
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
                 .collect();
-            panic!("table {t}: rebuilt state differs from the table, e.g. {missing:?}");
+            // The transactions that last wrote the missing rows, to find in the file.
+            let ids: Vec<String> = missing
+                .iter()
+                .take(8)
+                .filter_map(|row| {
+                    let row: Value = serde_json::from_str(row).ok()?;
+                    row.get("id").map(|v| v.to_string())
+                })
+                .collect();
+            let xmins: Vec<String> = if ids.is_empty() {
+                Vec::new()
+            } else {
+                c.query(
+                    &format!(
+                        "SELECT id::text || ':' || xmin::text FROM {t} WHERE id IN ({})",
+                        ids.join(",")
+                    ),
+                    &[],
+                )
+                .await
+                .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+                .unwrap_or_default()
+            };
+            let kept = std::env::temp_dir().join(format!(
+                "walrus-incremental-failure-{}.jsonl",
+                std::process::id()
+            ));
+            let _ = std::fs::copy(env.out_path(), &kept);
+            eprintln!(
+                "rows missing (id:xmin): {xmins:?}; the events are kept in {}",
+                kept.display()
+            );
+            panic!(
+                "table {t}: rebuilt state ({} rows) differs from the table ({} rows); \
+                 missing {} rows, e.g. {:?}; extra {} rows, e.g. {:?}; \
+                 their events ({} in the file):\n{}",
+                rebuilt.len(),
+                expected.len(),
+                missing.len(),
+                &missing[..missing.len().min(5)],
+                extra.len(),
+                &extra[..extra.len().min(5)],
+                events.len(),
+                history.join("\n")
+            );
         }
     }
 }

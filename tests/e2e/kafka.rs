@@ -204,7 +204,7 @@ async fn confirm_all_then_stop(
     within: Duration,
     what: &str,
 ) {
-    let end = current_lsn(c).await;
+    let end = wal_end_lsn(c).await;
     wait_until_async(within, what, || async {
         env.confirmed_flush_lsn().await.is_some_and(|l| l >= end)
     })
@@ -215,15 +215,6 @@ async fn confirm_all_then_stop(
         "{}",
         walrus.log()
     );
-}
-
-async fn current_lsn(c: &tokio_postgres::Client) -> u64 {
-    let s: String = c
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    parse_lsn(&s)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -568,7 +559,7 @@ fn workload(
                 .await
                 .unwrap();
             next_id += rows;
-            let lsn = current_lsn(&client).await;
+            let lsn = wal_end_lsn(&client).await;
             commits.lock().unwrap().push((next_id - 1, lsn));
             tokio::time::sleep(pace).await;
         }
@@ -636,7 +627,7 @@ async fn kafka_broker_outage_holds_the_slot_and_loses_nothing() {
     broker.pause().unwrap();
     let commits_at_pause = commits.lock().unwrap().len();
     // Nothing the broker receives from now on can be acknowledged.
-    let at_pause = current_lsn(&c).await;
+    let at_pause = wal_end_lsn(&c).await;
     let paused = Instant::now();
     let mut samples = 0;
     while paused.elapsed() < BROKER_PAUSE {
@@ -661,7 +652,7 @@ async fn kafka_broker_outage_holds_the_slot_and_loses_nothing() {
     );
     broker.resume().unwrap();
     let last_id = load.await.unwrap();
-    let end = current_lsn(&c).await;
+    let end = wal_end_lsn(&c).await;
     // A single KRaft node stopped for 30 s fences itself (its own heartbeats lapse) and
     // librdkafka's idempotent producer bumps its epoch after the timed-out requests; on a
     // loaded 2-core machine that recovery once took more than 90 s. Waiting longer does not
@@ -750,7 +741,7 @@ async fn mock_faults(sink_extra: &str, time_out: bool) {
     // Then the broker goes down.
     cluster.broker_down(1).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let at_down = current_lsn(&c).await;
+    let at_down = wal_end_lsn(&c).await;
     let down = Instant::now();
     while down.elapsed() < Duration::from_secs(5) {
         if let Some(confirmed) = env.confirmed_flush_lsn().await {
@@ -812,7 +803,7 @@ async fn kafka_message_too_large_stops_and_the_slot_holds() {
     c.batch_execute("INSERT INTO docs VALUES (1, 'small')")
         .await
         .unwrap();
-    let before_big = current_lsn(&c).await;
+    let before_big = wal_end_lsn(&c).await;
     wait_until_async(
         Duration::from_secs(30),
         "the small row confirmed",
@@ -826,7 +817,7 @@ async fn kafka_message_too_large_stops_and_the_slot_holds() {
     c.batch_execute("INSERT INTO docs VALUES (2, repeat('y', 50000))")
         .await
         .unwrap();
-    let after_big = current_lsn(&c).await;
+    let after_big = wal_end_lsn(&c).await;
     let status = walrus.wait(Duration::from_secs(60));
     assert!(!status.success(), "walrus must stop on a rejected record");
     let log = walrus.log();
@@ -869,7 +860,7 @@ async fn kafka_message_too_large_goes_to_the_dead_letter_topic() {
     )
     .await
     .unwrap();
-    let end = current_lsn(&c).await;
+    let end = wal_end_lsn(&c).await;
     wait_until_async(Duration::from_secs(60), "confirmation", || async {
         env.confirmed_flush_lsn().await.is_some_and(|l| l >= end)
     })
@@ -1050,6 +1041,29 @@ async fn kafka_exactly_once_kill9_mid_transaction_then_restart_delivers_every_ro
     let cfg = env.write_config(&config(30_000));
     let (mut walrus, commits, load) =
         start_under_workload(&env, &cfg, 600, Duration::from_millis(5), 150).await;
+    // What the kill below tests needs Kafka to hold transactions the slot has not
+    // confirmed. On a loaded machine walrus can still be behind the 150 commits, and would
+    // then put them and the large transaction's first rows into one Kafka transaction: wait
+    // for a committed one (the slot hears of it only at the next status update, 30 s on).
+    let committed: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", unique_name_group())
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    committed.subscribe(&[&items]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(committed.poll(Duration::from_millis(100)), Some(Ok(_))) {
+        assert!(
+            Instant::now() < deadline,
+            "no Kafka transaction committed; log:\n{}",
+            walrus.log()
+        );
+    }
+    drop(committed);
+    let position_key = format!("walrus-{}", env.slot);
     // One large source transaction: walrus streams its rows into one Kafka transaction that
     // stays open until the last row is acknowledged. Kill walrus as soon as a
     // read_uncommitted consumer sees one of them: mid-transaction, for certain. The watcher
@@ -1099,8 +1113,7 @@ async fn kafka_exactly_once_kill9_mid_transaction_then_restart_delivers_every_ro
     walrus.kill9();
     drop(watcher);
     let confirmed_at_kill = env.confirmed_flush_lsn().await.unwrap();
-    let stored_at_kill =
-        stored_offset(&brokers, &offsets, &format!("walrus-{}", env.slot)).expect("a position");
+    let stored_at_kill = stored_offset(&brokers, &offsets, &position_key).expect("a position");
     assert!(
         stored_at_kill > confirmed_at_kill,
         "Kafka committed past the slot: {stored_at_kill:X} > {confirmed_at_kill:X}"
@@ -1183,7 +1196,7 @@ async fn kafka_exactly_once_broker_restart_delivers_every_row_once() {
         restarted.elapsed()
     );
     let last_id = load.await.unwrap();
-    let end = current_lsn(&c).await;
+    let end = wal_end_lsn(&c).await;
     wait_until_async(
         Duration::from_secs(120),
         "confirmation after the broker restart",
@@ -1263,7 +1276,7 @@ async fn kafka_exactly_once_second_walrus_fences_the_first_which_stops_with_the_
         "a fenced producer must not retry (it would fence the other back): {log}"
     );
     let last_id = load.await.unwrap();
-    let end = current_lsn(&c).await;
+    let end = wal_end_lsn(&c).await;
     wait_until_async(
         Duration::from_secs(120),
         "the second walrus confirms the workload",
@@ -1355,7 +1368,7 @@ async fn kafka_tls_and_sasl_scram_settings_reach_the_broker() {
     c.batch_execute("INSERT INTO items SELECT g, 'x' FROM generate_series(1, 50) g")
         .await
         .unwrap();
-    let end = current_lsn(&c).await;
+    let end = wal_end_lsn(&c).await;
     wait_until_async(Duration::from_secs(60), "confirmation", || async {
         env.confirmed_flush_lsn().await.is_some_and(|l| l >= end)
     })

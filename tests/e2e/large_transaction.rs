@@ -172,17 +172,6 @@ fn plain(log: &str) -> String {
     out
 }
 
-/// Where the next WAL record goes: past every committed transaction (`pg_current_wal_lsn`
-/// is the write position, which may lag behind a commit with `synchronous_commit` off).
-async fn current_lsn(c: &tokio_postgres::Client) -> u64 {
-    let s: String = c
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    parse_lsn(&s)
-}
-
 /// The `big` rows' events in the output, in order.
 fn big_events(path: &Path) -> Vec<Value> {
     values_for(&read_events(path), TOPIC)
@@ -282,7 +271,7 @@ async fn streamed_transaction_equals_the_unstreamed_one_and_is_confirmed_after_c
 
     let tx = env.sql().await;
     tx.batch_execute("BEGIN").await.unwrap();
-    let before = current_lsn(&c).await;
+    let before = wal_end_lsn(&c).await;
     insert(&tx, 1, N).await;
     wait_spooled(&env, 1, &on).await;
     // Several status intervals (200 ms) and keepalives later: nothing of the open
@@ -295,7 +284,7 @@ async fn streamed_transaction_equals_the_unstreamed_one_and_is_confirmed_after_c
         "confirmed {confirmed:X} past the open transaction's start {before:X}"
     );
     tx.batch_execute("COMMIT").await.unwrap();
-    let committed = current_lsn(&c).await;
+    let committed = wal_end_lsn(&c).await;
 
     let n = N as usize + 1;
     wait_for_events(&env.out_path(), n, Duration::from_secs(120), |e| {
@@ -727,7 +716,7 @@ async fn a_transaction_past_spool_max_bytes_stops_walrus_and_holds_the_slot() {
         e["topic"] == TOPIC
     })
     .await;
-    let marker = current_lsn(&c).await;
+    let marker = wal_end_lsn(&c).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while env.confirmed_flush_lsn().await.unwrap() < marker {
         assert!(Instant::now() < deadline, "the marker was never confirmed");
@@ -741,7 +730,7 @@ async fn a_transaction_past_spool_max_bytes_stops_walrus_and_holds_the_slot() {
         .await
         .unwrap()
         .get(0);
-    let before = current_lsn(&c).await;
+    let before = wal_end_lsn(&c).await;
     // About 1 MB of changes, streamed in 64kB blocks while the transaction runs.
     insert(&tx, 1, N).await;
     let status = walrus.wait(Duration::from_secs(60));
@@ -770,7 +759,7 @@ async fn a_transaction_past_spool_max_bytes_stops_walrus_and_holds_the_slot() {
 
     // The operator's fix: streaming off (PostgreSQL spills it instead). Nothing was lost.
     tx.batch_execute("COMMIT").await.unwrap();
-    let committed = current_lsn(&c).await;
+    let committed = wal_end_lsn(&c).await;
     std::fs::write(
         &cfg,
         text.replace("streaming = \"on\"", "streaming = \"off\""),
@@ -906,7 +895,7 @@ async fn streaming_on_vs_off_numbers() {
         let insert_s = t0.elapsed().as_secs_f64();
         let commit = Instant::now();
         tx.batch_execute("COMMIT").await.unwrap();
-        let end = current_lsn(&c).await;
+        let end = wal_end_lsn(&c).await;
         let mut delivered_s = None;
         let mut confirmed_s = None;
         let deadline = Instant::now() + Duration::from_secs(3600);

@@ -205,12 +205,7 @@ async fn stop_and_compare(
     let n = load.await.unwrap();
     assert!(n > 50, "the workload ran ({n} transactions)");
     let c = env.sql().await;
-    let end: String = c
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let end = parse_lsn(&end);
+    let end = wal_end_lsn(&c).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while env.confirmed_flush_lsn().await.unwrap_or(0) < end {
         assert!(

@@ -87,15 +87,6 @@ async fn wait_converged(env: &Env, c: &tokio_postgres::Client, what: &str) {
     }
 }
 
-async fn current_lsn(c: &tokio_postgres::Client) -> u64 {
-    let s: String = c
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    parse_lsn(&s)
-}
-
 /// Waits until the slot confirmed a position past `past` (the WAL position before the
 /// last transaction, so only its commit can get the slot there).
 async fn wait_confirmed_past(env: &Env, past: u64, what: &str) {
@@ -159,7 +150,7 @@ async fn scenario(major: u32) {
     )
     .await
     .unwrap();
-    let before_last = current_lsn(&c).await;
+    let before_last = wal_end_lsn(&c).await;
     c.batch_execute("UPDATE items SET name = 'last' WHERE id = 70")
         .await
         .unwrap();
@@ -184,7 +175,7 @@ async fn scenario(major: u32) {
     .await
     .unwrap();
     let mut walrus = Walrus::start(&cfg);
-    let before_last = current_lsn(&c).await;
+    let before_last = wal_end_lsn(&c).await;
     c.batch_execute("INSERT INTO items VALUES (81, 'after restart', 0)")
         .await
         .unwrap();

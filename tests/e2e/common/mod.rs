@@ -86,6 +86,20 @@ path = "{out}"
     }
 }
 
+/// The end of the WAL written so far: `pg_current_wal_insert_lsn()`, not
+/// `pg_current_wal_lsn()`. Test clusters run with `synchronous_commit = off`, so a COMMIT
+/// returns before its WAL is written out, and the write position (`pg_current_wal_lsn`) can
+/// still be short of the last commits: a slot confirmed up to it has not necessarily seen
+/// them (a test that waited for it read the output before the last six transactions).
+pub async fn wal_end_lsn(c: &tokio_postgres::Client) -> u64 {
+    let s: String = c
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .expect("pg_current_wal_insert_lsn")
+        .get(0);
+    parse_lsn(&s)
+}
+
 pub fn parse_lsn(s: &str) -> u64 {
     let (hi, lo) = s.split_once('/').expect("lsn");
     (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
