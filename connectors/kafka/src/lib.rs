@@ -497,9 +497,9 @@ impl KafkaSink {
         }
     }
 
-    fn record_headers(headers: &[(Arc<str>, Bytes)]) -> NativeHeaders {
-        let mut h = NativeHeaders::with_capacity(headers.len());
-        for (k, v) in headers {
+    fn record_headers(r: &Record) -> NativeHeaders {
+        let mut h = NativeHeaders::with_capacity(r.header_count());
+        for (k, v) in r.header_pairs() {
             h.add(k, v);
         }
         h
@@ -675,7 +675,7 @@ impl KafkaSink {
                 exists
             }
         };
-        let headers = Self::record_headers(&r.headers);
+        let headers = Self::record_headers(&r);
         let result = if exists {
             self.produce(
                 &r.topic,
@@ -705,8 +705,7 @@ impl KafkaSink {
                 key: to_vec(&r.key),
                 value: to_vec(&r.value),
                 headers: r
-                    .headers
-                    .iter()
+                    .header_pairs()
                     .map(|(k, v)| (k.to_string(), v.to_vec()))
                     .collect(),
                 timestamp: Some(r.timestamp_ms),

@@ -94,6 +94,7 @@ fn record(topic: &str, key: &str, value: String, seq: u64) -> Record {
         topic: Arc::from(topic),
         key: Some(Bytes::from(format!("{{\"id\":\"{key}\"}}"))),
         value: Some(Bytes::from(value)),
+        event_headers: None,
         headers: vec![
             (Arc::from("id"), Bytes::from(format!("1:{seq}"))),
             (Arc::from("table"), Bytes::from_static(b"public.t")),

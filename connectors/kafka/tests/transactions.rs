@@ -62,6 +62,7 @@ fn record(topic: &str, n: u64) -> Record {
         topic: Arc::from(topic),
         key: Some(Bytes::from(format!("{{\"id\":{n}}}"))),
         value: Some(Bytes::from(format!("{{\"n\":{n}}}"))),
+        event_headers: None,
         headers: vec![],
         timestamp_ms: 1_700_000_000_000,
     }

@@ -200,6 +200,7 @@ mod tests {
             topic: Arc::from("app.public.t"),
             key: key.map(|k| Bytes::from(k.to_string())),
             value: value.map(|v| Bytes::from(v.to_string())),
+            event_headers: None,
             headers: vec![],
             timestamp_ms: 0,
         }

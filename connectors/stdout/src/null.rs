@@ -53,6 +53,7 @@ mod tests {
             topic: Arc::from("t"),
             key: None,
             value: None,
+            event_headers: None,
             headers: vec![],
             timestamp_ms: 0,
         };

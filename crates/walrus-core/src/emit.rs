@@ -293,12 +293,11 @@ impl Emitter {
             self.value_buf = Vec::with_capacity(4096);
         }
         let arena = &mut self.arena;
-        let mut headers = |tombstone| {
-            let mut h = if self.opts.headers {
-                route.headers_in(ev, tombstone, arena)
-            } else {
-                Vec::new()
-            };
+        let opts_headers = self.opts.headers;
+        let mut standard_headers =
+            |tombstone| opts_headers.then(|| route.headers_in(ev, tombstone, arena));
+        let headers = |tombstone| {
+            let mut h = Vec::new();
             if let Some(unwrap) = &route.unwrap {
                 if tombstone {
                     unwrap.headers(None, &mut h);
@@ -314,6 +313,7 @@ impl Emitter {
                 topic: route.topic.clone(),
                 key: key.clone(),
                 value,
+                event_headers: standard_headers(false),
                 headers: headers(false),
                 timestamp_ms,
             };
@@ -325,6 +325,7 @@ impl Emitter {
                 topic: route.topic.clone(),
                 key,
                 value: None,
+                event_headers: standard_headers(true),
                 headers: headers(true),
                 timestamp_ms,
             };
@@ -407,6 +408,7 @@ impl Emitter {
             topic,
             key: Some(key),
             value: Some(value),
+            event_headers: None,
             headers: Vec::new(),
             timestamp_ms: ev.ts_ms,
         }));
@@ -495,6 +497,7 @@ impl Emitter {
             topic,
             key,
             value: Some(value),
+            event_headers: None,
             headers: vec![
                 (
                     Arc::from(HEADER_ID),
@@ -539,6 +542,7 @@ impl Emitter {
             topic: Arc::from(message.topic),
             key: message.key,
             value: message.value,
+            event_headers: None,
             headers: message.headers,
             timestamp_ms,
         }));
@@ -653,7 +657,14 @@ mod tests {
         assert_eq!(json(&out[0].value)["op"], "d");
         assert_eq!(out[1].key, out[0].key);
         assert!(out[1].value.is_none());
-        let id = |r: &Record| r.headers[0].1.clone();
+        let id = |r: &Record| {
+            r.event_headers
+                .as_ref()
+                .unwrap()
+                .get("id")
+                .unwrap()
+                .to_vec()
+        };
         assert!(id(&out[1]).ends_with(b":tombstone"));
     }
 
@@ -807,6 +818,11 @@ mod tests {
                 headers(&out[2]),
                 vec![("__debezium.oldkey".to_string(), r#"{"id":1}"#.to_string())]
             );
+            // As they go out: walrus's standard headers, then Debezium's.
+            let names: Vec<&str> = out[2].header_pairs().map(|(k, _)| k).collect();
+            assert_eq!(names[..3], ["id", "op", "table"]);
+            assert_eq!(names.last(), Some(&"__debezium.oldkey"));
+            assert_eq!(out[2].header_count(), names.len());
             if schemas_enable {
                 assert!(out[0].key.as_ref().unwrap().starts_with(b"{\"schema\":"));
             }

@@ -34,6 +34,7 @@ pub mod emit;
 pub mod error;
 pub mod event;
 pub mod format;
+pub mod headers;
 pub mod ids;
 pub mod lsn;
 pub mod pipeline;

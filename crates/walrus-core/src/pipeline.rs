@@ -381,6 +381,7 @@ mod tests {
             topic: Arc::from("t"),
             key: None,
             value: Some(Bytes::from(vec![b'x'; n])),
+            event_headers: None,
             headers: vec![],
             timestamp_ms: 0,
         }

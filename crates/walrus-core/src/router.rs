@@ -52,6 +52,7 @@ use crate::config::TableUnwrap;
 use crate::error::ConfigError;
 use crate::event::{ChangeEvent, Op, Row, Table};
 use crate::format::LogicalTable;
+use crate::headers::EventHeaders;
 use crate::unwrap::Unwrap;
 use crate::value::Value;
 
@@ -67,14 +68,7 @@ pub const DEFAULT_OUTBOX_PAYLOAD_COLUMN: &str = "payload";
 /// Longest topic name Kafka accepts.
 pub const MAX_TOPIC_LEN: usize = 249;
 
-/// Header names on row events.
-pub const HEADER_ID: &str = "id";
-/// The operation header.
-pub const HEADER_OP: &str = "op";
-/// The `schema.table` header.
-pub const HEADER_TABLE: &str = "table";
-/// The transaction id header.
-pub const HEADER_TX_ID: &str = "txId";
+pub use crate::headers::{HEADER_ID, HEADER_OP, HEADER_TABLE, HEADER_TX_ID};
 
 /// `[[routes]]`: a regex rule mapping tables to topics.
 #[derive(Clone, Debug, Deserialize)]
@@ -379,31 +373,11 @@ pub struct Router {
     exclude_columns: Vec<Regex>,
     tables: BTreeMap<String, TableConfig>,
     outbox: BTreeMap<String, OutboxConfig>,
-    names: HeaderNames,
     /// `[transforms.unwrap]`, compiled.
     unwrap: Option<Arc<Unwrap>>,
     /// Tables whose section sets `unwrap`: on with the global or default options, off, or
     /// with their own.
     table_unwrap: BTreeMap<String, Option<Arc<Unwrap>>>,
-}
-
-#[derive(Clone, Debug)]
-struct HeaderNames {
-    id: Arc<str>,
-    op: Arc<str>,
-    table: Arc<str>,
-    tx_id: Arc<str>,
-}
-
-impl Default for HeaderNames {
-    fn default() -> Self {
-        HeaderNames {
-            id: Arc::from(HEADER_ID),
-            op: Arc::from(HEADER_OP),
-            table: Arc::from(HEADER_TABLE),
-            tx_id: Arc::from(HEADER_TX_ID),
-        }
-    }
 }
 
 /// How one table version is routed.
@@ -427,7 +401,6 @@ pub struct TableRoute {
     /// Set when the table's values are flattened (`ExtractNewRecordState`).
     pub unwrap: Option<Arc<Unwrap>>,
     table_header: Bytes,
-    names: HeaderNames,
 }
 
 impl TableRoute {
@@ -457,21 +430,16 @@ impl TableRoute {
     }
 
     /// Headers of the event's record (`tombstone` for the null-value record after a delete).
-    pub fn headers(&self, ev: &ChangeEvent, tombstone: bool) -> Vec<(Arc<str>, Bytes)> {
+    pub fn headers(&self, ev: &ChangeEvent, tombstone: bool) -> EventHeaders {
         self.headers_in(ev, tombstone, &mut Arena::new())
     }
 
-    /// [`TableRoute::headers`], with the values that differ per event (id, txId) carved
-    /// from `arena`: the emitter's hot path, where two allocations per record showed in
-    /// profiles.
-    pub fn headers_in(
-        &self,
-        ev: &ChangeEvent,
-        tombstone: bool,
-        arena: &mut Arena,
-    ) -> Vec<(Arc<str>, Bytes)> {
+    /// [`TableRoute::headers`], the values written into `arena` back to back: the
+    /// emitter's hot path (`crate::headers`).
+    pub fn headers_in(&self, ev: &ChangeEvent, tombstone: bool, arena: &mut Arena) -> EventHeaders {
         let mut lsn = itoa::Buffer::new();
         let mut index = itoa::Buffer::new();
+        let mut tx = itoa::Buffer::new();
         // A truncate of several tables is one event per table: the table tells them apart.
         let [sep, schema, dot, name]: [&[u8]; 4] = if ev.op == Op::Truncate {
             [
@@ -483,7 +451,7 @@ impl TableRoute {
         } else {
             [b""; 4]
         };
-        let id = arena.concat(&[
+        let id = [
             lsn.format(ev.source.commit_lsn.as_u64()).as_bytes(),
             b":",
             index.format(ev.source.tx_index).as_bytes(),
@@ -492,19 +460,31 @@ impl TableRoute {
             dot,
             name,
             if tombstone { b":tombstone" } else { b"" },
+        ];
+        let id_len = id.iter().map(|p| p.len()).sum();
+        let op = op_bytes(ev.op);
+        let tx_id = ev.source.tx_id.map(|x| tx.format(x).as_bytes());
+        let [i0, i1, i2, i3, i4, i5, i6, i7] = id;
+        let values = arena.concat(&[
+            i0,
+            i1,
+            i2,
+            i3,
+            i4,
+            i5,
+            i6,
+            i7,
+            op,
+            &self.table_header,
+            tx_id.unwrap_or_default(),
         ]);
-        let mut h = Vec::with_capacity(4);
-        h.push((self.names.id.clone(), id));
-        h.push((self.names.op.clone(), Bytes::from_static(op_bytes(ev.op))));
-        h.push((self.names.table.clone(), self.table_header.clone()));
-        if let Some(x) = ev.source.tx_id {
-            let mut buf = itoa::Buffer::new();
-            h.push((
-                self.names.tx_id.clone(),
-                arena.copy(buf.format(x).as_bytes()),
-            ));
-        }
-        h
+        EventHeaders::from_parts(
+            values,
+            id_len,
+            op.len(),
+            self.table_header.len(),
+            tx_id.is_some(),
+        )
     }
 }
 
@@ -758,7 +738,6 @@ impl Router {
             exclude_columns,
             tables,
             outbox,
-            names: HeaderNames::default(),
             unwrap,
             table_unwrap,
         })
@@ -946,7 +925,6 @@ impl Router {
                 None => self.unwrap.clone(),
             },
             table_header: Bytes::from(qualified.clone()),
-            names: self.names.clone(),
         })
     }
 
@@ -1763,11 +1741,12 @@ skip_ops = ["d", "truncate"]
         let route = r.resolve(&t).unwrap();
         let e = ev(Op::Delete, &t, vec![Value::Int32(1)]);
         let h = route.headers(&e, false);
-        let get = |h: &[(Arc<str>, Bytes)], k: &str| {
-            h.iter()
-                .find(|(n, _)| &**n == k)
-                .map(|(_, v)| String::from_utf8(v.to_vec()).unwrap())
-        };
+        let get =
+            |h: &EventHeaders, k: &str| h.get(k).map(|v| String::from_utf8(v.to_vec()).unwrap());
+        assert_eq!(
+            h.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["id", "op", "table", "txId"]
+        );
         assert_eq!(get(&h, "id").as_deref(), Some("500:3"));
         assert_eq!(get(&h, "op").as_deref(), Some("d"));
         assert_eq!(get(&h, "table").as_deref(), Some("public.t"));

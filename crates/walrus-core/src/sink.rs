@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::error::SinkError;
+use crate::headers::EventHeaders;
 use crate::lsn::Lsn;
 
 /// One encoded event, routed to its topic.
@@ -46,7 +47,11 @@ pub struct Record {
     pub key: Option<Bytes>,
     /// Encoded value; `None` is a tombstone.
     pub value: Option<Bytes>,
-    /// Message headers (event id, op, table, ...), for sinks that carry them.
+    /// walrus's standard headers (`id`, `op`, `table`, `txId`) of a row event, for sinks
+    /// that carry headers; `None` on other records and where headers are off.
+    pub event_headers: Option<EventHeaders>,
+    /// Further headers (Debezium's key-change headers, the outbox router's, `unwrap`'s),
+    /// after the standard ones.
     pub headers: Vec<(Arc<str>, Bytes)>,
     /// Event time in milliseconds since the Unix epoch (the commit time).
     pub timestamp_ms: i64,
@@ -59,8 +64,24 @@ impl Record {
         self.topic.len()
             + self.key.as_ref().map_or(0, Bytes::len)
             + self.value.as_ref().map_or(0, Bytes::len)
+            + self.event_headers.as_ref().map_or(0, EventHeaders::size)
             + headers
             + 64
+    }
+
+    /// Every header as it goes out: the standard ones, then the others.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        let standard = self
+            .event_headers
+            .iter()
+            .flat_map(EventHeaders::iter)
+            .map(|(k, v): (&str, &[u8])| (k, v));
+        standard.chain(self.headers.iter().map(|(k, v)| (&**k, &v[..])))
+    }
+
+    /// How many headers [`Self::header_pairs`] yields.
+    pub fn header_count(&self) -> usize {
+        self.event_headers.as_ref().map_or(0, EventHeaders::len) + self.headers.len()
     }
 }
 

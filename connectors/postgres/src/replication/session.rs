@@ -747,6 +747,7 @@ impl Session<'_> {
                 topic: self.heartbeat_topic.clone(),
                 key: Some(Bytes::from(key.to_string())),
                 value: Some(Bytes::from(value.to_string())),
+                event_headers: None,
                 headers: Vec::new(),
                 timestamp_ms: ts_ms,
             });
