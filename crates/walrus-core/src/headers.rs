@@ -63,7 +63,7 @@ impl EventHeaders {
     }
 
     /// The headers as (name, value) pairs, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &[u8])> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         let [id, op, table] = self.ends.map(|e| e as usize);
         let v = &self.values[..];
         [

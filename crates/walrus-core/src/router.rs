@@ -451,7 +451,10 @@ impl TableRoute {
         } else {
             [b""; 4]
         };
-        let id = [
+        let op = op_bytes(ev.op);
+        let tx_id = ev.source.tx_id.map(|x| tx.format(x).as_bytes());
+        // The id's pieces, then op, table and txId: one copy into the arena.
+        let parts: [&[u8]; 11] = [
             lsn.format(ev.source.commit_lsn.as_u64()).as_bytes(),
             b":",
             index.format(ev.source.tx_index).as_bytes(),
@@ -460,24 +463,12 @@ impl TableRoute {
             dot,
             name,
             if tombstone { b":tombstone" } else { b"" },
-        ];
-        let id_len = id.iter().map(|p| p.len()).sum();
-        let op = op_bytes(ev.op);
-        let tx_id = ev.source.tx_id.map(|x| tx.format(x).as_bytes());
-        let [i0, i1, i2, i3, i4, i5, i6, i7] = id;
-        let values = arena.concat(&[
-            i0,
-            i1,
-            i2,
-            i3,
-            i4,
-            i5,
-            i6,
-            i7,
             op,
             &self.table_header,
             tx_id.unwrap_or_default(),
-        ]);
+        ];
+        let id_len = parts[..8].iter().map(|p| p.len()).sum();
+        let values = arena.concat(&parts);
         EventHeaders::from_parts(
             values,
             id_len,

@@ -71,11 +71,7 @@ impl Record {
 
     /// Every header as it goes out: the standard ones, then the others.
     pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        let standard = self
-            .event_headers
-            .iter()
-            .flat_map(EventHeaders::iter)
-            .map(|(k, v): (&str, &[u8])| (k, v));
+        let standard = self.event_headers.iter().flat_map(EventHeaders::iter);
         standard.chain(self.headers.iter().map(|(k, v)| (&**k, &v[..])))
     }
 
